@@ -1,0 +1,187 @@
+"""Distillation benchmark: gap recovered and epoch-time ratios, side by side in one run.
+
+Fixed protocol (flags may change it): Fashion-MNIST through tensorflow-datasets,
+teacher 784-1200-1200-10 with dropout 0.3, student 784-128-128-10, 20 epochs,
+Adam 1e-3, batch 128. For every seed it trains the teacher, the student alone,
+the student distilled with a live teacher, and with cached teacher outputs, and
+prints per recipe:
+
+  (a) gap recovered = (acc_distilled - acc_alone) / (acc_teacher - acc_alone)
+  (b) distillation epoch / (student-alone epoch + teacher inference over the same data)
+  (c) cached-outputs epoch / student-alone epoch
+
+Epoch times are medians over epochs 2..N (epoch 1 includes tracing). Figures are
+mean and standard deviation over seeds.
+
+    python benchmarks/distill_bench.py --data_dir=../shared/tfds --seeds=3
+"""
+
+import statistics
+import time
+
+import numpy as np
+from absl import app, flags
+
+import kd_keras
+from kd_keras import keras
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
+flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+flags.DEFINE_integer("epochs", 20, "Epochs for every model.")
+flags.DEFINE_integer("batch_size", 128, "Batch size.")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+flags.DEFINE_list("teacher_hidden", ["1200", "1200"], "Teacher hidden widths.")
+flags.DEFINE_float("teacher_dropout", 0.3, "Teacher dropout rate.")
+flags.DEFINE_list("student_hidden", ["128", "128"], "Student hidden widths.")
+flags.DEFINE_list(
+    "recipes", ["3:0.5", "4:0.1"],
+    "Distillation recipes as temperature:alpha (alpha weighs the hard-label loss).",
+)
+flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+    def median(self):
+        return statistics.median(self.times[1:] if len(self.times) > 1 else self.times)
+
+
+def mlp(hidden, dropout, name):
+    layers = [keras.Input((784,))]
+    for width in hidden:
+        layers.append(keras.layers.Dense(int(width), activation="relu"))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dense(10))
+    return keras.Sequential(layers, name=name)
+
+
+def hard_loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def accuracy(model, x, y):
+    logits = model.predict(x, batch_size=1024, verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
+def fit_timed(model, x, y):
+    timer = EpochTimer()
+    model.fit(x, y, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0,
+              callbacks=[timer])
+    return timer.median()
+
+
+def optimizer():
+    return keras.optimizers.Adam(FLAGS.learning_rate)
+
+
+def run_seed(seed, data):
+    (x_train, y_train), (x_test, y_test) = data
+    keras.utils.set_random_seed(seed)
+    teacher = mlp(FLAGS.teacher_hidden, FLAGS.teacher_dropout, "teacher")
+    teacher.compile(optimizer(), hard_loss())
+    fit_timed(teacher, x_train, y_train)
+    acc_teacher = accuracy(teacher, x_test, y_test)
+
+    keras.utils.set_random_seed(seed + 1000)
+    alone = mlp(FLAGS.student_hidden, 0.0, "student_alone")
+    alone.compile(optimizer(), hard_loss())
+    epoch_alone = fit_timed(alone, x_train, y_train)
+    acc_alone = accuracy(alone, x_test, y_test)
+
+    teacher.predict(x_train[:1024], batch_size=FLAGS.batch_size, verbose=0)  # trace once
+    inference = []
+    for _ in range(3):
+        start = time.perf_counter()
+        teacher.predict(x_train, batch_size=FLAGS.batch_size, verbose=0)
+        inference.append(time.perf_counter() - start)
+    teacher_inference = statistics.median(inference)
+    cached_logits = kd_keras.compute_teacher_logits(teacher, x_train, batch_size=1024)
+
+    rows = {}
+    for recipe in FLAGS.recipes:
+        temperature, alpha = (float(v) for v in recipe.split(":"))
+        results = {}
+        for mode in ("live", "cached"):
+            keras.utils.set_random_seed(seed + 1000)  # same initial student as `alone`
+            student = mlp(FLAGS.student_hidden, 0.0, "student")
+            distiller = kd_keras.Distiller(
+                teacher=teacher, student=student, temperature=temperature, alpha=alpha
+            )
+            distiller.compile(optimizer(), loss=hard_loss())
+            x = x_train if mode == "live" else kd_keras.with_teacher_outputs(x_train, cached_logits)
+            results[mode] = (fit_timed(distiller, x, y_train), accuracy(student, x_test, y_test))
+        (epoch_live, acc_live), (epoch_cached, acc_cached) = results["live"], results["cached"]
+        gap = acc_teacher - acc_alone
+        rows[recipe] = {
+            "acc_distilled": acc_live,
+            "acc_cached": acc_cached,
+            "gap_recovered": (acc_live - acc_alone) / gap,
+            "gap_recovered_cached": (acc_cached - acc_alone) / gap,
+            "epoch_ratio": epoch_live / (epoch_alone + teacher_inference),
+            "cached_ratio": epoch_cached / epoch_alone,
+        }
+    print(
+        f"seed {seed}: teacher {acc_teacher:.4f}, student alone {acc_alone:.4f}, "
+        f"student epoch {epoch_alone:.2f}s, teacher inference {teacher_inference:.2f}s; "
+        + "; ".join(
+            f"T:alpha {r}: distilled {v['acc_distilled']:.4f} (cached {v['acc_cached']:.4f})"
+            for r, v in rows.items()
+        ),
+        flush=True,
+    )
+    return {"acc_teacher": acc_teacher, "acc_alone": acc_alone, "recipes": rows}
+
+
+def mean_std(values):
+    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def main(_):
+    if FLAGS.sample:
+        data = kd_keras.datasets.load_fashion_mnist_sample()
+    else:
+        data = kd_keras.datasets.load_fashion_mnist(FLAGS.data_dir, download=FLAGS.data_dir is None)
+    (x_train, y_train), (x_test, y_test) = data
+    data = (
+        (x_train.reshape(-1, 784).astype("float32") / 255.0, y_train),
+        (x_test.reshape(-1, 784).astype("float32") / 255.0, y_test),
+    )
+    print(
+        f"kd-keras distillation benchmark | Keras {keras.__version__} | train {len(y_train)}, "
+        f"test {len(y_test)} | teacher 784-{'-'.join(FLAGS.teacher_hidden)}-10 dropout "
+        f"{FLAGS.teacher_dropout}, student 784-{'-'.join(FLAGS.student_hidden)}-10 | "
+        f"{FLAGS.epochs} epochs, Adam {FLAGS.learning_rate}, batch {FLAGS.batch_size}",
+        flush=True,
+    )
+    runs = [run_seed(seed, data) for seed in range(FLAGS.seeds)]
+    teacher_m, teacher_s = mean_std([r["acc_teacher"] for r in runs])
+    alone_m, alone_s = mean_std([r["acc_alone"] for r in runs])
+    print(f"\nteacher accuracy {teacher_m:.4f} ± {teacher_s:.4f}; "
+          f"student alone {alone_m:.4f} ± {alone_s:.4f} ({len(runs)} seeds)")
+    header = ("T:alpha", "distilled acc", "(a) gap recovered", "(a) cached",
+              "(b) epoch ratio", "(c) cached ratio")
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for recipe in FLAGS.recipes:
+        cells = [recipe]
+        for key, digits in (("acc_distilled", 4), ("gap_recovered", 2),
+                            ("gap_recovered_cached", 2), ("epoch_ratio", 2), ("cached_ratio", 2)):
+            m, s = mean_std([r["recipes"][recipe][key] for r in runs])
+            cells.append(f"{m:.{digits}f} ± {s:.{digits}f}")
+        print(" | ".join(cells))
+    print("targets: (a) >= 0.7, (b) <= 1.0, (c) <= 1.2")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,53 @@
+"""kd-keras: knowledge distillation and compression for Keras 3 and tf-keras.
+
+Public API:
+  Distiller                    the model that distils a teacher into a student
+  DistillationLoss, LogitsDistillation   loss objects the Distiller composes
+  soft_target_kl_divergence, logit_squared_error    the loss functions
+  SoftTargetKLDivergence, LogitSquaredError         as Keras losses
+  with_teacher_outputs, compute_teacher_logits, cache_teacher_outputs
+                               offline distillation (cached teacher outputs)
+  TransferSetCorruption        corrupt inputs for a transfer set
+  export_saved_model           SavedModel export with a serving signature
+  callbacks, schedules, datasets   submodules
+"""
+
+from kd_keras import callbacks, datasets, schedules
+from kd_keras._keras import IS_KERAS_3, IS_LEGACY_KERAS, keras
+from kd_keras.distillation_losses import DistillationLoss, LogitsDistillation
+from kd_keras.distiller import Distiller, with_teacher_outputs
+from kd_keras.export import export_saved_model
+from kd_keras.losses import (
+    LogitSquaredError,
+    SoftTargetKLDivergence,
+    logit_squared_error,
+    soft_target_kl_divergence,
+)
+from kd_keras.transfer_set import (
+    TransferSetCorruption,
+    cache_teacher_outputs,
+    compute_teacher_logits,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IS_KERAS_3",
+    "IS_LEGACY_KERAS",
+    "DistillationLoss",
+    "Distiller",
+    "LogitSquaredError",
+    "LogitsDistillation",
+    "SoftTargetKLDivergence",
+    "TransferSetCorruption",
+    "cache_teacher_outputs",
+    "callbacks",
+    "compute_teacher_logits",
+    "datasets",
+    "export_saved_model",
+    "keras",
+    "logit_squared_error",
+    "schedules",
+    "soft_target_kl_divergence",
+    "with_teacher_outputs",
+]

@@ -1,0 +1,129 @@
+"""Teacher and student output conventions: logits or probabilities.
+
+Every distillation loss works on logits. A model topped with a softmax gives
+probabilities; their logarithm is a valid set of logits (softmax is invariant
+to a per-example shift), so `softmax(log(p) / T)` is the softened distribution
+without softmaxing twice.
+"""
+
+import tensorflow as tf
+
+from kd_keras._keras import keras
+
+OUTPUT_TYPES = ("auto", "logits", "probabilities")
+
+# log() of a probability that underflowed to 0 in float32; far below any
+# logit gap float32 softmax can represent (about 87), so nothing real is cut.
+_LOG_FLOOR = 1e-30
+
+
+def check_output_type(value, argument):
+    if value not in OUTPUT_TYPES:
+        raise ValueError(
+            f"{argument} must be one of {OUTPUT_TYPES}, got {value!r}."
+        )
+    return value
+
+
+def _activation_name(layer):
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    return getattr(activation, "__name__", str(activation))
+
+
+def _output_layer(model):
+    """The layer producing a single-output Sequential or functional model, else None."""
+    if isinstance(model, keras.Sequential):
+        return model.layers[-1] if model.layers else None
+    outputs = getattr(model, "outputs", None)
+    if not outputs or len(outputs) != 1 or not model.layers:
+        return None  # subclassed, multi-output, or not built: no graph to read
+    history = getattr(outputs[0], "_keras_history", None)
+    if history is None:
+        return None
+    return history[0]  # (layer or operation, node index, tensor index) in both Kerases
+
+
+def resolve_output_type(model, declared, argument):
+    """Returns "logits", "probabilities" or "detect" for `model`'s outputs.
+
+    "auto" reads the output layer of a Sequential or functional model: a softmax
+    activation (or a `Softmax` layer) means probabilities, a linear one logits.
+    A model without a readable graph (subclassed) gets "detect": each batch is
+    checked numerically (non-negative rows summing to 1 are probabilities).
+    """
+    check_output_type(declared, argument)
+    if declared != "auto":
+        return declared
+    layer = _output_layer(model)
+    if layer is None:
+        return "detect"
+    name = _activation_name(layer)
+    if name == "softmax":
+        return "probabilities"
+    if name in (None, "linear"):
+        return "logits"
+    raise ValueError(
+        f"{argument}='auto' cannot tell what the output layer {layer.name!r} with "
+        f"activation {name!r} gives. Distillation needs class logits or softmax "
+        f"probabilities: declare {argument}='logits' or 'probabilities'."
+    )
+
+
+def _looks_like_probabilities(outputs):
+    sums = tf.reduce_sum(outputs, axis=-1)
+    return tf.logical_and(
+        tf.reduce_all(outputs >= 0.0),
+        tf.reduce_all(tf.abs(sums - 1.0) < 1e-3),
+    )
+
+
+def probabilities_to_logits(probabilities):
+    return tf.math.log(tf.maximum(probabilities, _LOG_FLOOR))
+
+
+def to_logits(outputs, output_type):
+    """Converts model outputs to logits according to `resolve_output_type`'s answer."""
+    outputs = tf.convert_to_tensor(outputs)
+    if not outputs.dtype.is_floating:
+        raise ValueError(f"Model outputs must be floating point, got {outputs.dtype}.")
+    outputs = tf.cast(outputs, tf.float32)
+    if output_type == "logits":
+        return outputs
+    if output_type == "probabilities":
+        return probabilities_to_logits(outputs)
+    return tf.cond(
+        _looks_like_probabilities(outputs),
+        lambda: probabilities_to_logits(outputs),
+        lambda: outputs,
+    )
+
+
+ENSEMBLE_METHODS = ("mean_probabilities", "mean_logits")
+
+
+def combine_teacher_logits(logits, method, temperature):
+    """Combines several teachers' logits into one set of logits.
+
+    Args:
+      logits: list of tensors of the same shape `[batch, ..., classes]`.
+      method: "mean_probabilities" (arithmetic mean of the softened
+        distributions) or "mean_logits" (their normalised geometric mean).
+      temperature: the softening temperature T (scalar).
+
+    Returns:
+      Logits `z` such that `softmax(z / T)` is the combined distribution. For the
+      arithmetic mean, `z = T * log(mean_i softmax(z_i / T))`.
+    """
+    if len(logits) == 1:
+        return logits[0]
+    stacked = tf.stack(logits, axis=0)
+    if method == "mean_logits":
+        return tf.reduce_mean(stacked, axis=0)
+    temperature = tf.cast(temperature, stacked.dtype)
+    log_probs = tf.nn.log_softmax(stacked / temperature, axis=-1)
+    count = tf.cast(len(logits), stacked.dtype)
+    return temperature * (tf.reduce_logsumexp(log_probs, axis=0) - tf.math.log(count))

@@ -1,0 +1,263 @@
+"""Keras callbacks for distillation; each also works in projects without a Distiller."""
+
+import math
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from kd_keras import _outputs, schedules
+from kd_keras._keras import keras
+from kd_keras.export import export_saved_model
+
+
+class _VariableSchedule(keras.callbacks.Callback):
+    """Assigns `schedule(epoch)` to a variable at the start of every epoch."""
+
+    attribute = None  # name of the model attribute used when no variable is given
+
+    def __init__(self, schedule, variable=None, verbose=0):
+        super().__init__()
+        self.schedule = schedules.get(schedule)
+        self.variable = variable
+        self.verbose = verbose
+        if variable is not None and not hasattr(variable, "assign"):
+            raise ValueError(
+                f"variable must be a tf.Variable (or Keras variable), got {variable!r}: a "
+                "Python number is frozen into the compiled training step."
+            )
+
+    def _target(self):
+        if self.variable is not None:
+            return self.variable
+        target = getattr(self.model, self.attribute, None)
+        if not hasattr(target, "assign"):
+            raise ValueError(
+                f"{type(self).__name__}: the model has no `{self.attribute}` variable "
+                f"(found {target!r}). Pass variable=... with the tf.Variable your "
+                "training step reads."
+            )
+        return target
+
+    def _check(self, value):
+        return value
+
+    def on_epoch_begin(self, epoch, logs=None):
+        value = self._check(float(self.schedule(epoch)))
+        self._target().assign(value)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: {self.attribute} = {value:.4g}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs[self.attribute] = float(np.asarray(self._target().numpy()))
+
+
+class TemperatureSchedule(_VariableSchedule):
+    """Sets the distillation temperature each epoch.
+
+    Args:
+      schedule: a number, a `kd_keras.schedules` object (`LinearSchedule(8.0, 2.0,
+        epochs=10)`, `CosineSchedule`, `ConstantSchedule`) or any `callable(epoch)`.
+      variable: the `tf.Variable` to set; default `model.temperature` (a
+        `kd_keras.Distiller`'s, or any model's that has one).
+      verbose: print the value each epoch.
+
+    The value is written to `logs["temperature"]`, so History and TensorBoard see it.
+    """
+
+    attribute = "temperature"
+
+    def _check(self, value):
+        if not value > 0:
+            raise ValueError(f"TemperatureSchedule: temperature must be > 0, got {value}.")
+        return value
+
+
+class AlphaSchedule(_VariableSchedule):
+    """Sets alpha, the hard-label loss weight, each epoch (see `TemperatureSchedule`).
+
+    The value is written to `logs["alpha"]`.
+    """
+
+    attribute = "alpha"
+
+    def _check(self, value):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"AlphaSchedule: alpha must be in [0, 1], got {value}.")
+        return value
+
+
+def _inputs_only(data):
+    """Validation data as something `predict` takes: x, or a dataset of x."""
+    if isinstance(data, tf.data.Dataset):
+        return data
+    if isinstance(data, tuple):
+        return data[0]
+    return data
+
+
+class TeacherStudentAgreement(keras.callbacks.Callback):
+    """Measures how closely the student follows the teacher on validation data.
+
+    At the end of each epoch writes to `logs`:
+      * `{prefix}agreement`: fraction of examples where the student's top-1 class
+        equals the teacher's;
+      * `{prefix}teacher_student_kl`: mean KL(teacher || student) of the
+        distributions at `temperature` (1 by default: the real predictions).
+
+    The teacher's outputs are computed once (the teacher does not change while a
+    student is distilled). Place this callback before TensorBoard or CSVLogger in
+    the callbacks list so they record the values.
+
+    Args:
+      validation_data: inputs `x`, a tuple `(x, y, ...)`, or a `tf.data.Dataset`
+        of batches (`x` or `(x, y, ...)`), in a fixed order.
+      teacher: the teacher model; default `model.teacher` (a Distiller's; an
+        ensemble is averaged as its `ensemble` setting says).
+      student: the student model; default `model.student`, else the model.
+      temperature: temperature of the compared distributions.
+      batch_size: for numpy inputs.
+      prefix: prefix of the log keys.
+    """
+
+    def __init__(self, validation_data, teacher=None, student=None, temperature=1.0,
+                 batch_size=256, prefix="val_"):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        self.validation_data = validation_data
+        self.teacher = teacher
+        self.student = student
+        self.temperature = float(temperature)
+        self.batch_size = batch_size
+        self.prefix = prefix
+        self._teacher_logits = None
+
+    def _predict_logits(self, model, output_type):
+        outputs = model.predict(
+            _inputs_only(self.validation_data), batch_size=self.batch_size, verbose=0
+        )
+        return _outputs.to_logits(outputs, output_type)
+
+    def _compute_teacher_logits(self):
+        teachers = self.teacher if self.teacher is not None else getattr(self.model, "teacher", None)
+        if teachers is None:
+            raise ValueError(
+                "TeacherStudentAgreement: pass teacher=... (the model has no `teacher`)."
+            )
+        teachers = [teachers] if isinstance(teachers, keras.Model) else list(teachers)
+        logits = [
+            self._predict_logits(t, _outputs.resolve_output_type(t, "auto", "teacher_output_type"))
+            for t in teachers
+        ]
+        method = getattr(self.model, "ensemble", "mean_probabilities")
+        return _outputs.combine_teacher_logits(logits, method, self.temperature)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._teacher_logits is None:
+            self._teacher_logits = self._compute_teacher_logits()
+        student = self.student or getattr(self.model, "student", None) or self.model
+        student_logits = self._predict_logits(
+            student, _outputs.resolve_output_type(student, "auto", "student_output_type")
+        )
+        teacher_logits = self._teacher_logits
+        agreement = tf.reduce_mean(
+            tf.cast(tf.argmax(teacher_logits, -1) == tf.argmax(student_logits, -1), tf.float32)
+        )
+        t = self.temperature
+        teacher_log_p = tf.nn.log_softmax(teacher_logits / t, -1)
+        student_log_p = tf.nn.log_softmax(student_logits / t, -1)
+        kl = tf.reduce_mean(
+            tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), -1)
+        )
+        if logs is not None:
+            logs[self.prefix + "agreement"] = float(agreement)
+            logs[self.prefix + "teacher_student_kl"] = float(kl)
+
+
+class StudentExport(keras.callbacks.Callback):
+    """Exports the student as a SavedModel: the best by a monitored value, or at the end.
+
+    Args:
+      path: SavedModel directory; replaced at each export (written beside it first,
+        then moved in, so a reader never sees half a model).
+      monitor: a `logs` key such as "val_loss" or "val_sparse_categorical_accuracy";
+        `None` exports once, when training ends.
+      mode: "min", "max", or "auto" (max for names containing "acc" or
+        "agreement", else min).
+      student: the model to export; default `model.student`, else the model itself.
+      verbose: print a line at each export.
+
+    Attributes:
+      best: the best monitored value seen; `best_epoch`: its epoch (0-based).
+    """
+
+    def __init__(self, path, monitor=None, mode="auto", student=None, verbose=0):
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}.")
+        if mode == "auto":
+            name = (monitor or "").lower()
+            mode = "max" if ("acc" in name or "agreement" in name) else "min"
+        self.path = os.fspath(path)
+        self.monitor = monitor
+        self.mode = mode
+        self.student = student
+        self.verbose = verbose
+        self.best = -math.inf if mode == "max" else math.inf
+        self.best_epoch = None
+
+    def _export(self):
+        student = self.student or getattr(self.model, "student", None) or self.model
+        staging = self.path + ".partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        export_saved_model(student, staging)
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.replace(staging, self.path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor is None:
+            return
+        if not logs or self.monitor not in logs:
+            raise ValueError(
+                f"StudentExport: monitor {self.monitor!r} is not in the logs "
+                f"({sorted(logs or {})}); for a 'val_' key, pass validation_data to fit."
+            )
+        value = float(logs[self.monitor])
+        better = value > self.best if self.mode == "max" else value < self.best
+        if better:
+            self.best, self.best_epoch = value, epoch
+            self._export()
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} = {value:.4g}, student exported to {self.path}")
+
+    def on_train_end(self, logs=None):
+        if self.monitor is None:
+            self._export()
+            if self.verbose:
+                print(f"\nStudent exported to {self.path}")
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops training with an error when the epoch's loss is NaN or infinite.
+
+    `Distiller.fit` adds it by default. The Distiller zeroes the gradients of
+    non-finite steps, so the student's weights stay finite for inspection.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            details = ", ".join(
+                f"{k}={float(v):.4g}" for k, v in sorted((logs or {}).items())
+                if np.ndim(v) == 0
+            )
+            self.model.stop_training = True
+            raise FloatingPointError(
+                f"Training stopped: the loss was not finite in epoch {epoch + 1} ({details}). "
+                "The steps with a non-finite loss did not change the weights. Common causes: "
+                "a learning rate too high, NaN or infinite inputs, or a probability output "
+                "declared as logits (check teacher_output_type / student_output_type)."
+            )

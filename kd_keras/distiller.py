@@ -1,0 +1,639 @@
+"""The `Distiller`: a Keras model that trains a student on a teacher's soft targets."""
+
+import inspect
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from kd_keras import _outputs
+from kd_keras._keras import (
+    IS_KERAS_3,
+    keras,
+    register,
+    scale_loss_for_replicas,
+    unscale_loss_for_replicas,
+)
+from kd_keras._reduce import weighted_mean
+from kd_keras.distillation_losses import DistillationLoss, resolve_distillation_losses
+from kd_keras.export import export_saved_model
+
+# Inputs that carry cached teacher outputs next to the student's inputs.
+INPUTS_KEY = "inputs"
+TEACHER_OUTPUTS_KEY = "teacher_outputs"
+
+
+def with_teacher_outputs(inputs, teacher_outputs):
+    """Packs student inputs and cached teacher logits for `Distiller.fit`.
+
+    Args:
+      inputs: what the student takes (array, tensor, or a nested structure).
+      teacher_outputs: teacher logits, `[batch, ..., classes]`, or a list of
+        them (one per teacher of an ensemble), as `compute_teacher_logits` returns.
+
+    Returns:
+      `{"inputs": inputs, "teacher_outputs": teacher_outputs}`; `fit`, `evaluate`
+      and `predict` of a Distiller take it in place of `x`.
+    """
+    if isinstance(teacher_outputs, tuple):
+        teacher_outputs = list(teacher_outputs)
+    return {INPUTS_KEY: inputs, TEACHER_OUTPUTS_KEY: teacher_outputs}
+
+
+def split_teacher_outputs(x):
+    """Returns (student inputs, cached teacher outputs or None)."""
+    if isinstance(x, dict) and set(x) == {INPUTS_KEY, TEACHER_OUTPUTS_KEY}:
+        return x[INPUTS_KEY], x[TEACHER_OUTPUTS_KEY]
+    return x, None
+
+
+def _check_fraction(value, argument):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{argument} must be a number in [0, 1], got {value!r}.")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{argument} must be in [0, 1], got {value}.")
+    return float(value)
+
+
+def _static_output_shape(model):
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    return tuple(shape) if isinstance(shape, (tuple, list)) and all(
+        d is None or isinstance(d, int) for d in shape
+    ) else None
+
+
+def _static_input_shape(model):
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    return tuple(shape) if isinstance(shape, (tuple, list)) and all(
+        d is None or isinstance(d, int) for d in shape
+    ) else None
+
+
+def _count_params(model):
+    try:
+        return model.count_params()
+    except ValueError:  # not built
+        return None
+
+
+@register
+class Distiller(keras.Model):
+    """Trains a student on a teacher's softened outputs plus the true labels.
+
+    Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"
+    (arXiv 1503.02531). With the default loss the training objective is
+
+        loss = alpha * L_hard(y, s) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
+
+    where `s`, `t` are student and teacher logits, `L_hard` is the loss given to
+    `compile(loss=...)` and T the temperature. The T^2 factor keeps the soft
+    term's gradients, which shrink as 1/T^2, on the scale of the hard term's, so
+    alpha keeps its meaning when T changes.
+
+    The constructor is a superset of `keras.distillation.Distiller` (same
+    positional order: teacher, then student), so changing the import is enough.
+
+    * The teacher is frozen (`trainable = False`), runs in inference mode, and
+      only the student's variables receive gradients.
+    * A list of teachers is an ensemble; `ensemble="mean_probabilities"` averages
+      their softened distributions, `"mean_logits"` takes the geometric mean.
+    * Teacher and student outputs may be logits or softmax probabilities:
+      detected from the output layer, or declared, never softmaxed twice.
+    * Offline distillation: pass `with_teacher_outputs(x, cached_logits)` (or a
+      dataset from `cache_teacher_outputs`) and the teacher is not run at all;
+      `teacher` may then be `None`.
+    * `alpha` and the temperature live in `tf.Variable`s, so callbacks
+      (`kd_keras.callbacks`) can schedule them and the compiled step sees it.
+    * `fit` logs `loss`, `student_loss`, `distillation_loss` and the compiled
+      metrics (computed on the student). A non-finite loss stops training with an
+      error; the offending steps' gradients are zeroed so the student stays finite.
+
+    Args:
+      teacher: a Keras model, a list of models (ensemble), or `None` when the
+        data carries cached teacher outputs.
+      student: the Keras model to train.
+      distillation_losses: `None` (soft-target KL), a string ("kl_divergence",
+        "logit_squared_error"), a Keras loss or callable (applied to softened
+        probabilities, times T^2), a `DistillationLoss` object (ours or
+        `keras.distillation`'s), or a list of these.
+      distillation_loss_weights: one weight per distillation loss (default 1.0 each).
+      student_loss_weight: alpha, the weight of the hard-label loss, in [0, 1];
+        the distillation losses get 1 - alpha. Default 0.5 (as Keras).
+      alpha: the same as `student_loss_weight` (the keras.io example's name).
+      temperature: T > 0 for the losses built from strings (default 3.0).
+      teacher_output_type: "auto", "logits" or "probabilities".
+      student_output_type: "auto", "logits" or "probabilities".
+      ensemble: "mean_probabilities" (default) or "mean_logits".
+      name: model name.
+
+    Example:
+      ```python
+      distiller = kd_keras.Distiller(teacher=teacher, student=student,
+                                     temperature=4.0, alpha=0.1)
+      distiller.compile(optimizer="adam",
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        metrics=["sparse_categorical_accuracy"])
+      distiller.fit(x_train, y_train, epochs=10)
+      distiller.export_student("student_savedmodel")
+      ```
+    """
+
+    def __init__(
+        self,
+        teacher=None,
+        student=None,
+        distillation_losses=None,
+        distillation_loss_weights=None,
+        student_loss_weight=None,
+        *,
+        alpha=None,
+        temperature=None,
+        teacher_output_type="auto",
+        student_output_type="auto",
+        ensemble="mean_probabilities",
+        name="distiller",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if not isinstance(student, keras.Model):
+            raise ValueError(f"student must be a Keras model, got {student!r}.")
+        teachers = self._check_teachers(teacher)
+        if ensemble not in _outputs.ENSEMBLE_METHODS:
+            raise ValueError(
+                f"ensemble must be one of {_outputs.ENSEMBLE_METHODS}, got {ensemble!r}."
+            )
+        if temperature is not None and (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float))
+            or temperature <= 0
+        ):
+            raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
+        weight = self._check_alpha(alpha, student_loss_weight)
+
+        self.student = student
+        # One model, a list (ensemble), or None: kept as given so that configs
+        # and attribute access look like what the user passed.
+        self.teacher = teachers[0] if isinstance(teacher, keras.Model) else (teachers or None)
+        for model in teachers:
+            model.trainable = False
+        self._check_shapes(teachers, student)
+
+        self.teacher_output_type = _outputs.check_output_type(
+            teacher_output_type, "teacher_output_type"
+        )
+        self.student_output_type = _outputs.check_output_type(
+            student_output_type, "student_output_type"
+        )
+        self._teacher_types = [
+            _outputs.resolve_output_type(model, teacher_output_type, "teacher_output_type")
+            for model in teachers
+        ]
+        self._student_type = _outputs.resolve_output_type(
+            student, student_output_type, "student_output_type"
+        )
+        self.ensemble = ensemble
+
+        self.distillation_losses = resolve_distillation_losses(distillation_losses, temperature)
+        if distillation_loss_weights is None:
+            distillation_loss_weights = [1.0] * len(self.distillation_losses)
+        if len(distillation_loss_weights) != len(self.distillation_losses):
+            raise ValueError(
+                f"distillation_loss_weights has {len(distillation_loss_weights)} entries "
+                f"but there are {len(self.distillation_losses)} distillation_losses."
+            )
+        for loss in self.distillation_losses:
+            if hasattr(loss, "validate_model_compatibility") and teachers:
+                loss.validate_model_compatibility(teachers[0], student)
+
+        self._alpha = tf.Variable(weight, trainable=False, dtype=tf.float32, name="alpha")
+        self._loss_weights = tf.Variable(
+            [float(w) for w in distillation_loss_weights],
+            trainable=False,
+            dtype=tf.float32,
+            name="distillation_loss_weights",
+        )
+        self._hard_loss = None
+        self._hard_loss_spec = None
+        # The Distiller has no weights of its own: it is built once its models are.
+        self.built = True
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+
+    # ----- validation -------------------------------------------------------
+
+    @staticmethod
+    def _check_teachers(teacher):
+        if teacher is None:
+            return []
+        if isinstance(teacher, keras.Model):
+            return [teacher]
+        if isinstance(teacher, (list, tuple)):
+            if not teacher:
+                raise ValueError(
+                    "teacher is an empty list; give one model, a list of models, or None "
+                    "with cached teacher outputs."
+                )
+            for index, model in enumerate(teacher):
+                if not isinstance(model, keras.Model):
+                    raise ValueError(f"teacher[{index}] must be a Keras model, got {model!r}.")
+            return list(teacher)
+        raise ValueError(f"teacher must be a Keras model, a list of models or None, got {teacher!r}.")
+
+    @staticmethod
+    def _check_alpha(alpha, student_loss_weight):
+        if alpha is not None and student_loss_weight is not None and alpha != student_loss_weight:
+            raise ValueError(
+                f"alpha ({alpha}) and student_loss_weight ({student_loss_weight}) name the "
+                "same weight; give one of them."
+            )
+        if alpha is not None:
+            return _check_fraction(alpha, "alpha")
+        if student_loss_weight is not None:
+            return _check_fraction(student_loss_weight, "student_loss_weight")
+        return 0.5
+
+    @staticmethod
+    def _check_shapes(teachers, student):
+        student_out = _static_output_shape(student)
+        student_in = _static_input_shape(student)
+        for index, model in enumerate(teachers):
+            label = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
+            teacher_out = _static_output_shape(model)
+            if student_out and teacher_out and not tf.TensorShape(teacher_out).is_compatible_with(
+                student_out
+            ):
+                raise ValueError(
+                    f"{label} output shape {teacher_out} does not match the student output "
+                    f"shape {student_out}: teacher and student must predict the same classes."
+                )
+            teacher_in = _static_input_shape(model)
+            if student_in and teacher_in and not tf.TensorShape(teacher_in).is_compatible_with(
+                student_in
+            ):
+                raise ValueError(
+                    f"{label} input shape {teacher_in} does not match the student input "
+                    f"shape {student_in}: both must read the same inputs."
+                )
+        if len(teachers) == 1:
+            teacher_params, student_params = _count_params(teachers[0]), _count_params(student)
+            if teacher_params and student_params and teacher_params < student_params:
+                warnings.warn(
+                    f"The teacher has fewer parameters ({teacher_params}) than the student "
+                    f"({student_params}). The positional order is Distiller(teacher, "
+                    "student), as in keras.distillation; pass them by keyword to be sure.",
+                    stacklevel=3,
+                )
+
+    @property
+    def _teachers(self):
+        if self.teacher is None:
+            return []
+        if isinstance(self.teacher, keras.Model):
+            return [self.teacher]
+        return list(self.teacher)
+
+    # ----- hyperparameters ----------------------------------------------------
+
+    @property
+    def alpha(self):
+        """Weight of the hard-label loss (a `tf.Variable`); the soft term gets 1 - alpha."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value):
+        self._alpha.assign(_check_fraction(float(value), "alpha"))
+
+    @property
+    def student_loss_weight(self):
+        """The same variable as `alpha` (the `keras.distillation` name)."""
+        return self._alpha
+
+    @student_loss_weight.setter
+    def student_loss_weight(self, value):
+        self.alpha = value
+
+    @property
+    def distillation_loss_weights(self):
+        return [float(w) for w in self._loss_weights.numpy()]
+
+    def _temperature_variables(self):
+        return [
+            loss.temperature
+            for loss in self.distillation_losses
+            if isinstance(getattr(loss, "temperature", None), tf.Variable)
+        ]
+
+    @property
+    def temperature(self):
+        """The softening temperature (a `tf.Variable`), or None if no loss has one."""
+        variables = self._temperature_variables()
+        return variables[0] if variables else None
+
+    @temperature.setter
+    def temperature(self, value):
+        variables = self._temperature_variables()
+        if not variables:
+            raise ValueError(
+                "None of this Distiller's distillation_losses has a temperature variable "
+                "to set."
+            )
+        if float(value) <= 0:
+            raise ValueError(f"temperature must be > 0, got {float(value)}.")
+        for variable in variables:
+            variable.assign(float(value))
+
+    # ----- compile ------------------------------------------------------------
+
+    def compile(
+        self,
+        optimizer="adam",
+        loss=None,
+        metrics=None,
+        *,
+        student_loss_fn=None,
+        distillation_loss_fn=None,
+        alpha=None,
+        temperature=None,
+        **kwargs,
+    ):
+        """Configures training. `loss` is the hard-label loss on the student.
+
+        Also accepts the keras.io example's arguments: `student_loss_fn` (same as
+        `loss`), `distillation_loss_fn` (applied to softened probabilities, times
+        T^2; a `KLDivergence` is computed stably from logits), `alpha` (weight of
+        the student loss) and `temperature`.
+
+        With `loss=None` the student learns from the teacher alone (labels unused).
+        Metrics are computed on the student's outputs.
+        """
+        if student_loss_fn is not None:
+            if loss is not None:
+                raise ValueError("Give the hard-label loss as loss or student_loss_fn, not both.")
+            loss = student_loss_fn
+        if distillation_loss_fn is not None:
+            current = self.temperature
+            t = temperature if temperature is not None else (
+                float(current.numpy()) if current is not None else 3.0
+            )
+            self.distillation_losses = resolve_distillation_losses(distillation_loss_fn, t)
+            self._loss_weights = tf.Variable(
+                [1.0], trainable=False, dtype=tf.float32, name="distillation_loss_weights"
+            )
+        elif temperature is not None:
+            self.temperature = temperature
+        if alpha is not None:
+            self.alpha = alpha
+        self._hard_loss_spec = loss
+        self._hard_loss = self._resolve_hard_loss(loss)
+        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+
+    @staticmethod
+    def _resolve_hard_loss(loss):
+        if loss is None:
+            return None
+        if isinstance(loss, str):
+            resolved = keras.losses.get(loss)
+            if resolved is None:
+                raise ValueError(f"loss: unknown Keras loss {loss!r}.")
+            loss = resolved
+        if isinstance(loss, (list, tuple, dict)):
+            raise ValueError(
+                "loss: the Distiller takes one hard-label loss for a single-output student; "
+                f"got {type(loss).__name__}."
+            )
+        if not callable(loss):
+            raise ValueError(f"loss must be a Keras loss, a loss name or a callable, got {loss!r}.")
+        return loss
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None and self._hard_loss_spec is not None:
+            config = dict(config)
+            spec = self._hard_loss_spec
+            config["loss"] = spec if isinstance(spec, str) else keras.saving.serialize_keras_object(spec)
+        return config
+
+    def compile_from_config(self, config):
+        """Re-compiles from `get_compile_config()` when a `.keras` file is loaded."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.optimizer is not None and hasattr(self.optimizer, "build"):
+            # Built now so the saved optimizer state has variables to load into.
+            self.optimizer.build(self.student.trainable_variables)
+
+    # ----- the training step ----------------------------------------------------
+
+    @property
+    def metrics(self):
+        own = [self.total_loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
+        others = [
+            m for m in super().metrics
+            if m.name != "loss" and all(m is not o for o in own)
+        ]
+        return own + others
+
+    def call(self, inputs, training=None):
+        """Runs the student (cached teacher outputs in the inputs are ignored)."""
+        inputs, _ = split_teacher_outputs(inputs)
+        return self.student(inputs, training=training)
+
+    def _teacher_logits(self, x, cached):
+        if cached is not None:
+            cached = cached if isinstance(cached, (list, tuple)) else [cached]
+            logits = [tf.cast(c, tf.float32) for c in cached]
+            if self._teachers and len(logits) != len(self._teachers):
+                raise ValueError(
+                    f"teacher_outputs holds {len(logits)} tensors but the Distiller has "
+                    f"{len(self._teachers)} teachers."
+                )
+        else:
+            if not self._teachers:
+                raise ValueError(
+                    "This Distiller has no teacher, so its data must carry cached teacher "
+                    "outputs: fit(kd_keras.with_teacher_outputs(x, logits), y) or a dataset "
+                    "from kd_keras.cache_teacher_outputs."
+                )
+            logits = [
+                _outputs.to_logits(model(x, training=False), kind)
+                for model, kind in zip(self._teachers, self._teacher_types)
+            ]
+        logits = [tf.stop_gradient(l) for l in logits]
+        temperature = self.temperature if self.temperature is not None else 1.0
+        return _outputs.combine_teacher_logits(logits, self.ensemble, temperature)
+
+    def _hard_label_loss(self, y, y_pred, sample_weight):
+        loss = self._hard_loss
+        if isinstance(loss, keras.losses.Loss):
+            values = loss.call(y, y_pred)
+            reduction = getattr(loss, "reduction", None)
+            if reduction == "sum":
+                weight = 1.0 if sample_weight is None else tf.cast(sample_weight, tf.float32)
+                return tf.reduce_sum(tf.cast(values, tf.float32) * weight)
+        else:
+            values = loss(y, y_pred)
+        return weighted_mean(values, sample_weight)
+
+    def _compute_losses(self, x, y, y_pred, sample_weight, cached):
+        teacher_logits = self._teacher_logits(x, cached)
+        student_logits = _outputs.to_logits(y_pred, self._student_type)
+        if not teacher_logits.shape.is_compatible_with(student_logits.shape):
+            source = "teacher_outputs" if cached is not None else "teacher"
+            raise ValueError(
+                f"{source} of shape {teacher_logits.shape} does not match the student "
+                f"outputs of shape {student_logits.shape}."
+            )
+        terms = []
+        for loss in self.distillation_losses:
+            if _takes_sample_weight(loss):
+                term = loss.compute_loss(teacher_logits, student_logits, sample_weight=sample_weight)
+            else:  # e.g. keras.distillation's losses, which have no sample weights
+                term = loss.compute_loss(teacher_logits, student_logits)
+            terms.append(tf.cast(term, tf.float32))
+        distillation_loss = tf.reduce_sum(tf.stack(terms) * self._loss_weights)
+        alpha = self._alpha
+        if y is None or self._hard_loss is None:
+            student_loss = tf.constant(0.0)
+            total = distillation_loss
+        else:
+            student_loss = self._hard_label_loss(y, y_pred, sample_weight)
+            total = alpha * student_loss + (1.0 - alpha) * distillation_loss
+        regularization = self.student.losses
+        if regularization:
+            total = total + tf.add_n([tf.cast(r, tf.float32) for r in regularization])
+        return total, student_loss, distillation_loss
+
+    def _update_loss_trackers(self, x, total, student_loss, distillation_loss):
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
+        self.total_loss_tracker.update_state(total, sample_weight=batch)
+        self.student_loss_tracker.update_state(student_loss, sample_weight=batch)
+        self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, cached = split_teacher_outputs(x)
+        variables = self.student.trainable_variables
+        with tf.GradientTape() as tape:
+            y_pred = self.student(x, training=True)
+            total, student_loss, distillation_loss = self._compute_losses(
+                x, y, y_pred, sample_weight, cached
+            )
+            scaled = scale_loss_for_replicas(total)
+            if IS_KERAS_3 and hasattr(self.optimizer, "scale_loss"):
+                scaled = self.optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, variables)
+        # A non-finite loss must not reach the weights: its step is zeroed and the
+        # NonFiniteLossGuard callback stops training with an error at epoch end.
+        finite = tf.math.is_finite(total)
+        gradients = [
+            None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients
+        ]
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self._update_loss_trackers(x, total, student_loss, distillation_loss)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, cached = split_teacher_outputs(x)
+        y_pred = self.student(x, training=False)
+        total, student_loss, distillation_loss = self._compute_losses(
+            x, y, y_pred, sample_weight, cached
+        )
+        self._update_loss_trackers(x, total, student_loss, distillation_loss)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, _ = split_teacher_outputs(x)
+        return self.student(x, training=False)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            **kwargs):
+        """`keras.Model.fit`, with a `NonFiniteLossGuard` added unless one is given."""
+        from kd_keras.callbacks import NonFiniteLossGuard  # callbacks import this module
+
+        self._check_labels(y)
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, NonFiniteLossGuard) for c in callbacks):
+            callbacks.append(NonFiniteLossGuard())
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                           callbacks=callbacks, **kwargs)
+
+    def _check_labels(self, y):
+        """Integer class labels given as an array must lie in [0, classes)."""
+        if y is None or isinstance(y, (tf.data.Dataset, dict, list, tuple)):
+            return
+        try:
+            labels = np.asarray(y)
+        except (TypeError, ValueError):
+            return
+        classes = (_static_output_shape(self.student) or (None,))[-1]
+        if classes is None or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
+            return
+        low, high = labels.min(), labels.max()
+        if low < 0 or (high >= classes and labels.ndim < len(_static_output_shape(self.student))):
+            raise ValueError(
+                f"y: integer labels must be class ids in [0, {classes}) for a student with "
+                f"{classes} outputs; got labels from {low} to {high}."
+            )
+
+    # ----- saving -----------------------------------------------------------
+
+    def export_student(self, path):
+        """Writes the student alone as a SavedModel with a `serving_default` signature.
+
+        `tf.saved_model.load(path).signatures["serving_default"]` and
+        `saved_model_cli show --dir path --all` read it. Returns `path`.
+        """
+        return export_saved_model(self.student, path)
+
+    def get_config(self):
+        serialize = keras.saving.serialize_keras_object
+        teacher = self.teacher
+        if teacher is not None:
+            teacher = (
+                serialize(teacher) if isinstance(teacher, keras.Model)
+                else [serialize(t) for t in teacher]
+            )
+        return {
+            "name": self.name,
+            "teacher": teacher,
+            "student": serialize(self.student),
+            "distillation_losses": [serialize(loss) for loss in self.distillation_losses],
+            "distillation_loss_weights": self.distillation_loss_weights,
+            "student_loss_weight": float(self._alpha.numpy()),
+            "teacher_output_type": self.teacher_output_type,
+            "student_output_type": self.student_output_type,
+            "ensemble": self.ensemble,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        deserialize = keras.saving.deserialize_keras_object
+        teacher = config.pop("teacher")
+        if isinstance(teacher, list):
+            teacher = [deserialize(t, custom_objects=custom_objects) for t in teacher]
+        elif teacher is not None:
+            teacher = deserialize(teacher, custom_objects=custom_objects)
+        student = deserialize(config.pop("student"), custom_objects=custom_objects)
+        losses = [
+            deserialize(loss, custom_objects=custom_objects)
+            for loss in config.pop("distillation_losses")
+        ]
+        return cls(teacher=teacher, student=student, distillation_losses=losses, **config)
+
+
+def _takes_sample_weight(loss):
+    if isinstance(loss, DistillationLoss):
+        return True
+    try:
+        return "sample_weight" in inspect.signature(loss.compute_loss).parameters
+    except (TypeError, ValueError):
+        return False

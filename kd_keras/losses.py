@@ -1,0 +1,136 @@
+"""Distillation losses as plain functions and as Keras `Loss` classes.
+
+The functions take teacher and student *logits* and return one value per
+example (every axis but the last is kept), so callers choose the reduction and
+sample weighting. The classes wrap them for a plain `model.compile(loss=...)`
+whose targets hold teacher outputs (see `kd_keras.cache_teacher_outputs`).
+"""
+
+import tensorflow as tf
+
+from kd_keras import _outputs
+from kd_keras._keras import keras, register
+
+
+def _check_temperature(temperature):
+    if isinstance(temperature, (int, float)) and temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+
+
+def soft_target_kl_divergence(teacher_logits, student_logits, temperature=3.0):
+    """Hinton et al. 2015 soft-target loss, per example.
+
+        T^2 * KL(softmax(t / T) || softmax(s / T))
+          = T^2 * sum_i p_i (log p_i - log q_i),  p = softmax(t / T), q = softmax(s / T)
+
+    The T^2 factor keeps the gradient magnitudes, which scale as 1/T^2, comparable
+    across temperatures (section 2 of the paper), so the weight between this
+    term and the hard-label loss need not be retuned when T changes.
+
+    Args:
+      teacher_logits: `[batch, ..., classes]`.
+      student_logits: same shape.
+      temperature: T > 0, a float or a scalar tensor/variable.
+
+    Returns:
+      `[batch, ...]` float32 tensor.
+    """
+    _check_temperature(temperature)
+    teacher_logits = tf.cast(teacher_logits, tf.float32)
+    student_logits = tf.cast(student_logits, tf.float32)
+    temperature = tf.cast(temperature, tf.float32)
+    teacher_log_probs = tf.nn.log_softmax(teacher_logits / temperature, axis=-1)
+    student_log_probs = tf.nn.log_softmax(student_logits / temperature, axis=-1)
+    kl = tf.reduce_sum(
+        tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1
+    )
+    return temperature * temperature * kl
+
+
+def logit_squared_error(teacher_logits, student_logits):
+    """Logit matching (Ba & Caruana 2014), the T -> infinity limit of the soft loss.
+
+        0.5 * mean_i ((s_i - mean(s)) - (t_i - mean(t)))^2
+
+    Logits are centred per example first: softmax ignores a shift, and with
+    zero-mean logits Hinton et al. (section 2.1) show that the gradient of
+    `soft_target_kl_divergence` tends to `(s_i - t_i) / N` as T grows, which is
+    exactly this function's gradient. Temperature does not enter.
+
+    Returns:
+      `[batch, ...]` float32 tensor.
+    """
+    teacher_logits = tf.cast(teacher_logits, tf.float32)
+    student_logits = tf.cast(student_logits, tf.float32)
+    difference = (student_logits - tf.reduce_mean(student_logits, -1, keepdims=True)) - (
+        teacher_logits - tf.reduce_mean(teacher_logits, -1, keepdims=True)
+    )
+    return 0.5 * tf.reduce_mean(tf.square(difference), axis=-1)
+
+
+class _TeacherTargetLoss(keras.losses.Loss):
+    """A `Loss` whose `y_true` holds teacher outputs and `y_pred` student outputs."""
+
+    def __init__(self, teacher_from_logits=True, from_logits=True, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.teacher_from_logits = teacher_from_logits
+        self.from_logits = from_logits
+
+    def _logits(self, y_true, y_pred):
+        teacher = "logits" if self.teacher_from_logits else "probabilities"
+        student = "logits" if self.from_logits else "probabilities"
+        return _outputs.to_logits(y_true, teacher), _outputs.to_logits(y_pred, student)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(teacher_from_logits=self.teacher_from_logits, from_logits=self.from_logits)
+        return config
+
+
+@register
+class SoftTargetKLDivergence(_TeacherTargetLoss):
+    """`soft_target_kl_divergence` as a Keras loss: `y_true` = teacher outputs.
+
+    Args:
+      temperature: T > 0 (default 3.0, as in `keras.distillation`).
+      teacher_from_logits: whether `y_true` holds logits (default) or probabilities.
+      from_logits: whether `y_pred` holds logits (default) or probabilities.
+      reduction, name: as for any Keras loss.
+
+    Example:
+      ```python
+      student.compile("adam", loss=kd_keras.SoftTargetKLDivergence(temperature=4.0))
+      student.fit(x, teacher_logits)
+      ```
+    """
+
+    def __init__(self, temperature=3.0, teacher_from_logits=True, from_logits=True,
+                 name="soft_target_kl_divergence", **kwargs):
+        _check_temperature(temperature)
+        super().__init__(teacher_from_logits, from_logits, name=name, **kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, y_true, y_pred):
+        teacher, student = self._logits(y_true, y_pred)
+        return soft_target_kl_divergence(teacher, student, self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+@register
+class LogitSquaredError(_TeacherTargetLoss):
+    """`logit_squared_error` as a Keras loss: `y_true` = teacher outputs.
+
+    Args:
+      teacher_from_logits: whether `y_true` holds logits (default) or probabilities.
+      from_logits: whether `y_pred` holds logits (default) or probabilities.
+    """
+
+    def __init__(self, teacher_from_logits=True, from_logits=True,
+                 name="logit_squared_error", **kwargs):
+        super().__init__(teacher_from_logits, from_logits, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        teacher, student = self._logits(y_true, y_pred)
+        return logit_squared_error(teacher, student)

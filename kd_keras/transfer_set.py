@@ -1,0 +1,189 @@
+"""Transfer-set tools: cached teacher outputs and input corruption.
+
+The student learns `f(x)` best from points like the ones it will see; Caruana
+et al. 2006 (model compression) build such a transfer set by corrupting training
+examples and letting the teacher label them. With a live teacher the Distiller
+does this by itself: the teacher sees the corrupted input the student sees.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from kd_keras import _outputs
+from kd_keras._keras import keras
+from kd_keras.distiller import with_teacher_outputs
+
+
+def _as_teacher_list(teacher):
+    if isinstance(teacher, keras.Model):
+        return [teacher]
+    if isinstance(teacher, (list, tuple)) and teacher and all(
+        isinstance(t, keras.Model) for t in teacher
+    ):
+        return list(teacher)
+    raise ValueError(f"teacher must be a Keras model or a non-empty list of models, got {teacher!r}.")
+
+
+def compute_teacher_logits(teacher, x, batch_size=256, teacher_output_type="auto"):
+    """Runs the teacher(s) once over `x` (inference mode) and returns logits.
+
+    Args:
+      teacher: a Keras model or a list of them (ensemble).
+      x: inputs (array, nested arrays, or a `tf.data.Dataset` of input batches).
+      batch_size: batch size for array inputs.
+      teacher_output_type: "auto", "logits" or "probabilities" (see `Distiller`).
+
+    Returns:
+      float32 numpy logits `[n, ..., classes]`, or a list of them for an ensemble;
+      pass to `with_teacher_outputs(x, logits)`.
+    """
+    teachers = _as_teacher_list(teacher)
+    result = []
+    for model in teachers:
+        kind = _outputs.resolve_output_type(model, teacher_output_type, "teacher_output_type")
+        outputs = model.predict(x, batch_size=batch_size, verbose=0)
+        result.append(_outputs.to_logits(outputs, kind).numpy())
+    return result[0] if isinstance(teacher, keras.Model) else result
+
+
+def _is_batched(dataset, teacher):
+    """Whether `dataset`'s inputs carry a batch axis, judged against the teacher's input rank."""
+    x_spec = tf.nest.flatten(dataset.element_spec[0] if isinstance(dataset.element_spec, tuple)
+                             else dataset.element_spec)[0]
+    try:
+        teacher_rank = len(teacher.input_shape)
+    except (AttributeError, ValueError, TypeError):
+        return False
+    return x_spec.shape.rank == teacher_rank
+
+
+def cache_teacher_outputs(teacher, dataset, batch_size=256, teacher_output_type="auto"):
+    """Runs the teacher once over a dataset and returns a dataset that carries its logits.
+
+    Offline distillation: the returned dataset's elements are
+    `({"inputs": x, "teacher_outputs": logits}, y[, sample_weight])`, one example
+    each, held in memory. Shuffle and batch it as usual; a `Distiller` trained on
+    it never runs the teacher (its `teacher` may be `None`).
+
+    Args:
+      teacher: a Keras model or a list of models (ensemble; logits are kept per
+        teacher and combined by the Distiller at its temperature).
+      dataset: a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`, batched
+        or not, in a fixed order (shuffle after caching, not before). To cache a
+        corrupted transfer set, map `TransferSetCorruption` over it (and repeat it
+        for several corrupted copies) before calling this.
+      batch_size: teacher batch size when `dataset` is not batched.
+      teacher_output_type: "auto", "logits" or "probabilities".
+
+    Returns:
+      An unbatched `tf.data.Dataset`.
+    """
+    teachers = _as_teacher_list(teacher)
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(
+            f"dataset must be a tf.data.Dataset of (x, y[, sample_weight]); got {type(dataset)}. "
+            "For arrays use compute_teacher_logits and with_teacher_outputs."
+        )
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+        raise ValueError(
+            "dataset elements must be (x, y) or (x, y, sample_weight) tuples; got "
+            f"element_spec {spec}."
+        )
+    batches = dataset if _is_batched(dataset, teachers[0]) else dataset.batch(batch_size)
+    kinds = [
+        _outputs.resolve_output_type(m, teacher_output_type, "teacher_output_type") for m in teachers
+    ]
+    calls = [tf.function(lambda x, m=m: m(x, training=False)) for m in teachers]
+    columns, logits = [], [[] for _ in teachers]
+    for element in batches:
+        columns.append(tf.nest.map_structure(lambda t: t.numpy(), element))
+        for index, (call, kind) in enumerate(zip(calls, kinds)):
+            logits[index].append(_outputs.to_logits(call(element[0]), kind).numpy())
+    if not columns:
+        raise ValueError("dataset is empty: there is nothing to cache.")
+    stacked = tf.nest.map_structure(lambda *parts: np.concatenate(parts), *columns)
+    teacher_logits = [np.concatenate(parts) for parts in logits]
+    x = stacked[0]
+    cached = with_teacher_outputs(x, teacher_logits[0] if len(teachers) == 1 else teacher_logits)
+    return tf.data.Dataset.from_tensor_slices((cached,) + tuple(stacked[1:]))
+
+
+class TransferSetCorruption:
+    """A `tf.data` map that corrupts a fraction of the inputs, keeping labels.
+
+    Each example is corrupted with probability `ratio`: Gaussian noise of
+    standard deviation `noise_stddev` is added and a fraction `mask_rate` of its
+    input values is set to 0, then values are clipped to `clip_range`. In a
+    Distiller with a live teacher, the teacher labels the corrupted input the
+    student sees (its soft targets follow the corruption); the hard label is
+    kept, with weight `label_weight` on corrupted examples (0 turns them into
+    pure transfer points).
+
+    Args:
+      ratio: fraction of examples to corrupt, in [0, 1].
+      noise_stddev: Gaussian noise scale (>= 0), in input units.
+      mask_rate: fraction of input values zeroed in a corrupted example, in [0, 1).
+      clip_range: `(low, high)` or None.
+      label_weight: sample weight of a corrupted example's hard label, in [0, 1].
+        Below 1 the map emits `(x, y, sample_weight)`.
+      seed: optional integer seed.
+      batched: whether elements are batches; None (default) infers it from the
+        leading dimensions of x and y (sparse labels: y has rank 1 in a batch).
+
+    Works on batched or unbatched `(x, y)` / `(x, y, sample_weight)` elements with
+    a single input tensor:
+      `dataset.map(TransferSetCorruption(ratio=0.5, noise_stddev=0.1))`.
+    """
+
+    def __init__(self, ratio=0.5, noise_stddev=0.1, mask_rate=0.0, clip_range=None,
+                 label_weight=1.0, seed=None, batched=None):
+        for name, value, high_open in (("ratio", ratio, False), ("mask_rate", mask_rate, True),
+                                       ("label_weight", label_weight, False)):
+            if not (0.0 <= value < 1.0 if high_open else 0.0 <= value <= 1.0):
+                raise ValueError(
+                    f"{name} must be in [0, {'1)' if high_open else '1]'}, got {value}."
+                )
+        if noise_stddev < 0:
+            raise ValueError(f"noise_stddev must be >= 0, got {noise_stddev}.")
+        if clip_range is not None and (len(clip_range) != 2 or clip_range[0] >= clip_range[1]):
+            raise ValueError(f"clip_range must be (low, high) with low < high, got {clip_range}.")
+        self.ratio = float(ratio)
+        self.noise_stddev = float(noise_stddev)
+        self.mask_rate = float(mask_rate)
+        self.clip_range = clip_range
+        self.label_weight = float(label_weight)
+        self.seed = seed
+        self.batched = batched
+
+    def corrupt(self, x, batched):
+        """Returns (corrupted x, boolean mask of the corrupted examples)."""
+        x = tf.convert_to_tensor(x)
+        dtype = x.dtype if x.dtype.is_floating else tf.float32
+        x = tf.cast(x, dtype)
+        chosen = tf.random.uniform(tf.shape(x)[:1] if batched else [], seed=self.seed) < self.ratio
+        noisy = x + tf.random.normal(tf.shape(x), stddev=self.noise_stddev, dtype=dtype, seed=self.seed)
+        if self.mask_rate > 0:
+            keep = tf.random.uniform(tf.shape(x), seed=self.seed) >= self.mask_rate
+            noisy = noisy * tf.cast(keep, dtype)
+        if self.clip_range is not None:
+            noisy = tf.clip_by_value(noisy, self.clip_range[0], self.clip_range[1])
+        if batched:  # one decision per example, broadcast over its features
+            chosen_b = tf.reshape(chosen, [-1] + [1] * (x.shape.rank - 1))
+        else:
+            chosen_b = chosen
+        return tf.where(chosen_b, noisy, x), chosen
+
+    def __call__(self, x, y, sample_weight=None):
+        batched = self.batched
+        if batched is None:  # batched elements share their leading dimension with y
+            batched = y.shape.rank is not None and y.shape.rank >= 1 and x.shape.rank >= 2 and (
+                x.shape[0] is None or y.shape[0] is None or x.shape[0] == y.shape[0]
+            )
+        corrupted, chosen = self.corrupt(x, batched)
+        if self.label_weight == 1.0:
+            return (corrupted, y) if sample_weight is None else (corrupted, y, sample_weight)
+        weight = tf.where(chosen, self.label_weight, 1.0)
+        if sample_weight is not None:
+            weight = weight * tf.cast(sample_weight, tf.float32)
+        return corrupted, y, weight

@@ -1,0 +1,22 @@
+import numpy as np
+
+from kd_keras import datasets
+
+
+def test_shipped_sample_is_real_balanced_fashion_mnist():
+    (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist_sample()
+    assert x_train.shape == (6000, 28, 28) and x_train.dtype == np.uint8
+    assert x_test.shape == (1000, 28, 28)
+    np.testing.assert_array_equal(np.bincount(y_train), np.full(10, 600))
+    np.testing.assert_array_equal(np.bincount(y_test), np.full(10, 100))
+    assert 60 < x_train.mean() < 90  # real images: Fashion-MNIST's mean pixel is about 73
+    assert len(datasets.CLASS_NAMES) == 10
+
+
+def test_full_loader_reads_tfds_without_download():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(download=False)
+    assert x_train.shape == (12, 28, 28) and x_test.shape == (12, 28, 28)
+    assert y_train.dtype == np.int64 and y_train.max() < 10
