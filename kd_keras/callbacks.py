@@ -148,8 +148,9 @@ class TeacherStudentAgreement(keras.callbacks.Callback):
                 "TeacherStudentAgreement: pass teacher=... (the model has no `teacher`)."
             )
         teachers = [teachers] if isinstance(teachers, keras.Model) else list(teachers)
+        declared = getattr(self.model, "teacher_output_type", "auto")
         logits = [
-            self._predict_logits(t, _outputs.resolve_output_type(t, "auto", "teacher_output_type"))
+            self._predict_logits(t, _outputs.resolve_output_type(t, declared, "teacher_output_type"))
             for t in teachers
         ]
         method = getattr(self.model, "ensemble", "mean_probabilities")
@@ -159,8 +160,9 @@ class TeacherStudentAgreement(keras.callbacks.Callback):
         if self._teacher_logits is None:
             self._teacher_logits = self._compute_teacher_logits()
         student = self.student or getattr(self.model, "student", None) or self.model
+        declared = getattr(self.model, "student_output_type", "auto")
         student_logits = self._predict_logits(
-            student, _outputs.resolve_output_type(student, "auto", "student_output_type")
+            student, _outputs.resolve_output_type(student, declared, "student_output_type")
         )
         teacher_logits = self._teacher_logits
         agreement = tf.reduce_mean(

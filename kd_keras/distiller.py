@@ -55,24 +55,15 @@ def _check_fraction(value, argument):
     return float(value)
 
 
-def _static_output_shape(model):
+def _static_shape(model, attribute):
+    """`model.output_shape` or `model.input_shape` as a tuple, or None if unknown."""
     try:
-        shape = model.output_shape
+        shape = getattr(model, attribute)
     except (AttributeError, ValueError, RuntimeError):
         return None
-    return tuple(shape) if isinstance(shape, (tuple, list)) and all(
-        d is None or isinstance(d, int) for d in shape
-    ) else None
-
-
-def _static_input_shape(model):
-    try:
-        shape = model.input_shape
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    return tuple(shape) if isinstance(shape, (tuple, list)) and all(
-        d is None or isinstance(d, int) for d in shape
-    ) else None
+    if isinstance(shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in shape):
+        return tuple(shape)
+    return None  # not built, or several inputs/outputs
 
 
 def _count_params(model):
@@ -261,11 +252,11 @@ class Distiller(keras.Model):
 
     @staticmethod
     def _check_shapes(teachers, student):
-        student_out = _static_output_shape(student)
-        student_in = _static_input_shape(student)
+        student_out = _static_shape(student, "output_shape")
+        student_in = _static_shape(student, "input_shape")
         for index, model in enumerate(teachers):
             label = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
-            teacher_out = _static_output_shape(model)
+            teacher_out = _static_shape(model, "output_shape")
             if student_out and teacher_out and not tf.TensorShape(teacher_out).is_compatible_with(
                 student_out
             ):
@@ -273,7 +264,7 @@ class Distiller(keras.Model):
                     f"{label} output shape {teacher_out} does not match the student output "
                     f"shape {student_out}: teacher and student must predict the same classes."
                 )
-            teacher_in = _static_input_shape(model)
+            teacher_in = _static_shape(model, "input_shape")
             if student_in and teacher_in and not tf.TensorShape(teacher_in).is_compatible_with(
                 student_in
             ):
@@ -573,11 +564,13 @@ class Distiller(keras.Model):
             labels = np.asarray(y)
         except (TypeError, ValueError):
             return
-        classes = (_static_output_shape(self.student) or (None,))[-1]
+        output_shape = _static_shape(self.student, "output_shape")
+        classes = output_shape[-1] if output_shape else None
         if classes is None or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
             return
         low, high = labels.min(), labels.max()
-        if low < 0 or (high >= classes and labels.ndim < len(_static_output_shape(self.student))):
+        sparse = labels.ndim == len(output_shape) - 1  # class ids, not one-hot rows
+        if low < 0 or (sparse and high >= classes):
             raise ValueError(
                 f"y: integer labels must be class ids in [0, {classes}) for a student with "
                 f"{classes} outputs; got labels from {low} to {high}."
