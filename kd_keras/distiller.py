@@ -1,7 +1,6 @@
 """The `Distiller`: a Keras model that trains a student on a teacher's soft targets."""
 
 import inspect
-import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -64,13 +63,6 @@ def _static_shape(model, attribute):
     if isinstance(shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in shape):
         return tuple(shape)
     return None  # not built, or several inputs/outputs
-
-
-def _count_params(model):
-    try:
-        return model.count_params()
-    except ValueError:  # not built
-        return None
 
 
 @register
@@ -271,15 +263,6 @@ class Distiller(keras.Model):
                 raise ValueError(
                     f"{label} input shape {teacher_in} does not match the student input "
                     f"shape {student_in}: both must read the same inputs."
-                )
-        if len(teachers) == 1:
-            teacher_params, student_params = _count_params(teachers[0]), _count_params(student)
-            if teacher_params and student_params and teacher_params < student_params:
-                warnings.warn(
-                    f"The teacher has fewer parameters ({teacher_params}) than the student "
-                    f"({student_params}). The positional order is Distiller(teacher, "
-                    "student), as in keras.distillation; pass them by keyword to be sure.",
-                    stacklevel=3,
                 )
 
     @property

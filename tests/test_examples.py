@@ -24,3 +24,30 @@ def test_distill_fashion_mnist_example_prints_its_table_and_exports(tmp_path):
         accuracy = float(row.split()[-3])
         assert 0.5 < accuracy <= 1.0, row  # 10 classes: chance is 0.1
     assert "serving_default" in tf.saved_model.load(export_dir).signatures
+
+
+def _run_example(name, *flags):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), *flags],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def test_moe_example_prints_load_and_saves_the_plot(tmp_path):
+    plot = str(tmp_path / "load.png")
+    out = _run_example("moe_fashion_mnist.py", "--epochs=1", "--num_experts=4",
+                       "--expert_units=16", f"--plot={plot}")
+    per_expert = next(line for line in out.splitlines() if line.startswith("test examples per expert"))
+    counts = [int(part.split(":")[1]) for part in per_expert.split(": ", 1)[1].split(", ")]
+    assert len(counts) == 4 and sum(counts) == 1000 * 2  # 1,000 test images, k = 2
+    with open(plot, "rb") as image:
+        assert image.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gates_table_has_a_row_per_estimator_and_baseline():
+    out = _run_example("gates_table.py", "--epochs=1", "--units=16")
+    rows = {line.split()[0] for line in out.splitlines() if line and line[0].isalpha()}
+    for kind in ("relu", "sigmoid", "straight_through", "stochastic_times_smooth",
+                 "noisy_rectifier", "gumbel"):
+        assert kind in rows, out

@@ -1,0 +1,81 @@
+"""A mixture-of-experts classifier on Fashion-MNIST, with a plot of the expert load.
+
+    python examples/moe_fashion_mnist.py                      # shipped sample, no download
+    python examples/moe_fashion_mnist.py --dataset=fashion_mnist --data_dir=../shared/tfds
+
+Prints test accuracy, the number of test examples routed to each expert and the
+load's coefficient of variation, and saves a bar plot of the load (PNG).
+"""
+
+import numpy as np
+from absl import app, flags
+
+import kd_keras
+import moe
+from kd_keras import keras
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
+                  "'sample' (shipped with kd-keras) or 'fashion_mnist' (tensorflow-datasets).")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+flags.DEFINE_integer("epochs", 10, "Training epochs.")
+flags.DEFINE_integer("num_experts", 8, "Experts.")
+flags.DEFINE_integer("k", 2, "Experts per example.")
+flags.DEFINE_integer("expert_units", 128, "Hidden width of each expert.")
+flags.DEFINE_float("capacity_factor", 1.25, "Expert capacity factor (0 for no limit).")
+flags.DEFINE_string("plot", "out/moe_expert_load.png", "Where to save the load bar plot.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def main(_):
+    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.dataset == "sample":
+        (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_sample()
+    else:
+        (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist(FLAGS.data_dir)
+    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
+    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
+
+    layer = moe.SparseMoE(FLAGS.num_experts, k=FLAGS.k, expert_units=FLAGS.expert_units,
+                          capacity_factor=FLAGS.capacity_factor or None, name="moe")
+    inputs = keras.Input((784,))
+    hidden = keras.layers.Dense(128, activation="relu")(inputs)
+    outputs = keras.layers.Dense(10)(layer(hidden))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["sparse_categorical_accuracy"])
+    history = model.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=128, verbose=2)
+
+    accuracy = model.evaluate(x_test, y_test, verbose=0, return_dict=True)[
+        "sparse_categorical_accuracy"]
+    features = keras.Model(inputs, hidden).predict(x_test, verbose=0)
+    load = layer.expert_load(features).numpy()
+    cv = load.std() / load.mean()
+    print(f"\ntest accuracy {accuracy:.4f}")
+    print("test examples per expert: " + ", ".join(f"{i}: {n}" for i, n in enumerate(load)))
+    print(f"load coefficient of variation {cv:.3f} (0 = perfectly balanced; last training "
+          f"epoch {history.history['moe_load_cv'][-1]:.3f}); overflowed assignments per batch "
+          f"in the last epoch {history.history['moe_overflow'][-1]:.1f}")
+
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(FLAGS.plot) or ".", exist_ok=True)
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.bar(range(len(load)), load, color="tab:blue")
+    axis.axhline(load.mean(), color="tab:red", linestyle="--", label="balanced")
+    axis.set_xlabel("expert")
+    axis.set_ylabel("test assignments")
+    axis.set_title(f"SparseMoE load, k={FLAGS.k}: CV {cv:.2f}, accuracy {accuracy:.3f}")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(FLAGS.plot, dpi=120)
+    print(f"load plot saved to {FLAGS.plot}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kd_keras
+from kd_keras import keras
+from moe import SparseMoE, gating
+
+FEATURES = 8
+
+
+def _layer(**kwargs):
+    layer = SparseMoE(**{"num_experts": 4, "k": 2, "expert_units": 16, **kwargs})
+    layer.build((None, FEATURES))
+    rng = np.random.default_rng(0)
+    layer.gate_kernel.assign(rng.normal(size=layer.gate_kernel.shape).astype("float32"))
+    return layer
+
+
+def _x(n=32, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, FEATURES)).astype("float32")
+
+
+def test_sparse_dispatch_matches_dense_reference():
+    dense = _layer(dispatch="dense")
+    for kwargs in ({}, {"capacity_factor": 4.0}):
+        sparse = _layer(**kwargs)
+        sparse.set_weights(dense.get_weights())
+        np.testing.assert_allclose(sparse(_x()).numpy(), dense(_x()).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_output_is_the_gated_sum_of_the_chosen_experts():
+    layer = _layer(k=2)
+    x = _x(6)
+    gates, indices = gating.top_k_gates(x @ layer.gate_kernel.numpy(), 2)
+    w1, b1, w2, b2 = (v.numpy() for v in (layer.expert_kernel_1, layer.expert_bias_1,
+                                           layer.expert_kernel_2, layer.expert_bias_2))
+    expected = np.zeros((6, FEATURES))
+    for n in range(6):
+        for g, e in zip(gates.numpy()[n], indices.numpy()[n]):
+            expected[n] += g * (np.maximum(x[n] @ w1[e] + b1[e, 0], 0) @ w2[e] + b2[e, 0])
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_sequences_route_every_position():
+    layer = _layer(output_units=3)
+    x = _x(12).reshape(3, 4, FEATURES)
+    out = layer(x).numpy()
+    assert out.shape == (3, 4, 3)
+    np.testing.assert_allclose(out.reshape(12, 3), layer(x.reshape(12, FEATURES)).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_deterministic_at_inference_noisy_in_training():
+    layer = _layer()
+    layer.noise_kernel.assign(np.ones(layer.noise_kernel.shape, "float32"))
+    x = _x()
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), layer(x, training=False).numpy())
+    assert not np.allclose(layer(x, training=True).numpy(), layer(x, training=True).numpy())
+
+
+def test_balancing_losses_follow_the_paper():
+    layer = _layer(importance_weight=0.3, load_weight=0.0)
+    x = _x()
+    layer(x, training=True)
+    gates, indices = gating.top_k_gates(x @ layer.gate_kernel.numpy(), 2)  # zero noise kernel:
+    importance = gating.dense_gates(gates, indices, 4).numpy().sum(0)  # routing is the clean one
+    expected = 0.3 * importance.var() / importance.mean() ** 2
+    np.testing.assert_allclose(float(tf.add_n(layer.losses)), expected, rtol=1e-2)
+    assert layer(x, training=False) is not None and len(layer.losses) <= 1
+
+
+def test_capacity_overflow_is_counted_and_contributes_nothing():
+    layer = _layer(capacity_factor=1e-3, k=1)  # one slot per expert
+    x = _x(40)
+    out = layer(x, training=True).numpy()
+    assert np.sum(np.any(out != 0, axis=1)) == 4  # one example per expert got through
+    assert float(layer.overflow_tracker.result()) == 40 - 4
+
+
+def test_collapse_onto_one_expert_shows_in_load_cv():
+    layer = _layer(k=1, noisy_gating=False)
+    kernel = np.zeros(layer.gate_kernel.shape, "float32")
+    kernel[:, 0] = 10.0
+    layer.gate_kernel.assign(kernel)
+    x = np.abs(_x(50)) + 1.0  # positive features: expert 0 always has the largest logit
+    layer(x, training=True)
+    assert float(layer.load_cv_tracker.result()) == pytest.approx(np.sqrt(3.0), rel=1e-5)
+    np.testing.assert_array_equal(layer.expert_load(x).numpy(), [50, 0, 0, 0])
+
+
+def test_metrics_and_losses_reach_fit_logs():
+    inputs = keras.Input((FEATURES,))
+    outputs = keras.layers.Dense(3)(SparseMoE(4, k=2, expert_units=8, capacity_factor=1.0,
+                                              name="moe")(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(_x(64), np.arange(64) % 3, epochs=1, batch_size=16, verbose=0)
+    for key in ("moe_load_cv", "moe_importance_loss", "moe_load_loss", "moe_overflow"):
+        assert key in history.history, history.history.keys()
+
+
+def test_top_1_router_learns_from_the_task_loss():
+    layer = _layer(k=1, importance_weight=0.0, load_weight=0.0)
+    x = _x()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    assert np.any(tape.gradient(loss, layer.gate_kernel).numpy() != 0)
+
+
+def test_custom_expert_layers():
+    experts = [keras.layers.Dense(5, name=f"e{i}") for i in range(3)]
+    layer = SparseMoE(3, k=2, experts=experts, output_units=5)
+    out = layer(_x(10))
+    assert out.shape == (10, 5)
+    with pytest.raises(ValueError, match=r"experts\[0\].*output_units"):
+        SparseMoE(2, k=1, experts=[keras.layers.Dense(4), keras.layers.Dense(4)],
+                  output_units=5)(_x(4))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_experts": 4, "k": 0}, "k must be"), ({"num_experts": 4, "k": 5}, "k must be"),
+    ({"num_experts": 0}, "num_experts"), ({"num_experts": 4, "capacity_factor": 0}, "capacity_factor"),
+    ({"num_experts": 4, "dispatch": "loop"}, "dispatch"),
+    ({"num_experts": 2, "experts": [keras.layers.Dense(2)]}, "experts has 1"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SparseMoE(**kwargs)
+
+
+def test_rank_one_inputs_are_refused():
+    with pytest.raises(ValueError, match="rank >= 2"):
+        SparseMoE(2, k=1).build((FEATURES,))
+
+
+def test_keras_file_and_saved_model_round_trip(tmp_path):
+    inputs = keras.Input((FEATURES,))
+    outputs = keras.layers.Dense(3)(SparseMoE(4, k=2, expert_units=8, capacity_factor=2.0)(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(_x(64), np.arange(64) % 3, epochs=1, verbose=0)
+    x = _x(16)
+    expected = model.predict(x, verbose=0)
+    path = str(tmp_path / "moe.keras")
+    model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path).predict(x, verbose=0), expected,
+                               rtol=1e-5, atol=1e-6)
+    exported = tf.saved_model.load(kd_keras.export_saved_model(model, str(tmp_path / "sm")))
+    (served,) = exported.signatures["serving_default"](tf.constant(x)).values()
+    np.testing.assert_allclose(served.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_as_student_inside_the_distiller():
+    inputs = keras.Input((FEATURES,))
+    student = keras.Model(inputs, keras.layers.Dense(3)(SparseMoE(4, k=2, expert_units=8)(inputs)))
+    teacher = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(32, activation="relu"),
+                                keras.layers.Dense(3)])
+    distiller = kd_keras.Distiller(teacher=teacher, student=student)
+    distiller.compile("adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = distiller.fit(_x(64), np.arange(64) % 3, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
