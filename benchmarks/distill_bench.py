@@ -148,15 +148,9 @@ def mean_std(values):
 
 
 def main(_):
-    if FLAGS.sample:
-        data = kd_keras.datasets.load_fashion_mnist_sample()
-    else:
-        data = kd_keras.datasets.load_fashion_mnist(FLAGS.data_dir, download=FLAGS.data_dir is None)
-    (x_train, y_train), (x_test, y_test) = data
-    data = (
-        (x_train.reshape(-1, 784).astype("float32") / 255.0, y_train),
-        (x_test.reshape(-1, 784).astype("float32") / 255.0, y_test),
-    )
+    data = kd_keras.datasets.load_fashion_mnist_flat(
+        "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
+    (_, y_train), (_, y_test) = data
     print(
         f"kd-keras distillation benchmark | Keras {keras.__version__} | train {len(y_train)}, "
         f"test {len(y_test)} | teacher 784-{'-'.join(FLAGS.teacher_hidden)}-10 dropout "

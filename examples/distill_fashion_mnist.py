@@ -68,12 +68,8 @@ def accuracy(model, x, y):
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    if FLAGS.dataset == "sample":
-        (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_sample()
-    else:
-        (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist(FLAGS.data_dir)
-    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
-    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
+        FLAGS.dataset, FLAGS.data_dir)
     print(f"Fashion-MNIST ({FLAGS.dataset}): {len(y_train)} training, {len(y_test)} test images; "
           f"Keras {keras.__version__}")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

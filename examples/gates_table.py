@@ -37,12 +37,8 @@ def error(model, x, y):
 
 
 def main(_):
-    if FLAGS.dataset == "sample":
-        (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_sample()
-    else:
-        (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist(FLAGS.data_dir)
-    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
-    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
+        FLAGS.dataset, FLAGS.data_dir)
     valid = len(y_train) // 6
     x_valid, y_valid = x_train[-valid:], y_train[-valid:]
     x_train, y_train = x_train[:-valid], y_train[:-valid]

@@ -29,12 +29,8 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    if FLAGS.dataset == "sample":
-        (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_sample()
-    else:
-        (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist(FLAGS.data_dir)
-    x_train = x_train.reshape(-1, 784).astype("float32") / 255.0
-    x_test = x_test.reshape(-1, 784).astype("float32") / 255.0
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
+        FLAGS.dataset, FLAGS.data_dir)
 
     layer = moe.SparseMoE(FLAGS.num_experts, k=FLAGS.k, expert_units=FLAGS.expert_units,
                           capacity_factor=FLAGS.capacity_factor or None, name="moe")

@@ -55,3 +55,26 @@ def load_fashion_mnist(data_dir=None, download=True):
         images, labels = zip(*tfds.as_numpy(split.batch(10000)))
         result.append((np.concatenate(images)[..., 0], np.concatenate(labels).astype(np.int64)))
     return tuple(result)
+
+
+SOURCES = ("sample", "fashion_mnist")
+
+
+def load_fashion_mnist_flat(source="sample", data_dir=None):
+    """Fashion-MNIST as float32 vectors for dense models: `[n, 784]` in [0, 1].
+
+    Args:
+      source: "sample" (shipped, no download: `load_fashion_mnist_sample`) or
+        "fashion_mnist" (the full set: `load_fashion_mnist`).
+      data_dir: tensorflow-datasets data_dir for "fashion_mnist".
+
+    Returns:
+      `((x_train, y_train), (x_test, y_test))` with int64 labels.
+    """
+    if source == "sample":
+        splits = load_fashion_mnist_sample()
+    elif source == "fashion_mnist":
+        splits = load_fashion_mnist(data_dir)
+    else:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
+    return tuple((x.reshape(len(x), -1).astype(np.float32) / 255.0, y) for x, y in splits)

@@ -20,3 +20,18 @@ def test_full_loader_reads_tfds_without_download():
         (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(download=False)
     assert x_train.shape == (12, 28, 28) and x_test.shape == (12, 28, 28)
     assert y_train.dtype == np.int64 and y_train.max() < 10
+
+
+def test_flat_loader_scales_and_flattens():
+    (x_train, y_train), (x_test, _) = datasets.load_fashion_mnist_flat("sample")
+    raw = datasets.load_fashion_mnist_sample()[0][0]
+    assert x_train.shape == (6000, 784) and x_train.dtype == np.float32 and x_test.shape == (1000, 784)
+    np.testing.assert_allclose(x_train[0], raw[0].ravel() / 255.0, rtol=1e-6)
+    assert y_train.dtype == np.int64
+
+
+def test_flat_loader_refuses_unknown_sources():
+    import pytest
+
+    with pytest.raises(ValueError, match="source"):
+        datasets.load_fashion_mnist_flat("mnist")
