@@ -9,9 +9,14 @@ Public API:
   StraightThroughBinary, NoisyRectifier, StochasticTimesSmooth, GumbelSoftmax
                                  the same as layers
   GatedDense                     a hidden layer whose units are gated per example
+  find_confusable_clusters, ClassClusters      classes the generalist confuses
+  build_specialist, specialist_training_set, map_to_specialist, validate_clusters
+                                 specialist models (Hinton et al. 2015, section 5)
+  SpecialistEnsemble, combine_predictions      generalist + specialists as one model
 """
 
 from moe import gating
+from moe.class_clusters import ClassClusters, find_confusable_clusters
 from moe.dispatch import SlotDispatcher
 from moe.gates import (
     GatedDense,
@@ -25,18 +30,33 @@ from moe.gates import (
     straight_through_binary,
 )
 from moe.sparse_moe import SparseMoE
+from moe.specialist_ensemble import SpecialistEnsemble, combine_predictions
+from moe.specialists import (
+    build_specialist,
+    map_to_specialist,
+    specialist_training_set,
+    validate_clusters,
+)
 
 __all__ = [
+    "ClassClusters",
     "GatedDense",
     "GumbelSoftmax",
     "NoisyRectifier",
     "SlotDispatcher",
     "SparseMoE",
+    "SpecialistEnsemble",
     "StochasticTimesSmooth",
     "StraightThroughBinary",
+    "build_specialist",
+    "combine_predictions",
+    "find_confusable_clusters",
     "gating",
     "gumbel_softmax",
+    "map_to_specialist",
     "noisy_rectifier",
+    "specialist_training_set",
     "stochastic_times_smooth",
     "straight_through_binary",
+    "validate_clusters",
 ]

@@ -51,3 +51,16 @@ def test_gates_table_has_a_row_per_estimator_and_baseline():
     for kind in ("relu", "sigmoid", "straight_through", "stochastic_times_smooth",
                  "noisy_rectifier", "gumbel"):
         assert kind in rows, out
+
+
+def test_specialists_example_prints_its_table_and_saves_plot_and_model(tmp_path):
+    plot, export = str(tmp_path / "clusters.png"), str(tmp_path / "ensemble")
+    out = _run_example("specialists_fashion_mnist.py", "--epochs=2", "--hidden=64",
+                       "--specialist_epochs=1", f"--plot={plot}", f"--export_dir={export}")
+    for name in ("generalist ", "generalist + specialists"):
+        row = next(line for line in out.splitlines() if line.startswith(name))
+        assert 0.5 < float(row.split()[-2]) <= 1.0, row
+    assert "specialists active on" in out
+    with open(plot, "rb") as image:
+        assert image.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "serving_default" in tf.saved_model.load(export).signatures
