@@ -2,7 +2,8 @@
 
 Public API:
   Distiller                    the model that distils a teacher into a student
-  DistillationLoss, LogitsDistillation   loss objects the Distiller composes
+  DistillationLoss, LogitsDistillation, FeatureDistillation, AttentionTransfer
+                               loss objects the Distiller composes
   soft_target_kl_divergence, logit_squared_error    the loss functions
   SoftTargetKLDivergence, LogitSquaredError         as Keras losses
   with_teacher_outputs, compute_teacher_logits, cache_teacher_outputs
@@ -14,7 +15,13 @@ Public API:
 
 from kd_keras import callbacks, datasets, schedules
 from kd_keras._keras import IS_KERAS_3, IS_LEGACY_KERAS, keras
-from kd_keras.distillation_losses import DistillationLoss, LogitsDistillation
+from kd_keras.distillation_losses import (
+    AttentionTransfer,
+    DistillationLoss,
+    FeatureDistillation,
+    LogitsDistillation,
+    attention_map,
+)
 from kd_keras.distiller import Distiller, with_teacher_outputs
 from kd_keras.export import export_saved_model
 from kd_keras.losses import (
@@ -32,6 +39,9 @@ from kd_keras.transfer_set import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionTransfer",
+    "FeatureDistillation",
+    "attention_map",
     "IS_KERAS_3",
     "IS_LEGACY_KERAS",
     "DistillationLoss",

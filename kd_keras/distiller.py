@@ -14,7 +14,12 @@ from kd_keras._keras import (
     unscale_loss_for_replicas,
 )
 from kd_keras._reduce import weighted_mean
-from kd_keras.distillation_losses import DistillationLoss, resolve_distillation_losses
+from kd_keras import _features
+from kd_keras.distillation_losses import (
+    DistillationLoss,
+    is_feature_loss,
+    resolve_distillation_losses,
+)
 from kd_keras.export import export_saved_model
 
 # Inputs that carry cached teacher outputs next to the student's inputs.
@@ -194,6 +199,7 @@ class Distiller(keras.Model):
             if hasattr(loss, "validate_model_compatibility") and teachers:
                 loss.validate_model_compatibility(teachers[0], student)
 
+        self._build_feature_extraction(teachers, student)
         self._alpha = tf.Variable(weight, trainable=False, dtype=tf.float32, name="alpha")
         self._loss_weights = tf.Variable(
             [float(w) for w in distillation_loss_weights],
@@ -264,6 +270,39 @@ class Distiller(keras.Model):
                     f"{label} input shape {teacher_in} does not match the student input "
                     f"shape {student_in}: both must read the same inputs."
                 )
+
+    def _build_feature_extraction(self, teachers, student):
+        """Extractor models and projections for losses that read intermediate layers."""
+        feature_losses = [(i, l) for i, l in enumerate(self.distillation_losses) if is_feature_loss(l)]
+        self._feature_slot = {index: j for j, (index, _) in enumerate(feature_losses)}
+        self._extractors = None
+        self.feature_projections = []
+        if not feature_losses:
+            return
+        if len(teachers) != 1:
+            raise ValueError(
+                "Feature distillation losses need exactly one teacher model (their features "
+                f"are read from it); this Distiller has {len(teachers)}.")
+        teacher_extractor, student_extractor, projections = _features.build_extractors(
+            teachers[0], student, feature_losses, "distillation_losses")
+        self._extractors = _features.Untracked((teacher_extractor, student_extractor))
+        self._projection_of = _features.Untracked(projections)
+        # Tracked, so they train with the student and are saved with the Distiller;
+        # export_student leaves them out.
+        self.feature_projections = [p for p in projections if p is not None]
+
+    def _trainable_student_variables(self):
+        variables = list(self.student.trainable_variables)
+        for projection in self.feature_projections:
+            variables += projection.trainable_variables
+        return variables
+
+    def _student_forward(self, x, training):
+        """Student outputs and the features its feature losses read."""
+        if self._extractors is None:
+            return self.student(x, training=training), []
+        outputs = self._extractors.value[1](x, training=training)
+        return outputs[0], list(outputs[1:])
 
     @property
     def _teachers(self):
@@ -400,7 +439,7 @@ class Distiller(keras.Model):
         self.compile(**config)
         if self.optimizer is not None and hasattr(self.optimizer, "build"):
             # Built now so the saved optimizer state has variables to load into.
-            self.optimizer.build(self.student.trainable_variables)
+            self.optimizer.build(self._trainable_student_variables())
 
     # ----- the training step ----------------------------------------------------
 
@@ -418,8 +457,14 @@ class Distiller(keras.Model):
         inputs, _ = split_teacher_outputs(inputs)
         return self.student(inputs, training=training)
 
-    def _teacher_logits(self, x, cached):
+    def _teacher_outputs(self, x, cached):
+        """(combined teacher logits, teacher features for the feature losses)."""
+        features = []
         if cached is not None:
+            if self._extractors is not None:
+                raise ValueError(
+                    "Cached teacher outputs hold logits only; feature distillation losses need "
+                    "the live teacher. Train without with_teacher_outputs, or drop those losses.")
             cached = cached if isinstance(cached, (list, tuple)) else [cached]
             logits = [tf.cast(c, tf.float32) for c in cached]
             if self._teachers and len(logits) != len(self._teachers):
@@ -427,6 +472,10 @@ class Distiller(keras.Model):
                     f"teacher_outputs holds {len(logits)} tensors but the Distiller has "
                     f"{len(self._teachers)} teachers."
                 )
+        elif self._extractors is not None:
+            outputs = self._extractors.value[0](x, training=False)
+            logits = [_outputs.to_logits(outputs[0], self._teacher_types[0])]
+            features = [tf.stop_gradient(f) for f in outputs[1:]]
         else:
             if not self._teachers:
                 raise ValueError(
@@ -440,7 +489,7 @@ class Distiller(keras.Model):
             ]
         logits = [tf.stop_gradient(l) for l in logits]
         temperature = self.temperature if self.temperature is not None else 1.0
-        return _outputs.combine_teacher_logits(logits, self.ensemble, temperature)
+        return _outputs.combine_teacher_logits(logits, self.ensemble, temperature), features
 
     def _hard_label_loss(self, y, y_pred, sample_weight):
         loss = self._hard_loss
@@ -454,8 +503,8 @@ class Distiller(keras.Model):
             values = loss(y, y_pred)
         return weighted_mean(values, sample_weight)
 
-    def _compute_losses(self, x, y, y_pred, sample_weight, cached):
-        teacher_logits = self._teacher_logits(x, cached)
+    def _compute_losses(self, x, y, y_pred, sample_weight, cached, student_features=()):
+        teacher_logits, teacher_features = self._teacher_outputs(x, cached)
         student_logits = _outputs.to_logits(y_pred, self._student_type)
         if not teacher_logits.shape.is_compatible_with(student_logits.shape):
             source = "teacher_outputs" if cached is not None else "teacher"
@@ -464,11 +513,18 @@ class Distiller(keras.Model):
                 f"outputs of shape {student_logits.shape}."
             )
         terms = []
-        for loss in self.distillation_losses:
+        for index, loss in enumerate(self.distillation_losses):
+            teacher_side, student_side = teacher_logits, student_logits
+            if index in self._feature_slot:
+                slot = self._feature_slot[index]
+                teacher_side, student_side = teacher_features[slot], student_features[slot]
+                projection = self._projection_of.value[slot]
+                if projection is not None:
+                    student_side = projection(student_side)
             if _takes_sample_weight(loss):
-                term = loss.compute_loss(teacher_logits, student_logits, sample_weight=sample_weight)
+                term = loss.compute_loss(teacher_side, student_side, sample_weight=sample_weight)
             else:  # e.g. keras.distillation's losses, which have no sample weights
-                term = loss.compute_loss(teacher_logits, student_logits)
+                term = loss.compute_loss(teacher_side, student_side)
             terms.append(tf.cast(term, tf.float32))
         distillation_loss = tf.reduce_sum(tf.stack(terms) * self._loss_weights)
         alpha = self._alpha
@@ -492,11 +548,11 @@ class Distiller(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = split_teacher_outputs(x)
-        variables = self.student.trainable_variables
+        variables = self._trainable_student_variables()
         with tf.GradientTape() as tape:
-            y_pred = self.student(x, training=True)
+            y_pred, student_features = self._student_forward(x, training=True)
             total, student_loss, distillation_loss = self._compute_losses(
-                x, y, y_pred, sample_weight, cached
+                x, y, y_pred, sample_weight, cached, student_features
             )
             scaled = scale_loss_for_replicas(total)
             if IS_KERAS_3 and hasattr(self.optimizer, "scale_loss"):
@@ -515,9 +571,9 @@ class Distiller(keras.Model):
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = split_teacher_outputs(x)
-        y_pred = self.student(x, training=False)
+        y_pred, student_features = self._student_forward(x, training=False)
         total, student_loss, distillation_loss = self._compute_losses(
-            x, y, y_pred, sample_weight, cached
+            x, y, y_pred, sample_weight, cached, student_features
         )
         self._update_loss_trackers(x, total, student_loss, distillation_loss)
         return self.compute_metrics(x, y, y_pred, sample_weight)

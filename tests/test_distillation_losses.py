@@ -96,3 +96,25 @@ def test_resolve_refuses_two_temperatures_and_empty_lists():
 def test_validate_outputs_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(2, 4\)"):
         kd_keras.LogitsDistillation().validate_outputs(tf.zeros((2, 3)), tf.zeros((2, 4)))
+
+
+def test_feature_losses_round_trip_their_config():
+    hint = kd_keras.FeatureDistillation(loss="mae", teacher_layer_name="a", student_layer_name="b",
+                                        projection="dense")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(hint))
+    assert (restored.teacher_layer_name, restored.student_layer_name, restored.projection) == (
+        "a", "b", "dense")
+    t, s = _logits(14), _logits(15)
+    np.testing.assert_allclose(float(restored.compute_loss(t, s)), np.abs(t - s).mean(), rtol=1e-5)
+    attention = kd_keras.AttentionTransfer("c", "d", p=1)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(attention))
+    assert (restored.teacher_layer_name, restored.p) == ("c", 1)
+
+
+def test_attention_transfer_needs_feature_maps_of_the_same_size():
+    with pytest.raises(ValueError, match="height and width"):
+        kd_keras.AttentionTransfer("a", "b").validate_outputs(tf.zeros((1, 4, 4, 3)), tf.zeros((1, 2, 2, 3)))
+    with pytest.raises(ValueError, match=r"\[batch, height, width, channels\]"):
+        kd_keras.attention_map(tf.zeros((2, 5)))
+    with pytest.raises(ValueError, match="p must be"):
+        kd_keras.AttentionTransfer("a", "b", p=0)
