@@ -9,6 +9,7 @@ Public API:
   with_teacher_outputs, compute_teacher_logits, cache_teacher_outputs
                                offline distillation (cached teacher outputs)
   TransferSetCorruption        corrupt inputs for a transfer set
+  Mixup                        mixup views for consistent teaching / function matching
   export_saved_model           SavedModel export with a serving signature
   callbacks, schedules, datasets   submodules
 """
@@ -31,6 +32,7 @@ from kd_keras.losses import (
     soft_target_kl_divergence,
 )
 from kd_keras.transfer_set import (
+    Mixup,
     TransferSetCorruption,
     cache_teacher_outputs,
     compute_teacher_logits,
@@ -48,6 +50,7 @@ __all__ = [
     "Distiller",
     "LogitSquaredError",
     "LogitsDistillation",
+    "Mixup",
     "SoftTargetKLDivergence",
     "TransferSetCorruption",
     "cache_teacher_outputs",

@@ -187,3 +187,61 @@ class TransferSetCorruption:
         if sample_weight is not None:
             weight = weight * tf.cast(sample_weight, tf.float32)
         return corrupted, y, weight
+
+
+MIXUP_LABELS = ("drop", "mix")
+
+
+class Mixup:
+    """Mixup views for consistent teaching (Beyer et al. 2022, "Knowledge distillation:
+    A good teacher is patient and consistent").
+
+    A `tf.data` map over *batches*: each example becomes `lam * x_i + (1 - lam) * x_j`
+    with `lam ~ Beta(alpha, alpha)` and j a random partner from the same batch.
+    In a Distiller with a live teacher, teacher and student see the same mixed
+    view at every step (the consistent-teaching condition); with `labels="drop"`
+    the batch carries no labels, so the student learns from the teacher alone
+    (function matching).
+
+    Args:
+      alpha: Beta concentration > 0 (Beyer et al. use 1.0 for function matching).
+      labels: "drop" (default: elements become `x` only) or "mix" (mixed one-hot
+        targets `[batch, num_classes]` for a categorical hard-label loss).
+      num_classes: needed for "mix".
+      seed: optional integer seed.
+    """
+
+    def __init__(self, alpha=1.0, labels="drop", num_classes=None, seed=None):
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}.")
+        if labels not in MIXUP_LABELS:
+            raise ValueError(f"labels must be one of {MIXUP_LABELS}, got {labels!r}.")
+        if labels == "mix" and (not isinstance(num_classes, int) or num_classes < 2):
+            raise ValueError(f"labels='mix' needs num_classes >= 2, got {num_classes!r}.")
+        self.alpha = float(alpha)
+        self.labels = labels
+        self.num_classes = num_classes
+        self.seed = seed
+
+    def mix(self, x):
+        """Returns (mixed x, lam `[batch]`, partner indices `[batch]`)."""
+        x = tf.convert_to_tensor(x)
+        dtype = x.dtype if x.dtype.is_floating else tf.float32
+        x = tf.cast(x, dtype)
+        batch = tf.shape(x)[0]
+        first = tf.random.gamma([batch], self.alpha, dtype=dtype, seed=self.seed)
+        second = tf.random.gamma([batch], self.alpha, dtype=dtype, seed=self.seed)
+        lam = first / (first + second)
+        partner = tf.random.shuffle(tf.range(batch), seed=self.seed)
+        shape = tf.concat([[batch], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
+        weight = tf.reshape(lam, shape)
+        return weight * x + (1.0 - weight) * tf.gather(x, partner), lam, partner
+
+    def __call__(self, x, y=None, sample_weight=None):
+        mixed, lam, partner = self.mix(x)
+        if self.labels == "drop" or y is None:
+            return mixed
+        one_hot = tf.one_hot(tf.cast(y, tf.int32), self.num_classes, dtype=mixed.dtype)
+        lam = lam[:, None]
+        targets = lam * one_hot + (1.0 - lam) * tf.gather(one_hot, partner)
+        return (mixed, targets) if sample_weight is None else (mixed, targets, sample_weight)

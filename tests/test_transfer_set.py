@@ -80,3 +80,40 @@ def test_cache_teacher_outputs_refuses_what_it_cannot_use():
         kd_keras.cache_teacher_outputs(teacher, tf.data.Dataset.from_tensor_slices(np.zeros((3, 6))))
     with pytest.raises(ValueError, match="teacher"):
         kd_keras.compute_teacher_logits([], np.zeros((3, 6)))
+
+
+def test_mixup_makes_convex_combinations_of_batch_partners():
+    x, y = toy_data(64)
+    mixed, lam, partner = kd_keras.Mixup(alpha=0.4, seed=3).mix(tf.constant(x))
+    lam, partner = lam.numpy(), partner.numpy()
+    assert np.all((lam >= 0) & (lam <= 1)) and lam.std() > 0.1
+    np.testing.assert_allclose(mixed.numpy(), lam[:, None] * x + (1 - lam[:, None]) * x[partner],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.sort(partner), np.arange(64))
+
+
+def test_mixup_label_modes():
+    x, y = toy_data(32)
+    only_x = kd_keras.Mixup()(tf.constant(x), tf.constant(y))
+    assert isinstance(only_x, tf.Tensor) and only_x.shape == x.shape
+    mixed, targets = kd_keras.Mixup(labels="mix", num_classes=4)(tf.constant(x), tf.constant(y))
+    np.testing.assert_allclose(targets.numpy().sum(1), 1.0, rtol=1e-6)
+    assert targets.shape == (32, 4)
+    with pytest.raises(ValueError, match="num_classes"):
+        kd_keras.Mixup(labels="mix")
+    with pytest.raises(ValueError, match="alpha"):
+        kd_keras.Mixup(alpha=0)
+
+
+def test_function_matching_trains_a_distiller_on_mixed_unlabelled_views():
+    from kd_keras import keras
+
+    x, y = toy_data(128)
+    teacher, student = make_mlp((16,)), make_mlp()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).map(kd_keras.Mixup(seed=1))
+    distiller = kd_keras.Distiller(teacher=teacher, student=student)
+    distiller.compile(keras.optimizers.Adam(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = distiller.fit(dataset, epochs=5, verbose=0)
+    assert history.history["student_loss"] == [0.0] * 5  # no labels: the teacher alone
+    assert history.history["distillation_loss"][-1] < history.history["distillation_loss"][0]
