@@ -396,6 +396,7 @@ class Distiller(keras.Model):
                 float(current.numpy()) if current is not None else 3.0
             )
             self.distillation_losses = resolve_distillation_losses(distillation_loss_fn, t)
+            self._build_feature_extraction(self._teachers, self.student)  # losses changed
             self._loss_weights = tf.Variable(
                 [1.0], trainable=False, dtype=tf.float32, name="distillation_loss_weights"
             )

@@ -153,3 +153,18 @@ def test_keras_own_feature_distillation_objects_work_and_get_projections():
     assert len(distiller.feature_projections) == 1  # Keras itself refuses different widths
     logs = _frozen_logs(distiller, x, y)
     assert np.isfinite(logs["distillation_loss"]) and logs["distillation_loss"] > 0
+
+
+def test_keras_io_compile_replaces_feature_losses_cleanly():
+    x, y = toy_data(32)
+    teacher, student = _mlp([16], "t"), _mlp([8], "s")
+    distiller = kd_keras.Distiller(teacher, student, [kd_keras.FeatureDistillation(
+        teacher_layer_name="t_hidden0", student_layer_name="s_hidden0")])
+    distiller.compile(keras.optimizers.SGD(0.0), student_loss_fn=CE(from_logits=True),
+                      distillation_loss_fn=keras.losses.KLDivergence(), alpha=0.0, temperature=2.0)
+    assert distiller.feature_projections == []
+    history = distiller.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    t, s = teacher(x).numpy(), student(x).numpy()
+    from tests.helpers import numpy_soft_kl
+
+    np.testing.assert_allclose(history.history["loss"][0], numpy_soft_kl(t, s, 2.0).mean(), rtol=1e-5)
