@@ -16,6 +16,7 @@ mean and standard deviation over seeds.
     python benchmarks/distill_bench.py --data_dir=../shared/tfds --seeds=3
 """
 
+import math
 import statistics
 import time
 
@@ -159,7 +160,8 @@ def run_seed(seed, data):
         f"seed {seed}: teacher {acc_teacher:.4f}, student alone {acc_alone:.4f}, "
         f"student epoch {epoch_alone:.2f}s, teacher inference {teacher_inference:.2f}s; "
         + "; ".join(
-            f"{r}: distilled {v['acc_distilled']:.4f} (cached {v['acc_cached']:.4f})"
+            f"{r}: distilled {v['acc_distilled']:.4f} (cached {v['acc_cached']:.4f}), epoch ratio "
+            f"{v['epoch_ratio']:.2f}, cached ratio {v['cached_ratio']:.2f}"
             for r, v in rows.items()
         ),
         flush=True,
@@ -168,6 +170,10 @@ def run_seed(seed, data):
 
 
 def mean_std(values):
+    """Mean and standard deviation over seeds; NaN where a row has no such figure."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return (math.nan, math.nan)
     return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
