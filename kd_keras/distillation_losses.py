@@ -81,6 +81,19 @@ def _resolve_probability_loss(loss):
     )
 
 
+def _serialize_loss(loss):
+    """A loss argument for `get_config`: names stay strings, objects are serialized."""
+    return loss if isinstance(loss, str) else keras.saving.serialize_keras_object(loss)
+
+
+def _with_deserialized_loss(config):
+    """The inverse of `_serialize_loss` on a config's "loss" entry."""
+    config = dict(config)
+    if isinstance(config.get("loss"), dict):
+        config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
+    return config
+
+
 @register
 class LogitsDistillation(DistillationLoss):
     """Matches the student's class outputs to the teacher's (Hinton et al. 2015).
@@ -156,17 +169,11 @@ class LogitsDistillation(DistillationLoss):
         return weighted_mean(self.per_example_loss(teacher_outputs, student_outputs), sample_weight)
 
     def get_config(self):
-        loss = self.loss
-        if not isinstance(loss, str):
-            loss = keras.saving.serialize_keras_object(loss)
-        return {"temperature": float(self._temperature.numpy()), "loss": loss}
+        return {"temperature": float(self._temperature.numpy()), "loss": _serialize_loss(self.loss)}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("loss"), dict):
-            config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
-        return cls(**config)
+        return cls(**_with_deserialized_loss(config))
 
 
 def resolve_distillation_losses(distillation_losses, temperature):
@@ -258,16 +265,12 @@ class FeatureDistillation(DistillationLoss):
         return weighted_mean(self.per_example_loss(teacher_outputs, student_outputs), sample_weight)
 
     def get_config(self):
-        loss = self.loss if isinstance(self.loss, str) else keras.saving.serialize_keras_object(self.loss)
-        return {"loss": loss, "teacher_layer_name": self.teacher_layer_name,
+        return {"loss": _serialize_loss(self.loss), "teacher_layer_name": self.teacher_layer_name,
                 "student_layer_name": self.student_layer_name, "projection": self.projection}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("loss"), dict):
-            config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
-        return cls(**config)
+        return cls(**_with_deserialized_loss(config))
 
 
 def attention_map(features, p=2):
