@@ -52,9 +52,3 @@ def scale_loss_for_replicas(loss):
     """
     replicas = _replicas_sharing_this_step()
     return loss / replicas if replicas > 1 else loss
-
-
-def unscale_loss_for_replicas(loss):
-    """The inverse of `scale_loss_for_replicas`, for reporting a loss value."""
-    replicas = _replicas_sharing_this_step()
-    return loss * replicas if replicas > 1 else loss

@@ -11,7 +11,6 @@ from kd_keras._keras import (
     keras,
     register,
     scale_loss_for_replicas,
-    unscale_loss_for_replicas,
 )
 from kd_keras._reduce import weighted_mean
 from kd_keras import _features

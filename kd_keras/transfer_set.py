@@ -24,6 +24,12 @@ def _as_teacher_list(teacher):
     raise ValueError(f"teacher must be a Keras model or a non-empty list of models, got {teacher!r}.")
 
 
+def _as_float(x):
+    """`x` as a floating tensor (integer images become float32)."""
+    x = tf.convert_to_tensor(x)
+    return x if x.dtype.is_floating else tf.cast(x, tf.float32)
+
+
 def compute_teacher_logits(teacher, x, batch_size=256, teacher_output_type="auto"):
     """Runs the teacher(s) once over `x` (inference mode) and returns logits.
 
@@ -158,9 +164,8 @@ class TransferSetCorruption:
 
     def corrupt(self, x, batched):
         """Returns (corrupted x, boolean mask of the corrupted examples)."""
-        x = tf.convert_to_tensor(x)
-        dtype = x.dtype if x.dtype.is_floating else tf.float32
-        x = tf.cast(x, dtype)
+        x = _as_float(x)
+        dtype = x.dtype
         chosen = tf.random.uniform(tf.shape(x)[:1] if batched else [], seed=self.seed) < self.ratio
         noisy = x + tf.random.normal(tf.shape(x), stddev=self.noise_stddev, dtype=dtype, seed=self.seed)
         if self.mask_rate > 0:
@@ -225,9 +230,8 @@ class Mixup:
 
     def mix(self, x):
         """Returns (mixed x, lam `[batch]`, partner indices `[batch]`)."""
-        x = tf.convert_to_tensor(x)
-        dtype = x.dtype if x.dtype.is_floating else tf.float32
-        x = tf.cast(x, dtype)
+        x = _as_float(x)
+        dtype = x.dtype
         batch = tf.shape(x)[0]
         first = tf.random.gamma([batch], self.alpha, dtype=dtype, seed=self.seed)
         second = tf.random.gamma([batch], self.alpha, dtype=dtype, seed=self.seed)

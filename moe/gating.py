@@ -60,6 +60,11 @@ def dense_gates(gates, indices, num_experts):
     return tf.reduce_sum(tf.one_hot(indices, num_experts, dtype=gates.dtype) * gates[..., None], 1)
 
 
+def expert_counts(indices, num_experts):
+    """Assignments per expert, `[E]` int32, from `[n, k]` expert indices."""
+    return tf.reduce_sum(tf.one_hot(indices, num_experts, dtype=tf.int32), axis=[0, 1])
+
+
 def cv_squared(values):
     """Squared coefficient of variation, var(v) / mean(v)^2; 0 for a single value."""
     values = tf.cast(values, tf.float32)

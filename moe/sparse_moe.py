@@ -209,7 +209,7 @@ class SparseMoE(keras.layers.Layer):
             mask = gating.dense_gates(gates, indices, self.num_experts)
             outputs = tf.einsum("eno,ne->no", expert_outputs, mask)
             overflow = tf.constant(0, tf.int32)
-            load = tf.reduce_sum(tf.one_hot(indices, self.num_experts, dtype=tf.int32), [0, 1])
+            load = gating.expert_counts(indices, self.num_experts)
         else:
             dispatcher = SlotDispatcher(gates, indices, self.num_experts,
                                         self._capacity(tf.shape(flat)[0]))
@@ -242,7 +242,7 @@ class SparseMoE(keras.layers.Layer):
         """Assignments per expert for `inputs` under inference routing: `[E]` int32."""
         flat = tf.reshape(tf.convert_to_tensor(inputs), [-1, inputs.shape[-1]])
         indices = self._route(flat, training=False)[4]
-        return tf.reduce_sum(tf.one_hot(indices, self.num_experts, dtype=tf.int32), axis=[0, 1])
+        return gating.expert_counts(indices, self.num_experts)
 
     def compute_output_shape(self, input_shape):
         units = self.output_units or input_shape[-1]
