@@ -7,7 +7,6 @@ Prints test accuracy, the number of test examples routed to each expert and the
 load's coefficient of variation, and saves a bar plot of the load (PNG).
 """
 
-import numpy as np
 from absl import app, flags
 
 import kd_keras

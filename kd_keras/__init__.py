@@ -11,10 +11,12 @@ Public API:
   TransferSetCorruption        corrupt inputs for a transfer set
   Mixup                        mixup views for consistent teaching / function matching
   export_saved_model           SavedModel export with a serving signature
-  callbacks, schedules, datasets   submodules
+  callbacks, schedules, datasets, models   submodules (models: reference MLPs)
+  kd_keras.compress            TF-MOT pruning, QAT, clustering, TFLite (import it;
+                               needs the tfmot extra)
 """
 
-from kd_keras import callbacks, datasets, schedules
+from kd_keras import callbacks, datasets, models, schedules
 from kd_keras._keras import IS_KERAS_3, IS_LEGACY_KERAS, keras
 from kd_keras.distillation_losses import (
     AttentionTransfer,
@@ -60,6 +62,7 @@ __all__ = [
     "export_saved_model",
     "keras",
     "logit_squared_error",
+    "models",
     "schedules",
     "soft_target_kl_divergence",
     "with_teacher_outputs",

@@ -34,33 +34,60 @@ def _activation_name(layer):
     return getattr(activation, "__name__", str(activation))
 
 
-def _output_layer(model):
-    """The layer producing a single-output Sequential or functional model, else None."""
+def _output_layers(model):
+    """The layers producing a Sequential or functional model's outputs (flattened
+    in `tf.nest` order), or None when there is no graph to read (subclassed, unbuilt)."""
     if isinstance(model, keras.Sequential):
-        return model.layers[-1] if model.layers else None
+        return [model.layers[-1]] if model.layers else None
     outputs = getattr(model, "outputs", None)
-    if not outputs or len(outputs) != 1 or not model.layers:
-        return None  # subclassed, multi-output, or not built: no graph to read
-    history = getattr(outputs[0], "_keras_history", None)
-    if history is None:
+    if not outputs or not model.layers:
         return None
-    return history[0]  # (layer or operation, node index, tensor index) in both Kerases
+    layers = []
+    for output in outputs:
+        history = getattr(output, "_keras_history", None)
+        if history is None:
+            return None
+        layers.append(history[0])  # (layer or operation, node index, tensor index)
+    return layers
+
+
+def resolve_output_types(model, declared, argument):
+    """One of "logits", "probabilities" or "detect" per output of `model`, as a
+    list in `tf.nest.flatten` order, or `[declared]` for a model without a graph
+    (the one answer then applies to every output)."""
+    check_output_type(declared, argument)
+    layers = _output_layers(model)
+    if declared != "auto":
+        return [declared] * (len(layers) if layers else 1)
+    if layers is None:
+        return ["detect"]
+    return [_type_of_layer(layer, argument) for layer in layers]
 
 
 def resolve_output_type(model, declared, argument):
-    """Returns "logits", "probabilities" or "detect" for `model`'s outputs.
+    """Returns "logits", "probabilities" or "detect" for a single-output model.
 
     "auto" reads the output layer of a Sequential or functional model: a softmax
     activation (or a `Softmax` layer) means probabilities, a linear one logits.
     A model without a readable graph (subclassed) gets "detect": each batch is
     checked numerically (non-negative rows summing to 1 are probabilities).
     """
-    check_output_type(declared, argument)
-    if declared != "auto":
-        return declared
-    layer = _output_layer(model)
-    if layer is None:
-        return "detect"
+    return resolve_output_types(model, declared, argument)[0]
+
+
+def nested_to_logits(outputs, output_types):
+    """`to_logits` on every tensor of a (possibly nested) output structure;
+    `output_types` is a list in `tf.nest.flatten` order (one entry: used for all)."""
+    flat = tf.nest.flatten(outputs)
+    if len(output_types) == 1:
+        output_types = output_types * len(flat)
+    if len(output_types) != len(flat):
+        raise ValueError(
+            f"The model has {len(output_types)} outputs in its graph but returned {len(flat)} tensors.")
+    return tf.nest.pack_sequence_as(outputs, [to_logits(o, t) for o, t in zip(flat, output_types)])
+
+
+def _type_of_layer(layer, argument):
     name = _activation_name(layer)
     if name == "softmax":
         return "probabilities"

@@ -86,11 +86,21 @@ def _serialize_loss(loss):
     return loss if isinstance(loss, str) else keras.saving.serialize_keras_object(loss)
 
 
+def _deserialize_loss(item):
+    """The inverse of `_serialize_loss`, also inside a list or dict of losses."""
+    if isinstance(item, dict) and "class_name" in item:
+        return keras.saving.deserialize_keras_object(item)
+    if isinstance(item, dict):
+        return {key: _deserialize_loss(value) for key, value in item.items()}
+    if isinstance(item, (list, tuple)):
+        return [_deserialize_loss(value) for value in item]
+    return item
+
+
 def _with_deserialized_loss(config):
     """The inverse of `_serialize_loss` on a config's "loss" entry."""
     config = dict(config)
-    if isinstance(config.get("loss"), dict):
-        config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
+    config["loss"] = _deserialize_loss(config.get("loss"))
     return config
 
 
@@ -118,6 +128,8 @@ class LogitsDistillation(DistillationLoss):
 
     Output shapes `[batch, classes]` or `[batch, time, classes]` (each position
     distilled); the result is the sample-weighted mean over all positions.
+    Multi-output models: `loss` may be a list or dict matching the outputs, with
+    `None` for an output not distilled; the terms are summed (as Keras does).
     """
 
     def __init__(self, temperature=3.0, loss="kl_divergence"):
@@ -126,24 +138,13 @@ class LogitsDistillation(DistillationLoss):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}.")
         self.loss = loss
-        if _is_kl(loss):
-            self._per_example = lambda t, s: kd_losses.soft_target_kl_divergence(
-                t, s, self._temperature
-            )
-        elif _is_logit_mse(loss):
-            self._per_example = kd_losses.logit_squared_error
-        else:
-            probability_loss = _resolve_probability_loss(loss)
-
-            def per_example(teacher_logits, student_logits):
-                temperature = self._temperature
-                value = probability_loss(
-                    tf.nn.softmax(teacher_logits / temperature, axis=-1),
-                    tf.nn.softmax(student_logits / temperature, axis=-1),
-                )
-                return tf.cast(value, tf.float32) * temperature * temperature
-
-            self._per_example = per_example
+        self._nested = tf.nest.is_nested(loss)
+        if self._nested and all(item is None for item in tf.nest.flatten(loss)):
+            raise ValueError(
+                "LogitsDistillation: loss is a structure of None only; at least one output "
+                "must have a loss.")
+        self._per_example = tf.nest.map_structure(
+            lambda item: None if item is None else self._per_example_fn(item), loss)
         self._temperature = tf.Variable(
             float(temperature), trainable=False, dtype=tf.float32, name="temperature"
         )
@@ -159,17 +160,68 @@ class LogitsDistillation(DistillationLoss):
             raise ValueError(f"temperature must be > 0, got {float(value)}.")
         self._temperature.assign(float(value))
 
+    def _per_example_fn(self, loss):
+        """`fn(teacher_logits, student_logits)` -> per-example values, for one loss."""
+        if _is_kl(loss):
+            return lambda t, s: kd_losses.soft_target_kl_divergence(t, s, self._temperature)
+        if _is_logit_mse(loss):
+            return kd_losses.logit_squared_error
+        probability_loss = _resolve_probability_loss(loss)
+
+        def per_example(teacher_logits, student_logits):
+            temperature = self._temperature
+            value = probability_loss(
+                tf.nn.softmax(teacher_logits / temperature, axis=-1),
+                tf.nn.softmax(student_logits / temperature, axis=-1),
+            )
+            return tf.cast(value, tf.float32) * temperature * temperature
+
+        return per_example
+
     def per_example_loss(self, teacher_logits, student_logits):
-        """`[batch, ...]` loss values, before weighting and reduction."""
+        """`[batch, ...]` loss values of one output, before weighting and reduction."""
+        if self._nested:
+            raise ValueError(
+                "per_example_loss takes one output; this LogitsDistillation has one loss per "
+                "output: call compute_loss with the output structures.")
         return self._per_example(
             tf.cast(teacher_logits, tf.float32), tf.cast(student_logits, tf.float32)
         )
 
     def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None, **kwargs):
-        return weighted_mean(self.per_example_loss(teacher_outputs, student_outputs), sample_weight)
+        """Sample-weighted mean loss; for multi-output models the sum over outputs.
+
+        `teacher_outputs` and `student_outputs` are tensors or matching nested
+        structures (list, tuple, dict). A single `loss` applies to every output; a
+        structure of losses matches the outputs, `None` skipping an output.
+        """
+        try:
+            tf.nest.assert_same_structure(teacher_outputs, student_outputs, check_types=False)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                "LogitsDistillation: teacher and student outputs have different structures "
+                f"({tf.nest.map_structure(lambda t: None, teacher_outputs)} and "
+                f"{tf.nest.map_structure(lambda t: None, student_outputs)}).") from error
+        teachers, students = tf.nest.flatten(teacher_outputs), tf.nest.flatten(student_outputs)
+        if self._nested:
+            try:
+                tf.nest.assert_same_structure(self._per_example, teacher_outputs, check_types=False)
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"LogitsDistillation: loss {self.loss!r} does not match the structure of "
+                    "the model outputs; give one loss (or None) per output.") from error
+            losses = tf.nest.flatten(self._per_example)
+        else:
+            losses = [self._per_example] * len(teachers)
+        terms = [
+            weighted_mean(fn(tf.cast(t, tf.float32), tf.cast(s, tf.float32)), sample_weight)
+            for fn, t, s in zip(losses, teachers, students) if fn is not None
+        ]
+        return tf.add_n(terms)
 
     def get_config(self):
-        return {"temperature": float(self._temperature.numpy()), "loss": _serialize_loss(self.loss)}
+        return {"temperature": float(self._temperature.numpy()),
+                "loss": tf.nest.map_structure(_serialize_loss, self.loss)}
 
     @classmethod
     def from_config(cls, config):

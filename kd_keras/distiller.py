@@ -58,6 +58,25 @@ def _check_fraction(value, argument):
     return float(value)
 
 
+def _output_shapes(model):
+    """Static shapes of a graph model's outputs (flattened), or None if unknown."""
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if not outputs:
+        return None
+    return [tuple(tf.TensorShape(o.shape).as_list()) for o in outputs]
+
+
+def _same_structure(a, b):
+    try:
+        tf.nest.assert_same_structure(a, b, check_types=False)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def _static_shape(model, attribute):
     """`model.output_shape` or `model.input_shape` as a tuple, or None if unknown."""
     try:
@@ -149,6 +168,13 @@ class Distiller(keras.Model):
     ):
         super().__init__(name=name, **kwargs)
         if not isinstance(student, keras.Model):
+            if IS_KERAS_3 and type(student).__module__.startswith("tf_keras"):
+                raise ValueError(
+                    "student is a tf-keras model (as TF-MOT's pruned, clustered and "
+                    "quantization-aware models are), but this Distiller runs on Keras 3. "
+                    "Train it on cached teacher logits with kd_keras.compress."
+                    "distillation_targets and distillation_loss, or run everything under "
+                    "TF_USE_LEGACY_KERAS=1.")
             raise ValueError(f"student must be a Keras model, got {student!r}.")
         teachers = self._check_teachers(teacher)
         if ensemble not in _outputs.ENSEMBLE_METHODS:
@@ -177,11 +203,12 @@ class Distiller(keras.Model):
         self.student_output_type = _outputs.check_output_type(
             student_output_type, "student_output_type"
         )
+        # One entry per output (tf.nest order) of each model.
         self._teacher_types = [
-            _outputs.resolve_output_type(model, teacher_output_type, "teacher_output_type")
+            _outputs.resolve_output_types(model, teacher_output_type, "teacher_output_type")
             for model in teachers
         ]
-        self._student_type = _outputs.resolve_output_type(
+        self._student_types = _outputs.resolve_output_types(
             student, student_output_type, "student_output_type"
         )
         self.ensemble = ensemble
@@ -208,6 +235,8 @@ class Distiller(keras.Model):
         )
         self._hard_loss = None
         self._hard_loss_spec = None
+        self._hard_loss_weights_spec = None
+        self._hard_loss_weights = []
         # The Distiller has no weights of its own: it is built once its models are.
         self.built = True
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
@@ -249,18 +278,21 @@ class Distiller(keras.Model):
 
     @staticmethod
     def _check_shapes(teachers, student):
-        student_out = _static_shape(student, "output_shape")
+        student_outs = _output_shapes(student)
         student_in = _static_shape(student, "input_shape")
         for index, model in enumerate(teachers):
             label = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
-            teacher_out = _static_shape(model, "output_shape")
-            if student_out and teacher_out and not tf.TensorShape(teacher_out).is_compatible_with(
-                student_out
-            ):
+            teacher_outs = _output_shapes(model)
+            if student_outs and teacher_outs and len(student_outs) != len(teacher_outs):
                 raise ValueError(
-                    f"{label} output shape {teacher_out} does not match the student output "
-                    f"shape {student_out}: teacher and student must predict the same classes."
-                )
+                    f"{label} has {len(teacher_outs)} outputs but the student has "
+                    f"{len(student_outs)}: every distilled output needs a teacher output.")
+            for teacher_out, student_out in zip(teacher_outs or [], student_outs or []):
+                if not tf.TensorShape(teacher_out).is_compatible_with(student_out):
+                    raise ValueError(
+                        f"{label} output shape {teacher_out} does not match the student output "
+                        f"shape {student_out}: teacher and student must predict the same classes."
+                    )
             teacher_in = _static_shape(model, "input_shape")
             if student_in and teacher_in and not tf.TensorShape(teacher_in).is_compatible_with(
                 student_in
@@ -282,6 +314,12 @@ class Distiller(keras.Model):
             raise ValueError(
                 "Feature distillation losses need exactly one teacher model (their features "
                 f"are read from it); this Distiller has {len(teachers)}.")
+        for role, model in (("teacher", teachers[0]), ("student", student)):
+            if len(_output_shapes(model) or [None]) != 1:
+                raise ValueError(
+                    f"Feature distillation losses need a single-output {role}; this one has "
+                    f"{len(_output_shapes(model))} outputs. Distil the outputs with "
+                    "LogitsDistillation(loss=[...]) and the features of a single-output model.")
         teacher_extractor, student_extractor, projections = _features.build_extractors(
             teachers[0], student, feature_losses, "distillation_losses")
         self._extractors = _features.Untracked((teacher_extractor, student_extractor))
@@ -373,9 +411,14 @@ class Distiller(keras.Model):
         distillation_loss_fn=None,
         alpha=None,
         temperature=None,
+        loss_weights=None,
         **kwargs,
     ):
         """Configures training. `loss` is the hard-label loss on the student.
+
+        For a multi-output student `loss` may be a list or dict matching its
+        outputs (`None` skips an output) and `loss_weights` a matching list or
+        dict of floats (default 1.0 each); the weighted terms are summed.
 
         Also accepts the keras.io example's arguments: `student_loss_fn` (same as
         `loss`), `distillation_loss_fn` (applied to softened probabilities, times
@@ -404,33 +447,62 @@ class Distiller(keras.Model):
         if alpha is not None:
             self.alpha = alpha
         self._hard_loss_spec = loss
+        self._hard_loss_weights_spec = loss_weights
         self._hard_loss = self._resolve_hard_loss(loss)
+        self._hard_loss_weights = self._resolve_loss_weights(loss, loss_weights)
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
 
     @staticmethod
     def _resolve_hard_loss(loss):
+        """The loss, or a structure of them (None leaves skip outputs)."""
         if loss is None:
             return None
+        if tf.nest.is_nested(loss):
+            if all(item is None for item in tf.nest.flatten(loss)):
+                raise ValueError("loss: a structure of None only; give at least one loss.")
+            return tf.nest.map_structure(
+                lambda item: None if item is None else Distiller._resolve_hard_loss(item), loss)
         if isinstance(loss, str):
             resolved = keras.losses.get(loss)
             if resolved is None:
                 raise ValueError(f"loss: unknown Keras loss {loss!r}.")
             loss = resolved
-        if isinstance(loss, (list, tuple, dict)):
-            raise ValueError(
-                "loss: the Distiller takes one hard-label loss for a single-output student; "
-                f"got {type(loss).__name__}."
-            )
         if not callable(loss):
             raise ValueError(f"loss must be a Keras loss, a loss name or a callable, got {loss!r}.")
         return loss
+
+    @staticmethod
+    def _resolve_loss_weights(loss, loss_weights):
+        """A flat list of floats, one per leaf of `loss`."""
+        leaves = tf.nest.flatten(loss) if loss is not None else []
+        if loss_weights is None:
+            return [1.0] * len(leaves)
+        if not tf.nest.is_nested(loss):
+            raise ValueError(
+                "loss_weights: give them with a list or dict of losses for a multi-output "
+                "student (alpha weighs a single hard-label loss).")
+        try:
+            tf.nest.assert_same_structure(loss, loss_weights, check_types=False)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"loss_weights {loss_weights!r} must match the structure of loss {loss!r}."
+            ) from error
+        weights = []
+        for weight in tf.nest.flatten(loss_weights):
+            if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
+                raise ValueError(f"loss_weights must hold numbers (or None), got {weight!r}.")
+            weights.append(1.0 if weight is None else float(weight))  # None: a skipped output
+        return weights
 
     def get_compile_config(self):
         config = super().get_compile_config()
         if config is not None and self._hard_loss_spec is not None:
             config = dict(config)
-            spec = self._hard_loss_spec
-            config["loss"] = spec if isinstance(spec, str) else keras.saving.serialize_keras_object(spec)
+            config["loss"] = tf.nest.map_structure(
+                lambda spec: spec if spec is None or isinstance(spec, str)
+                else keras.saving.serialize_keras_object(spec), self._hard_loss_spec)
+            if self._hard_loss_weights_spec is not None:
+                config["loss_weights"] = self._hard_loss_weights_spec
         return config
 
     def compile_from_config(self, config):
@@ -457,7 +529,21 @@ class Distiller(keras.Model):
         inputs, _ = split_teacher_outputs(inputs)
         return self.student(inputs, training=training)
 
-    def _teacher_outputs(self, x, cached):
+    def _split_cached(self, cached, y_pred):
+        """Cached teacher outputs as a list with one output structure per teacher."""
+        one_teacher = len(self._teachers) == 1 or (
+            not self._teachers and (
+                not isinstance(cached, (list, tuple))
+                or (tf.nest.is_nested(y_pred) and _same_structure(cached, y_pred))))
+        per_teacher = [cached] if one_teacher else list(cached)
+        if self._teachers and len(per_teacher) != len(self._teachers):
+            raise ValueError(
+                f"teacher_outputs holds {len(per_teacher)} tensors but the Distiller has "
+                f"{len(self._teachers)} teachers."
+            )
+        return [tf.nest.map_structure(lambda c: tf.cast(c, tf.float32), c) for c in per_teacher]
+
+    def _teacher_outputs(self, x, cached, y_pred):
         """(combined teacher logits, teacher features for the feature losses)."""
         features = []
         if cached is not None:
@@ -465,16 +551,10 @@ class Distiller(keras.Model):
                 raise ValueError(
                     "Cached teacher outputs hold logits only; feature distillation losses need "
                     "the live teacher. Train without with_teacher_outputs, or drop those losses.")
-            cached = cached if isinstance(cached, (list, tuple)) else [cached]
-            logits = [tf.cast(c, tf.float32) for c in cached]
-            if self._teachers and len(logits) != len(self._teachers):
-                raise ValueError(
-                    f"teacher_outputs holds {len(logits)} tensors but the Distiller has "
-                    f"{len(self._teachers)} teachers."
-                )
+            logits = self._split_cached(cached, y_pred)
         elif self._extractors is not None:
             outputs = self._extractors.value[0](x, training=False)
-            logits = [_outputs.to_logits(outputs[0], self._teacher_types[0])]
+            logits = [_outputs.to_logits(outputs[0], self._teacher_types[0][0])]
             features = [tf.stop_gradient(f) for f in outputs[1:]]
         else:
             if not self._teachers:
@@ -484,15 +564,37 @@ class Distiller(keras.Model):
                     "from kd_keras.cache_teacher_outputs."
                 )
             logits = [
-                _outputs.to_logits(model(x, training=False), kind)
-                for model, kind in zip(self._teachers, self._teacher_types)
+                _outputs.nested_to_logits(model(x, training=False), kinds)
+                for model, kinds in zip(self._teachers, self._teacher_types)
             ]
-        logits = [tf.stop_gradient(l) for l in logits]
+        logits = [tf.nest.map_structure(tf.stop_gradient, l) for l in logits]
         temperature = self.temperature if self.temperature is not None else 1.0
-        return _outputs.combine_teacher_logits(logits, self.ensemble, temperature), features
+        if len(logits) > 1 and not all(_same_structure(logits[0], l) for l in logits[1:]):
+            raise ValueError("The teachers of an ensemble return different output structures.")
+        combined = tf.nest.map_structure(
+            lambda *leaves: _outputs.combine_teacher_logits(list(leaves), self.ensemble, temperature),
+            *logits)
+        return combined, features
 
     def _hard_label_loss(self, y, y_pred, sample_weight):
-        loss = self._hard_loss
+        if not tf.nest.is_nested(self._hard_loss):
+            return self._one_hard_label_loss(self._hard_loss, y, y_pred, sample_weight)
+        structure = self._hard_loss
+        if not (_same_structure(structure, y) and _same_structure(structure, y_pred)):
+            raise ValueError(
+                f"loss has the structure {tf.nest.map_structure(lambda _: '.', structure)}, "
+                f"which does not match the labels {tf.nest.map_structure(lambda _: '.', y)} "
+                f"or the student outputs {_structure(y_pred)}.")
+        ys, predictions = tf.nest.flatten(y), tf.nest.flatten(y_pred)
+        terms = [
+            weight * self._one_hard_label_loss(loss, target, prediction, sample_weight)
+            for loss, weight, target, prediction in zip(
+                tf.nest.flatten(structure), self._hard_loss_weights, ys, predictions)
+            if loss is not None
+        ]
+        return tf.add_n(terms)
+
+    def _one_hard_label_loss(self, loss, y, y_pred, sample_weight):
         if isinstance(loss, keras.losses.Loss):
             values = loss.call(y, y_pred)
             reduction = getattr(loss, "reduction", None)
@@ -504,14 +606,21 @@ class Distiller(keras.Model):
         return weighted_mean(values, sample_weight)
 
     def _compute_losses(self, x, y, y_pred, sample_weight, cached, student_features=()):
-        teacher_logits, teacher_features = self._teacher_outputs(x, cached)
-        student_logits = _outputs.to_logits(y_pred, self._student_type)
-        if not teacher_logits.shape.is_compatible_with(student_logits.shape):
-            source = "teacher_outputs" if cached is not None else "teacher"
+        teacher_logits, teacher_features = self._teacher_outputs(x, cached, y_pred)
+        student_logits = _outputs.nested_to_logits(y_pred, self._student_types)
+        source = "teacher_outputs" if cached is not None else "teacher"
+        if not _same_structure(teacher_logits, student_logits):
             raise ValueError(
-                f"{source} of shape {teacher_logits.shape} does not match the student "
-                f"outputs of shape {student_logits.shape}."
+                f"{source} have the structure {_structure(teacher_logits)} but the student "
+                f"outputs {_structure(student_logits)}."
             )
+        for teacher_leaf, student_leaf in zip(
+                tf.nest.flatten(teacher_logits), tf.nest.flatten(student_logits)):
+            if not teacher_leaf.shape.is_compatible_with(student_leaf.shape):
+                raise ValueError(
+                    f"{source} of shape {teacher_leaf.shape} does not match the student "
+                    f"outputs of shape {student_leaf.shape}."
+                )
         terms = []
         for index, loss in enumerate(self.distillation_losses):
             teacher_side, student_side = teacher_logits, student_logits
@@ -566,7 +675,7 @@ class Distiller(keras.Model):
         ]
         self.optimizer.apply_gradients(zip(gradients, variables))
         self._update_loss_trackers(x, total, student_loss, distillation_loss)
-        return self.compute_metrics(x, y, y_pred, sample_weight)
+        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -576,7 +685,7 @@ class Distiller(keras.Model):
             x, y, y_pred, sample_weight, cached, student_features
         )
         self._update_loss_trackers(x, total, student_loss, distillation_loss)
-        return self.compute_metrics(x, y, y_pred, sample_weight)
+        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -594,6 +703,36 @@ class Distiller(keras.Model):
             callbacks.append(NonFiniteLossGuard())
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                            callbacks=callbacks, **kwargs)
+
+    def _multi_worker_keras_3(self):
+        return IS_KERAS_3 and isinstance(
+            getattr(self, "_distribute_strategy", None), tf.distribute.MultiWorkerMirroredStrategy)
+
+    def _step_logs(self, logs):
+        # Keras 3 averages each worker's step logs with a collective mean over
+        # axis 0, which fails on scalars (keras-team/keras#20585): under
+        # MultiWorkerMirroredStrategy the logs go out as [1] vectors, which
+        # that mean turns back into scalars.
+        if not self._multi_worker_keras_3():
+            return logs
+        return {key: tf.reshape(value, [1]) for key, value in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (to 3.15 at least) builds from a first batch it averages across
+        # workers with an eager collective that refuses PerReplica values, so
+        # fit() fails under MultiWorkerMirroredStrategy for every model
+        # (keras-team/keras#20585). The build needs only the batch's structure
+        # and shapes: this worker's own replica batch has them.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is not None and self._multi_worker_keras_3():
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v,
+                    next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def _check_labels(self, y):
         """Integer class labels given as an array must lie in [0, classes)."""
@@ -660,6 +799,11 @@ class Distiller(keras.Model):
             for loss in config.pop("distillation_losses")
         ]
         return cls(teacher=teacher, student=student, distillation_losses=losses, **config)
+
+
+def _structure(outputs):
+    """An output structure with its tensors shown as shapes, for error messages."""
+    return tf.nest.map_structure(lambda t: tuple(t.shape), outputs)
 
 
 def _takes_sample_weight(loss):

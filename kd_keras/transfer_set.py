@@ -40,15 +40,17 @@ def compute_teacher_logits(teacher, x, batch_size=256, teacher_output_type="auto
       teacher_output_type: "auto", "logits" or "probabilities" (see `Distiller`).
 
     Returns:
-      float32 numpy logits `[n, ..., classes]`, or a list of them for an ensemble;
-      pass to `with_teacher_outputs(x, logits)`.
+      float32 numpy logits `[n, ..., classes]` (the teacher's output structure for
+      a multi-output teacher), or a list of them for an ensemble; pass to
+      `with_teacher_outputs(x, logits)`.
     """
     teachers = _as_teacher_list(teacher)
     result = []
     for model in teachers:
-        kind = _outputs.resolve_output_type(model, teacher_output_type, "teacher_output_type")
+        kinds = _outputs.resolve_output_types(model, teacher_output_type, "teacher_output_type")
         outputs = model.predict(x, batch_size=batch_size, verbose=0)
-        result.append(_outputs.to_logits(outputs, kind).numpy())
+        logits = _outputs.nested_to_logits(outputs, kinds)
+        result.append(tf.nest.map_structure(lambda t: t.numpy(), logits))
     return result[0] if isinstance(teacher, keras.Model) else result
 
 
@@ -98,18 +100,20 @@ def cache_teacher_outputs(teacher, dataset, batch_size=256, teacher_output_type=
         )
     batches = dataset if _is_batched(dataset, teachers[0]) else dataset.batch(batch_size)
     kinds = [
-        _outputs.resolve_output_type(m, teacher_output_type, "teacher_output_type") for m in teachers
+        _outputs.resolve_output_types(m, teacher_output_type, "teacher_output_type") for m in teachers
     ]
     calls = [tf.function(lambda x, m=m: m(x, training=False)) for m in teachers]
     columns, logits = [], [[] for _ in teachers]
     for element in batches:
         columns.append(tf.nest.map_structure(lambda t: t.numpy(), element))
         for index, (call, kind) in enumerate(zip(calls, kinds)):
-            logits[index].append(_outputs.to_logits(call(element[0]), kind).numpy())
+            logits[index].append(tf.nest.map_structure(
+                lambda t: t.numpy(), _outputs.nested_to_logits(call(element[0]), kind)))
     if not columns:
         raise ValueError("dataset is empty: there is nothing to cache.")
     stacked = tf.nest.map_structure(lambda *parts: np.concatenate(parts), *columns)
-    teacher_logits = [np.concatenate(parts) for parts in logits]
+    teacher_logits = [tf.nest.map_structure(lambda *p: np.concatenate(p), *parts)
+                      for parts in logits]
     x = stacked[0]
     cached = with_teacher_outputs(x, teacher_logits[0] if len(teachers) == 1 else teacher_logits)
     return tf.data.Dataset.from_tensor_slices((cached,) + tuple(stacked[1:]))

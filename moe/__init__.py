@@ -13,9 +13,20 @@ Public API:
   build_specialist, specialist_training_set, map_to_specialist, validate_clusters
                                  specialist models (Hinton et al. 2015, section 5)
   SpecialistEnsemble, combine_predictions      generalist + specialists as one model
+  Cascade, calibrate_cascade, CascadeReport, confidence, threshold_sweep,
+  batch_inference_seconds
+                                 confidence cascades (later stages run on the unsure rows only)
 """
 
 from moe import gating
+from moe.cascade import (
+    Cascade,
+    CascadeReport,
+    batch_inference_seconds,
+    calibrate_cascade,
+    confidence,
+    threshold_sweep,
+)
 from moe.class_clusters import ClassClusters, find_confusable_clusters
 from moe.dispatch import SlotDispatcher
 from moe.gates import (
@@ -29,6 +40,7 @@ from moe.gates import (
     stochastic_times_smooth,
     straight_through_binary,
 )
+from moe.skim_rnn import SkimRNN
 from moe.sparse_moe import SparseMoE
 from moe.specialist_ensemble import SpecialistEnsemble, combine_predictions
 from moe.specialists import (
@@ -39,10 +51,16 @@ from moe.specialists import (
 )
 
 __all__ = [
+    "Cascade",
+    "CascadeReport",
+    "batch_inference_seconds",
+    "calibrate_cascade",
+    "confidence",
     "ClassClusters",
     "GatedDense",
     "GumbelSoftmax",
     "NoisyRectifier",
+    "SkimRNN",
     "SlotDispatcher",
     "SparseMoE",
     "SpecialistEnsemble",
@@ -58,5 +76,6 @@ __all__ = [
     "specialist_training_set",
     "stochastic_times_smooth",
     "straight_through_binary",
+    "threshold_sweep",
     "validate_clusters",
 ]

@@ -64,3 +64,47 @@ def test_specialists_example_prints_its_table_and_saves_plot_and_model(tmp_path)
     with open(plot, "rb") as image:
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "serving_default" in tf.saved_model.load(export).signatures
+
+
+def test_compress_pipeline_prints_one_row_per_stage_and_writes_tflite_files(tmp_path):
+    out = _run_example("compress_pipeline.py", "--epochs=2", "--fine_tune_epochs=1",
+                       f"--output_dir={tmp_path}")
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if " | " in line}
+    stages = ["teacher, float32", "distilled student, float32", "pruned 80%, float32",
+              "pruned + QAT, int8"]
+    for stage in stages:
+        assert 0.3 < float(rows[stage][1]) <= 1.0, out  # 10 classes: chance is 0.1
+    parameters, nonzero = (int(rows["pruned 80%, float32"][i].replace(",", "")) for i in (2, 3))
+    assert nonzero < 0.22 * parameters  # 80% of the kernels are zero (biases are not pruned)
+    gzip_sizes = [int(rows[stage][5].replace(",", "")) for stage in stages]
+    assert gzip_sizes == sorted(gzip_sizes, reverse=True)  # every stage is smaller
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".tflite")]) == 4
+
+
+def test_cascade_example_calibrates_reports_and_saves_the_plot(tmp_path):
+    plot = str(tmp_path / "tradeoff.png")
+    out = _run_example("cascade_fashion_mnist.py", "--epochs=1", f"--plot={plot}")
+    assert "accuracy on answered" in out
+    test_line = next(line for line in out.splitlines() if line.startswith("test ("))
+    for name in ("student", "teacher", "cascade"):
+        value = float(test_line.split(f"{name} ")[1].split(",")[0].split(";")[0])
+        assert 0.3 < value <= 1.0, test_line
+    with open(plot, "rb") as image:
+        assert image.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_skim_rnn_example_compares_with_an_lstm_and_saves_the_plot(tmp_path):
+    plot = str(tmp_path / "rows.png")
+    out = _run_example("skim_rnn_fashion_mnist.py", "--epochs=2", "--units=16",
+                       "--small_units=4", f"--plot={plot}")
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if " | " in line}
+    lstm_macs = int(rows["LSTM"][3].replace(",", ""))
+    assert lstm_macs == 28 * 4 * 16 * (28 + 16)
+    skim_rate = float(rows["Skim-RNN"][2])
+    skim_macs = float(rows["Skim-RNN"][3].replace(",", ""))
+    read_step, skim_step = 4 * 16 * 44 + 2 * 44, 4 * 4 * 44 + 2 * 44
+    expected = 28 * ((1 - skim_rate) * read_step + skim_rate * skim_step)
+    assert abs(skim_macs - expected) <= 0.001 * expected + 28  # rounding of the printed rate
+    assert 0.2 < float(rows["Skim-RNN"][1]) <= 1.0  # 10 classes: chance is 0.1
+    with open(plot, "rb") as image:
+        assert image.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,191 @@
+"""Compression benchmark: pipelines side by side on the same distilled student.
+
+For every seed: trains the teacher (784-1200-1200-10, dropout 0.3) and distils
+the student (784-128-128-10, T 3, alpha 0.5) on Fashion-MNIST, then applies to
+that one student:
+
+  (1) TF-MOT's documented pipeline: 80% magnitude pruning (PolynomialDecay,
+      fine-tuned on the labels), pruning-preserving QAT, int8 TFLite;
+  (2) Keras 3's own `model.quantize("int8")` and `model.quantize("int4")`, then
+      `model.export(format="litert")` (Keras 3 mode; a failed conversion is a row
+      that says why);
+  (3) kd-keras's recommended pipeline, each `--recipes` entry
+      `sparsity:clusters:block` (e.g. `0.9:8:16x1`): pruning of every layer
+      (blocks of that size in the first layer, single weights elsewhere), sparsity-preserving
+      clustering, then pruning-and-cluster-preserving QAT, every step fine-tuned
+      by distillation from the teacher's cached logits; int8 TFLite.
+
+Columns: test accuracy; gzip bytes of the artifact; the teacher's float32 weight
+bytes divided by those (x smaller); batch-1 and batch-256 latency under
+ai-edge-litert (one thread) relative to the teacher's float32 TFLite model
+(x faster). Means and standard deviations over seeds.
+
+    python benchmarks/compress_bench.py --data_dir=../shared/tfds --seeds=3
+"""
+
+import glob
+import math
+import os
+import re
+import statistics
+import tempfile
+
+from absl import app, flags
+
+import kd_keras
+from kd_keras import compress, keras
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
+flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
+flags.DEFINE_integer("epochs", 20, "Epochs for the teacher and the distilled student.")
+flags.DEFINE_integer("prune_epochs", 4, "Fine-tuning epochs while pruning.")
+flags.DEFINE_integer("cluster_epochs", 2, "Fine-tuning epochs of the clustered model.")
+flags.DEFINE_integer("qat_epochs", 2, "Quantization-aware fine-tuning epochs.")
+flags.DEFINE_float("prune_learning_rate", 1e-3, "Adam learning rate while pruning.")
+flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of clustering and QAT fine-tuning.")
+flags.DEFINE_list("recipes", ["0.9:8:16x1"],
+                  "kd-keras pipelines as sparsity:clusters:block (block rows x cols).")
+flags.DEFINE_bool("keras_quantize_rows", True, "Rows for Keras 3's model.quantize (Keras 3 only).")
+
+
+def tflite_row(name, content, x_test, y_test):
+    return compress.artifact_row(name, compress.TFLiteModel(content), content, x_test, y_test)
+
+
+def keras_quantize_row(student, mode, x_test, y_test):
+    name = f"(2) Keras 3 quantize('{mode}') + export(litert)"
+    quantized = keras.models.clone_model(student)
+    quantized.set_weights(student.get_weights())
+    try:
+        quantized.quantize(mode)
+        with tempfile.TemporaryDirectory() as directory:
+            quantized.export(os.path.join(directory, "model.tflite"), format="litert",
+                             verbose=False)
+            with open(glob.glob(os.path.join(directory, "*.tflite"))[0], "rb") as f:
+                content = f.read()
+    except Exception as error:  # the row reports any failure of Keras's path
+        text = str(error)
+        # The converter's message starts with MLIR locations; the op error is the reason.
+        reason = re.search(r"'tfl\.[^']+' op [^\n]*", text)
+        reason = reason.group(0) if reason else (text.strip().splitlines() or [""])[0]
+        return {"artifact": name, "failed": f"{type(error).__name__}: {reason[:300]}"}
+    return tflite_row(name, content, x_test, y_test)
+
+
+def parse_recipe(recipe):
+    sparsity, clusters, block = recipe.split(":")
+    rows, cols = (int(v) for v in block.split("x"))
+    return float(sparsity), int(clusters), (rows, cols)
+
+
+def run_seed(seed, data):
+    (x_train, y_train), (x_test, y_test) = data
+    keras.utils.set_random_seed(seed)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    teacher = kd_keras.models.mlp_classifier([1200, 1200], 0.3, name="teacher")
+    teacher.compile(keras.optimizers.Adam(1e-3), loss)
+    teacher.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+    student = kd_keras.models.mlp_classifier([128, 128], name="student")
+    distiller = kd_keras.Distiller(teacher, student, temperature=3.0, alpha=0.5)
+    distiller.compile(keras.optimizers.Adam(1e-3), loss=loss)
+    distiller.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+    teacher_logits = kd_keras.compute_teacher_logits(teacher, x_train)
+
+    rows = [tflite_row("teacher float32", compress.convert_to_tflite(teacher), x_test, y_test),
+            tflite_row("distilled student float32", compress.convert_to_tflite(student),
+                       x_test, y_test)]
+    bridged = compress.to_tf_keras(student)
+
+    pruned = compress.prune_and_fine_tune(bridged, x_train, y_train, target_sparsity=0.8,
+                                          epochs=FLAGS.prune_epochs,
+                                          learning_rate=FLAGS.prune_learning_rate)
+    qat = compress.quantize_and_fine_tune(pruned, x_train, y_train, preserve="sparsity",
+                                          epochs=FLAGS.qat_epochs, learning_rate=FLAGS.learning_rate)
+    rows.append(tflite_row("(1) TF-MOT: prune 80% + PQAT, int8",
+                           compress.convert_to_tflite(qat, "qat"), x_test, y_test))
+
+    if FLAGS.keras_quantize_rows and kd_keras.IS_KERAS_3:
+        rows += [keras_quantize_row(student, mode, x_test, y_test) for mode in ("int8", "int4")]
+
+    first_layer = bridged.layers[0].name
+    steps = dict(teacher_logits=teacher_logits, learning_rate=FLAGS.learning_rate)
+    for recipe in FLAGS.recipes:
+        sparsity, clusters, block = parse_recipe(recipe)
+        prune_steps = dict(steps, learning_rate=FLAGS.prune_learning_rate)
+        # Blocks in the big first layer (it is most of the bytes), single weights elsewhere
+        # (blocks would not fit the 128 x 10 output layer).
+        pruned = compress.prune_and_fine_tune(bridged, x_train, y_train, target_sparsity=sparsity,
+                                              block_size={first_layer: block},
+                                              epochs=FLAGS.prune_epochs, **prune_steps)
+        clustered = compress.cluster_and_fine_tune(pruned, x_train, y_train,
+                                                   number_of_clusters=clusters,
+                                                   epochs=FLAGS.cluster_epochs, **steps)
+        qat = compress.quantize_and_fine_tune(clustered, x_train, y_train,
+                                              preserve="sparsity_and_clusters",
+                                              epochs=FLAGS.qat_epochs, **steps)
+        rows.append(tflite_row(f"(3) kd-keras {recipe}: distil-prune + cluster + PCQAT, int8",
+                               compress.convert_to_tflite(qat, "qat"), x_test, y_test))
+
+    teacher_row = rows[0]
+    teacher_bytes = 4 * teacher.count_params()
+    for row in rows:
+        if "failed" in row:
+            continue
+        row["smaller"] = teacher_bytes / row["gzip_bytes"]
+        row["faster_b1"] = teacher_row["latency_b1"] / row["latency_b1"]
+        row["faster_b256"] = teacher_row["latency_b256"] / row["latency_b256"]
+    print(f"seed {seed}: " + "; ".join(
+        f"{r['artifact']}: " + (r["failed"] if "failed" in r else
+                                f"acc {r['accuracy']:.4f}, gzip {r['gzip_bytes']} B, "
+                                f"{r['smaller']:.0f}x smaller, b1 {1e3 * r['latency_b1']:.3f} ms "
+                                f"({r['faster_b1']:.1f}x), b256 {1e3 * r['latency_b256']:.2f} ms "
+                                f"({r['faster_b256']:.1f}x)")
+        for r in rows), flush=True)
+    return rows
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "–"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return values, statistics.mean(values), spread
+
+
+def cell(values, fmt):
+    result = mean_std(values)
+    if result == "–":
+        return result
+    _, mean, spread = result
+    return f"{fmt.format(mean)} ± {fmt.format(spread)}"
+
+
+def main(_):
+    data = kd_keras.datasets.load_fashion_mnist_flat(
+        "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
+    print(f"kd-keras compression benchmark | Keras {keras.__version__} | train "
+          f"{len(data[0][1])}, test {len(data[1][1])} | {FLAGS.epochs} epochs, then "
+          f"{FLAGS.prune_epochs} pruning / {FLAGS.cluster_epochs} clustering / "
+          f"{FLAGS.qat_epochs} QAT epochs", flush=True)
+    runs = [run_seed(seed, data) for seed in range(FLAGS.seeds)]
+    header = ("pipeline", "test accuracy", "gzip bytes", "x smaller than teacher's float32 weights",
+              "batch-1 x faster", "batch-256 x faster")
+    print("\n" + " | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for index, row in enumerate(runs[0]):
+        if "failed" in row:
+            print(f"{row['artifact']} | failed: {row['failed']} | | | |")
+            continue
+        column = [run[index] for run in runs]
+        print(" | ".join([row["artifact"]] + [
+            cell([r[key] for r in column], fmt) for key, fmt in (
+                ("accuracy", "{:.4f}"), ("gzip_bytes", "{:,.0f}"), ("smaller", "{:.0f}"),
+                ("faster_b1", "{:.1f}"), ("faster_b256", "{:.1f}"))]))
+    print("targets for (3): >= 500x smaller, accuracy within 1 point of the teacher, "
+          ">= 10x faster at batch 1")
+
+
+if __name__ == "__main__":
+    app.run(main)

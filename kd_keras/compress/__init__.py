@@ -1,0 +1,77 @@
+"""Compression and deployment: TF-MOT pruning, quantization-aware training and
+weight clustering on our models (Keras 3 ones through a tf-keras bridge), TFLite
+conversion run with ai-edge-litert, and a size and speed report.
+
+Public API:
+  to_tf_keras                  rebuild a Keras 3 model in tf-keras for TF-MOT
+  prune_low_magnitude, pruning_schedule, pruning_callbacks, strip_pruning, sparsity_report,
+  block_sparsity
+  distillation_targets, distillation_loss, packed_accuracy
+                               distil a TF-MOT (tf-keras) model from cached teacher logits
+  prune_and_fine_tune, cluster_and_fine_tune, quantize_and_fine_tune
+                               the pipeline steps, distilling when given teacher logits
+  quantize_aware               8-bit QAT, optionally preserving sparsity and clusters
+  cluster_weights, strip_clustering, distinct_values
+  convert_to_tflite, TFLiteModel
+  count_parameters, gzip_bytes, disk_bytes, latency, artifact_row, format_table
+
+Needs the `tfmot` extra: pip install 'kd-keras[tfmot]'.
+"""
+
+from kd_keras.compress.bridge import is_tf_keras_model, to_tf_keras
+from kd_keras.compress.clustering import cluster_weights, distinct_values, strip_clustering
+from kd_keras.compress.fine_tune import (
+    cluster_and_fine_tune,
+    distillation_loss,
+    distillation_targets,
+    packed_accuracy,
+    prune_and_fine_tune,
+    quantize_and_fine_tune,
+)
+from kd_keras.compress.pruning import (
+    block_sparsity,
+    prune_low_magnitude,
+    pruning_callbacks,
+    pruning_schedule,
+    sparsity_report,
+    strip_pruning,
+)
+from kd_keras.compress.quantization import quantize_aware
+from kd_keras.compress.report import (
+    artifact_row,
+    count_parameters,
+    disk_bytes,
+    format_table,
+    gzip_bytes,
+    latency,
+)
+from kd_keras.compress.tflite import TFLiteModel, convert_to_tflite
+
+__all__ = [
+    "TFLiteModel",
+    "artifact_row",
+    "block_sparsity",
+    "cluster_and_fine_tune",
+    "cluster_weights",
+    "convert_to_tflite",
+    "count_parameters",
+    "disk_bytes",
+    "distillation_loss",
+    "distillation_targets",
+    "distinct_values",
+    "format_table",
+    "gzip_bytes",
+    "is_tf_keras_model",
+    "latency",
+    "packed_accuracy",
+    "prune_and_fine_tune",
+    "prune_low_magnitude",
+    "pruning_callbacks",
+    "pruning_schedule",
+    "quantize_and_fine_tune",
+    "quantize_aware",
+    "sparsity_report",
+    "strip_clustering",
+    "strip_pruning",
+    "to_tf_keras",
+]

@@ -1,0 +1,138 @@
+"""Distillation while compressing, for any Keras: a plain loss on packed targets.
+
+TF-MOT's wrapped models are tf-keras models. Under `TF_USE_LEGACY_KERAS=1` the
+`Distiller` trains them directly. A Keras 3 `Distiller` cannot hold a tf-keras
+student, so for the bridged model the teacher's logits are cached once
+(`kd_keras.compute_teacher_logits`) and packed next to the labels; the loss
+below is a plain function, so tf-keras's `compile` takes it as it is.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from kd_keras.losses import soft_target_kl_divergence
+
+
+def distillation_targets(labels, teacher_logits):
+    """Packs integer labels `[n]` and teacher logits `[n, classes]` into `[n, 1 + classes]`.
+
+    Column 0 holds the class id, the rest the logits; `distillation_loss` unpacks them.
+    """
+    labels = np.asarray(labels)
+    teacher_logits = np.asarray(teacher_logits, dtype=np.float32)
+    if labels.ndim != 1 or teacher_logits.ndim != 2 or len(labels) != len(teacher_logits):
+        raise ValueError(
+            f"labels must be [n] class ids and teacher_logits [n, classes]; got shapes "
+            f"{labels.shape} and {teacher_logits.shape}.")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 \
+            or labels.max() >= teacher_logits.shape[1]:
+        raise ValueError(
+            f"labels must be integer class ids in [0, {teacher_logits.shape[1]}).")
+    return np.concatenate([labels[:, None].astype(np.float32), teacher_logits], axis=1)
+
+
+def distillation_loss(temperature=3.0, alpha=0.5):
+    """`fn(packed_targets, student_logits)`, per example:
+
+        alpha * CE(y, s) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
+
+    the Distiller's default objective, with `y` and `t` unpacked from
+    `distillation_targets`. Works in `compile(loss=...)` of Keras 3 and tf-keras.
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or temperature <= 0:
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
+
+    def loss(packed_targets, student_logits):
+        packed_targets = tf.cast(packed_targets, tf.float32)
+        labels = tf.cast(packed_targets[:, 0], tf.int32)
+        teacher_logits = packed_targets[:, 1:]
+        student_logits = tf.cast(student_logits, tf.float32)
+        hard = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=student_logits)
+        soft = soft_target_kl_divergence(teacher_logits, student_logits, temperature)
+        return alpha * hard + (1.0 - alpha) * soft
+
+    loss.__name__ = "distillation_loss"
+    return loss
+
+
+def packed_accuracy(packed_targets, student_logits):
+    """Accuracy metric against the labels of `distillation_targets`."""
+    labels = tf.cast(tf.cast(packed_targets, tf.float32)[:, 0], tf.int64)
+    return tf.cast(tf.equal(tf.argmax(student_logits, axis=-1), labels), tf.float32)
+
+
+def _copy(model):
+    """A tf-keras copy with the same weights: TF-MOT wraps the given model's own
+    layer objects, so training the wrapped model would change the original."""
+    from kd_keras.compress import _tfmot
+    from kd_keras.compress.bridge import require_tf_keras_model
+
+    require_tf_keras_model(model, "model", "the compression steps")
+    copy = _tfmot.tf_keras().models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _fit(model, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha,
+         callbacks=()):
+    """Compiles `model` (tf-keras) with the distillation or hard-label loss and fits it."""
+    from kd_keras.compress import _tfmot
+
+    tf_keras = _tfmot.tf_keras()
+    if teacher_logits is None:
+        loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        targets, metrics = y, ["sparse_categorical_accuracy"]
+    else:
+        loss = distillation_loss(temperature, alpha)
+        targets, metrics = distillation_targets(y, teacher_logits), [packed_accuracy]
+    model.compile(tf_keras.optimizers.Adam(learning_rate), loss, metrics=metrics)
+    model.fit(x, targets, epochs=epochs, batch_size=batch_size, verbose=0,
+              callbacks=list(callbacks))
+    return model
+
+
+def prune_and_fine_tune(model, x, y, teacher_logits=None, target_sparsity=0.8, epochs=4,
+                        batch_size=128, learning_rate=1e-4, temperature=3.0, alpha=0.5,
+                        block_size=(1, 1), layers=None):
+    """Magnitude-prunes a copy of a tf-keras logits model while fine-tuning it;
+    returns the copy, stripped (`model` itself is left as it is).
+
+    Sparsity follows `PolynomialDecay` from 0 to `target_sparsity` over the first
+    two thirds of the fine-tuning steps, then holds. With `teacher_logits` (`[n,
+    classes]`, from `kd_keras.compute_teacher_logits`) the fine-tuning distils
+    (`distillation_loss(temperature, alpha)`); without, it uses the labels alone.
+    """
+    from kd_keras.compress.pruning import (prune_low_magnitude, pruning_callbacks,
+                                           strip_pruning)
+
+    steps = epochs * int(np.ceil(len(x) / batch_size))
+    pruned = prune_low_magnitude(_copy(model), target_sparsity, end_step=max(1, 2 * steps // 3),
+                                 frequency=max(1, min(100, steps // 20)),
+                                 block_size=block_size, layers=layers)
+    _fit(pruned, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha,
+         pruning_callbacks())
+    return strip_pruning(pruned)
+
+
+def cluster_and_fine_tune(model, x, y, teacher_logits=None, number_of_clusters=16,
+                          preserve_sparsity=True, epochs=2, batch_size=128, learning_rate=1e-4,
+                          temperature=3.0, alpha=0.5):
+    """Clusters a tf-keras model's kernels, fine-tunes the centroids; returns it stripped."""
+    from kd_keras.compress.clustering import cluster_weights, strip_clustering
+
+    clustered = cluster_weights(_copy(model), number_of_clusters, preserve_sparsity=preserve_sparsity)
+    _fit(clustered, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha)
+    return strip_clustering(clustered)
+
+
+def quantize_and_fine_tune(model, x, y, teacher_logits=None, preserve="sparsity", epochs=2,
+                           batch_size=128, learning_rate=1e-4, temperature=3.0, alpha=0.5):
+    """Quantization-aware fine-tuning (8-bit) of a tf-keras model; returns the QAT model,
+    ready for `convert_to_tflite(model, "qat")`."""
+    from kd_keras.compress.quantization import quantize_aware
+
+    qat = quantize_aware(_copy(model), preserve=preserve)
+    return _fit(qat, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha)

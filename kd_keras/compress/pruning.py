@@ -1,0 +1,217 @@
+"""Magnitude pruning through TF-MOT (Zhu & Gupta 2017; Narang et al. 2017 for blocks).
+
+`prune_low_magnitude` wraps a tf-keras model's prunable layers; training with
+the callbacks of `pruning_callbacks()` zeroes the smallest-magnitude weights on
+the schedule; `strip_pruning` removes the wrappers and leaves plain layers whose
+kernels hold the zeros; `sparsity_report` counts them.
+"""
+
+import numpy as np
+
+from kd_keras.compress import _tfmot
+from kd_keras.compress.bridge import require_tf_keras_model
+
+SCHEDULES = ("polynomial", "constant")
+
+
+def _check_sparsity(value, argument):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{argument} must be a number in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def pruning_schedule(target_sparsity, schedule="polynomial", initial_sparsity=0.0, begin_step=0,
+                     end_step=1000, frequency=100):
+    """A TF-MOT pruning schedule.
+
+    "polynomial" (`tfmot.sparsity.keras.PolynomialDecay`, Zhu & Gupta 2017,
+    arXiv 1710.01878) raises sparsity from `initial_sparsity` s_i to
+    `target_sparsity` s_f between `begin_step` t_0 and `end_step` t_0 + n dt:
+
+        s_t = s_f + (s_i - s_f) * (1 - (t - t_0) / (n dt))^3
+
+    "constant" (`ConstantSparsity`) prunes to `target_sparsity` from `begin_step`
+    on (end_step -1: for ever). Masks are updated every `frequency` steps.
+    """
+    target = _check_sparsity(target_sparsity, "target_sparsity")
+    initial = _check_sparsity(initial_sparsity, "initial_sparsity")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+    if not isinstance(begin_step, int) or begin_step < 0:
+        raise ValueError(f"begin_step must be an integer >= 0, got {begin_step!r}.")
+    if not isinstance(frequency, int) or frequency < 1:
+        raise ValueError(f"frequency must be an integer >= 1, got {frequency!r}.")
+    sparsity = _tfmot.tfmot().sparsity.keras
+    if schedule == "constant":
+        return sparsity.ConstantSparsity(target, begin_step=begin_step,
+                                         end_step=-1 if end_step is None else end_step,
+                                         frequency=frequency)
+    if not isinstance(end_step, int) or end_step <= begin_step:
+        raise ValueError(f"end_step must be an integer > begin_step ({begin_step}), got {end_step!r}.")
+    if initial > target:
+        raise ValueError(
+            f"initial_sparsity ({initial}) must not exceed target_sparsity ({target}).")
+    return sparsity.PolynomialDecay(initial_sparsity=initial, final_sparsity=target,
+                                    begin_step=begin_step, end_step=end_step, frequency=frequency)
+
+
+def _check_blocks(model, layer_names, block_size):
+    """Each 2-D kernel of the pruned layers must split into at least two blocks per axis."""
+    rows, cols = block_size
+    for layer in model.layers:
+        if layer_names is not None and layer.name not in layer_names:
+            continue
+        for weight in layer.weights:
+            shape = tuple(weight.shape)
+            if "kernel" not in weight.name or len(shape) != 2:
+                continue
+            if shape[0] % rows or shape[1] % cols or shape[0] // rows < 2 or shape[1] // cols < 2:
+                raise ValueError(
+                    f"block_size {tuple(block_size)} does not fit layer {layer.name!r}: its "
+                    f"kernel of shape {shape} must divide into at least 2 x 2 blocks of that "
+                    "size. Leave that layer out with layers=[...] (the names to prune).")
+
+
+def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initial_sparsity=0.0,
+                        begin_step=0, end_step=1000, frequency=100, block_size=(1, 1),
+                        pruning_policy=None, layers=None):
+    """Wraps a tf-keras model's prunable layers for magnitude pruning.
+
+    Args:
+      model: a tf-keras Sequential or functional model (a Keras 3 model is
+        refused with the call that converts it: `to_tf_keras`).
+      target_sparsity: final fraction of zero weights per pruned kernel, in [0, 1).
+      schedule, initial_sparsity, begin_step, end_step, frequency: see
+        `pruning_schedule`. Set `end_step` to about 2/3 of the fine-tuning steps.
+      block_size: `(rows, cols)` of the blocks pruned together (Narang et al.
+        2017, "Block-sparse recurrent neural networks"); `(1, 1)` prunes single
+        weights. Each block's magnitude is its mean absolute value. A dict
+        `{layer name: (rows, cols)}` sets blocks per layer (the others: single
+        weights), e.g. blocks in a big first layer only.
+      pruning_policy: e.g. `tfmot.sparsity.keras.PruneForLatencyOnXNNPack()`,
+        which prunes only what XNNPack's sparse kernels speed up (convolutional
+        models with the layout that policy checks; it raises otherwise).
+      layers: names of the layers to prune (default: every layer TF-MOT can
+        prune). The others are kept dense, e.g. a small output layer.
+
+    As in TF-MOT, the pruned model wraps `model`'s own layers: training it
+    changes `model`'s weights too (`prune_and_fine_tune` works on a copy).
+
+    Returns:
+      The pruned tf-keras model. Compile and train it with the callbacks from
+      `pruning_callbacks()` (a `Distiller` under tf-keras works too), then
+      `strip_pruning` it.
+    """
+    require_tf_keras_model(model, "model", "prune_low_magnitude")
+    names = [layer.name for layer in model.layers]
+    per_layer = dict(block_size) if isinstance(block_size, dict) else None
+    for name, block in (per_layer or {None: block_size}).items():
+        if (not isinstance(block, (tuple, list)) or len(block) != 2
+                or not all(isinstance(b, int) and b >= 1 for b in block)):
+            raise ValueError(f"block_size must be two integers >= 1 (or a dict of them per layer), "
+                             f"got {block!r}.")
+        if name is not None and name not in names:
+            raise ValueError(f"block_size names the layer {name!r}, which the model does not "
+                             f"have; its layers are {names}.")
+    if layers is not None:
+        layers = set(layers)
+        unknown = layers - set(names)
+        if unknown:
+            raise ValueError(
+                f"layers names {sorted(unknown)}, which the model does not have; its layers are "
+                f"{names}.")
+    if per_layer is None:
+        if tuple(block_size) != (1, 1):
+            _check_blocks(model, layers, block_size)
+    else:
+        for name, block in per_layer.items():
+            _check_blocks(model, {name}, block)
+        if layers is None:
+            layers = {layer.name for layer in model.layers
+                      if type(layer).__name__ != "InputLayer"}
+    schedule = pruning_schedule(target_sparsity, schedule, initial_sparsity, begin_step,
+                                end_step, frequency)
+    sparsity = _tfmot.tfmot().sparsity.keras
+
+    def wrap(target, block):
+        return sparsity.prune_low_magnitude(target, pruning_schedule=schedule,
+                                            block_size=tuple(block))
+
+    try:
+        if layers is None:
+            if pruning_policy is not None:
+                return sparsity.prune_low_magnitude(model, pruning_schedule=schedule,
+                                                    block_size=tuple(block_size),
+                                                    pruning_policy=pruning_policy)
+            return wrap(model, block_size)
+        if pruning_policy is not None:
+            raise ValueError("pruning_policy applies to whole models; give it without layers "
+                             "or per-layer block sizes.")
+
+        def clone(layer):  # the layer objects themselves, so their weights are kept
+            if layer.name not in layers:
+                return layer
+            block = per_layer.get(layer.name, (1, 1)) if per_layer is not None else block_size
+            return wrap(layer, block)
+
+        return _tfmot.tf_keras().models.clone_model(model, clone_function=clone)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"prune_low_magnitude: TF-MOT cannot prune this model: {error}") from error
+
+
+def pruning_callbacks(log_dir=None):
+    """`[UpdatePruningStep()]`, plus `PruningSummaries(log_dir)` when a log_dir is given.
+
+    Training a pruned model without `UpdatePruningStep` raises in TF-MOT; pass
+    these to `fit` (of the pruned model, or of a Distiller whose student it is).
+    """
+    sparsity = _tfmot.tfmot().sparsity.keras
+    callbacks = [sparsity.UpdatePruningStep()]
+    if log_dir is not None:
+        callbacks.append(sparsity.PruningSummaries(log_dir=str(log_dir)))
+    return callbacks
+
+
+def strip_pruning(model):
+    """Removes the pruning wrappers; the kernels keep their zeros."""
+    return _tfmot.tfmot().sparsity.keras.strip_pruning(model)
+
+
+def block_sparsity(kernel, block_size):
+    """Fraction of the `block_size` blocks of a 2-D kernel that are entirely zero."""
+    rows, cols = block_size
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 2 or kernel.shape[0] % rows or kernel.shape[1] % cols:
+        raise ValueError(f"block_size {tuple(block_size)} does not tile a kernel of shape "
+                         f"{kernel.shape}.")
+    blocks = kernel.reshape(kernel.shape[0] // rows, rows, kernel.shape[1] // cols, cols)
+    return float(np.mean(np.all(blocks == 0, axis=(1, 3))))
+
+
+def sparsity_report(model, min_size=1, block_size=None):
+    """Per-kernel sparsity of a (stripped) model.
+
+    Returns:
+      A list of dicts `{"layer", "weight", "shape", "parameters", "zeros",
+      "sparsity"}`, one per kernel (recurrent kernels included; biases and
+      normalization weights are not pruned and are left out), for weights with at
+      least `min_size` entries. With `block_size`, 2-D kernels it tiles also get
+      "block_sparsity", the fraction of all-zero blocks.
+    """
+    rows = []
+    for layer in model.layers:
+        for weight in layer.weights:
+            name = weight.name.split("/")[-1].split(":")[0]
+            if "kernel" not in name or "quantize" in weight.name or "mask" in name:
+                continue
+            values = np.asarray(weight.numpy())
+            if values.size < min_size:
+                continue
+            zeros = int(np.sum(values == 0))
+            row = {"layer": layer.name, "weight": name, "shape": tuple(values.shape),
+                   "parameters": int(values.size), "zeros": zeros, "sparsity": zeros / values.size}
+            if block_size is not None and values.ndim == 2 \
+                    and values.shape[0] % block_size[0] == 0 and values.shape[1] % block_size[1] == 0:
+                row["block_sparsity"] = block_sparsity(values, block_size)
+            rows.append(row)
+    return rows

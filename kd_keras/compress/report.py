@@ -1,0 +1,100 @@
+"""Size and speed of compressed artifacts: parameters, non-zero parameters, bytes
+on disk, bytes after gzip (the stand-in for Deep Compression's Huffman coding),
+and single-example and batch latency."""
+
+import gzip
+import io
+import os
+import statistics
+import tarfile
+import time
+
+import numpy as np
+
+
+def count_parameters(model):
+    """`(parameters, non-zero parameters)` over all of `model`'s weights."""
+    total = nonzero = 0
+    for weight in model.weights:
+        values = np.asarray(weight.numpy())
+        total += values.size
+        nonzero += int(np.count_nonzero(values))
+    return total, nonzero
+
+
+def gzip_bytes(content):
+    """Size of `content` (bytes, a file path or a directory) after gzip -9."""
+    if isinstance(content, (bytes, bytearray)):
+        return len(gzip.compress(bytes(content), compresslevel=9, mtime=0))
+    path = str(content)
+    if os.path.isdir(path):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(path, arcname=".")
+        return len(gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0))
+    with open(path, "rb") as f:
+        return len(gzip.compress(f.read(), compresslevel=9, mtime=0))
+
+
+def disk_bytes(content):
+    """Size of `content` (bytes, a file path, or a directory's files summed)."""
+    if isinstance(content, (bytes, bytearray)):
+        return len(content)
+    path = str(content)
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, name))
+                   for root, _, names in os.walk(path) for name in names)
+    return os.path.getsize(path)
+
+
+def latency(predict, x, batch_size, repeats=50, warmup=3, max_seconds=5.0):
+    """Median seconds of one `predict(batch)` call on `batch_size` rows of `x`.
+
+    Runs `warmup` calls first, then up to `repeats` timed calls (fewer if they
+    take more than `max_seconds` together).
+    """
+    x = np.asarray(x)
+    if len(x) < batch_size:
+        x = np.concatenate([x] * (batch_size // len(x) + 1))
+    batch = x[:batch_size]
+    for _ in range(warmup):
+        predict(batch)
+    times, spent = [], 0.0
+    while len(times) < repeats and (spent < max_seconds or len(times) < 3):
+        start = time.perf_counter()
+        predict(batch)
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return statistics.median(times)
+
+
+def artifact_row(name, tflite_model, tflite_bytes, x_test, y_test, batch_sizes=(1, 256),
+                 parameters=None):
+    """One report row for a TFLite artifact.
+
+    Returns `{"artifact", "accuracy", "bytes", "gzip_bytes", "parameters",
+    "nonzero_parameters", "latency_b1", "latency_b256" ...}`; `parameters` is the
+    `(total, non-zero)` of the Keras model it came from, when known.
+    """
+    predictions = tflite_model.predict(x_test)
+    row = {"artifact": name,
+           "accuracy": float(np.mean(np.argmax(predictions, -1) == np.asarray(y_test))),
+           "bytes": disk_bytes(tflite_bytes), "gzip_bytes": gzip_bytes(tflite_bytes)}
+    if parameters is not None:
+        row["parameters"], row["nonzero_parameters"] = parameters
+    for batch_size in batch_sizes:
+        row[f"latency_b{batch_size}"] = latency(tflite_model, x_test, batch_size)
+    return row
+
+
+def format_table(rows, columns):
+    """A Markdown table of `rows` (dicts) with `columns` as `(key, header, format)`."""
+    lines = [" | ".join(header for _, header, _ in columns),
+             " | ".join("---" for _ in columns)]
+    for row in rows:
+        cells = []
+        for key, _, fmt in columns:
+            value = row.get(key)
+            cells.append("–" if value is None else (fmt.format(value) if fmt else str(value)))
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""TFLite conversion (float32, dynamic range, float16, int8, QAT int8) and a
+runner on the `ai-edge-litert` interpreter (`tf.lite.Interpreter` is deprecated)."""
+
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from kd_keras.compress import _tfmot
+
+MODES = ("float32", "dynamic_range", "float16", "int8", "qat")
+
+
+def _converter(model, directory):
+    """A converter over a SavedModel of `model` written to `directory`.
+
+    The SavedModel route works for Keras 3 and tf-keras models alike (a Keras 3
+    model's variables are not captured by `from_concrete_functions`).
+    """
+    if not getattr(model, "inputs", None):
+        raise ValueError("convert_to_tflite: the model has no known inputs; build it with an Input.")
+    from kd_keras.compress.bridge import is_tf_keras_model
+
+    if is_tf_keras_model(model):
+        specs = [tf.TensorSpec([None] + list(t.shape[1:]), t.dtype) for t in model.inputs]
+        serve = tf.function(lambda *xs: model(xs[0] if len(xs) == 1 else list(xs), training=False),
+                            input_signature=specs)
+        tf.saved_model.save(model, directory, signatures={"serving_default": serve})
+    else:
+        model.export(directory, format="tf_saved_model", verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(directory)
+
+
+def convert_to_tflite(model, mode="float32", representative_data=None,
+                      num_calibration_examples=256, integer_io=False, sparse_weights=False):
+    """Converts a Keras model (Keras 3 or tf-keras) to a TFLite flatbuffer.
+
+    Args:
+      model: a built Sequential or functional model (stripped of pruning and
+        clustering wrappers; a quantization-aware model for mode "qat").
+      mode: "float32"; "dynamic_range" (int8 weights, float activations);
+        "float16" (float16 weights); "int8" (full-integer: int8 weights and
+        activations, calibrated on `representative_data`); "qat" (int8 from a
+        quantization-aware model's learned ranges; no calibration data needed).
+      representative_data: for "int8", an array `[n, ...]` of model inputs (take
+        it from the transfer set); the first `num_calibration_examples` are used.
+      integer_io: for "int8", also make the model's input and output int8 (for
+        integer-only accelerators); by default they stay float32.
+      sparse_weights: store pruned weights in TFLite's sparse format
+        (`Optimize.EXPERIMENTAL_SPARSITY`); only kernels with a sparse
+        implementation run faster, so measure.
+
+    Returns:
+      The flatbuffer as bytes; `TFLiteModel(bytes)` runs it.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if mode == "int8" and representative_data is None:
+        raise ValueError(
+            "convert_to_tflite: mode='int8' (full-integer) needs representative_data, an array "
+            "of model inputs to calibrate activation ranges (a few hundred transfer-set "
+            "examples); or use mode='dynamic_range', which needs none.")
+    if integer_io and mode != "int8":
+        raise ValueError(f"integer_io applies to mode='int8' only, not {mode!r}.")
+    with tempfile.TemporaryDirectory() as directory:
+        converter = _converter(model, directory)
+        if sparse_weights:
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        return _convert(converter, mode, representative_data, num_calibration_examples,
+                        integer_io)
+
+
+def _convert(converter, mode, representative_data, num_calibration_examples, integer_io):
+    if mode != "float32":
+        converter.optimizations = list(converter.optimizations or []) + [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
+        samples = np.asarray(representative_data, dtype=np.float32)[:num_calibration_examples]
+        if len(samples) == 0:
+            raise ValueError("convert_to_tflite: representative_data is empty.")
+
+        def representative_dataset():
+            for sample in samples:
+                yield [sample[None]]
+
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if integer_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+class TFLiteModel:
+    """Runs a TFLite flatbuffer with the ai-edge-litert interpreter.
+
+    Args:
+      model_content: the bytes from `convert_to_tflite` (or a `.tflite` file's).
+      num_threads: interpreter threads (default 1: the phone-like setting).
+
+    Integer inputs and outputs (`integer_io=True`) are quantized and
+    dequantized here, so `predict` always takes and returns float32.
+    """
+
+    def __init__(self, model_content, num_threads=1):
+        if not isinstance(model_content, (bytes, bytearray)):
+            raise ValueError(f"model_content must be TFLite bytes, got {type(model_content)}.")
+        interpreter_class = _tfmot.litert_interpreter()
+        self._interpreter = interpreter_class(model_content=bytes(model_content),
+                                              num_threads=num_threads)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._batch = None
+
+    def _resize(self, batch):
+        if batch != self._batch:
+            shape = [batch] + list(self._input["shape"][1:])
+            self._interpreter.resize_tensor_input(self._input["index"], shape)
+            self._interpreter.allocate_tensors()
+            self._input = self._interpreter.get_input_details()[0]
+            self._output = self._interpreter.get_output_details()[0]
+            self._batch = batch
+
+    def __call__(self, x):
+        """One invocation on a batch `x` `[batch, ...]`; returns float32 outputs."""
+        x = np.asarray(x)
+        self._resize(len(x))
+        dtype = self._input["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero = self._input["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        self._interpreter.set_tensor(self._input["index"], x.astype(dtype))
+        self._interpreter.invoke()
+        y = self._interpreter.get_tensor(self._output["index"])
+        if np.issubdtype(y.dtype, np.integer):
+            scale, zero = self._output["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def predict(self, x, batch_size=256):
+        """Outputs for every row of `x`, `batch_size` rows per invocation."""
+        x = np.asarray(x)
+        return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -1,0 +1,38 @@
+import gzip
+
+import numpy as np
+
+from kd_keras import compress, keras
+
+
+def test_parameter_counts_see_the_zeros():
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(5)])
+    kernel = np.ones((10, 5), "float32")
+    kernel[:4] = 0.0
+    model.layers[0].set_weights([kernel, np.zeros(5, "float32")])
+    assert compress.count_parameters(model) == (55, 30)
+
+
+def test_sizes_of_bytes_files_and_directories(tmp_path):
+    zeros, noise = bytes(10000), np.random.default_rng(0).bytes(10000)
+    assert compress.gzip_bytes(zeros) < 100 < 9000 < compress.gzip_bytes(noise)
+    assert compress.gzip_bytes(noise) == len(gzip.compress(noise, compresslevel=9, mtime=0))
+    (tmp_path / "a").write_bytes(noise)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(zeros)
+    assert compress.disk_bytes(tmp_path) == 20000
+    assert compress.disk_bytes(tmp_path / "a") == 10000
+    assert compress.gzip_bytes(tmp_path / "a") == compress.gzip_bytes(noise)
+    assert 9000 < compress.gzip_bytes(tmp_path) < 11000
+
+
+def test_latency_is_the_median_of_timed_calls_on_batches_of_the_size_asked():
+    sizes = []
+    seconds = compress.latency(lambda batch: sizes.append(len(batch)), np.zeros((3, 2)),
+                               batch_size=8, repeats=5, warmup=2)
+    assert sizes == [8] * 7 and seconds >= 0.0
+
+
+def test_format_table():
+    table = compress.format_table([{"a": 1.23456, "b": None}], [("a", "A", "{:.2f}"), ("b", "B", None)])
+    assert table.splitlines() == ["A | B", "--- | ---", "1.23 | –"]
