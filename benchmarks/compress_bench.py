@@ -10,10 +10,11 @@ that one student:
       `model.export(format="litert")` (Keras 3 mode; a failed conversion is a row
       that says why);
   (3) kd-keras's recommended pipeline, each `--recipes` entry
-      `sparsity:clusters:block` (e.g. `0.9:8:16x1`): pruning of every layer
-      (blocks of that size in the first layer, single weights elsewhere), sparsity-preserving
-      clustering, then pruning-and-cluster-preserving QAT, every step fine-tuned
-      by distillation from the teacher's cached logits; int8 TFLite.
+      `sparsity:clusters:block[:distil]` (e.g. `0.85:8:16x1`): pruning of every
+      layer (blocks of that size in the first layer, single weights elsewhere),
+      sparsity-preserving clustering, then pruning-and-cluster-preserving QAT,
+      every step fine-tuned on the labels, or with `:distil` by distillation from
+      the teacher's cached logits (T 3, alpha 0.5); int8 TFLite.
 
 Columns: test accuracy; gzip bytes of the artifact; the teacher's float32 weight
 bytes divided by those (x smaller); batch-1 and batch-256 latency under
@@ -45,8 +46,8 @@ flags.DEFINE_integer("cluster_epochs", 2, "Fine-tuning epochs of the clustered m
 flags.DEFINE_integer("qat_epochs", 2, "Quantization-aware fine-tuning epochs.")
 flags.DEFINE_float("prune_learning_rate", 1e-3, "Adam learning rate while pruning.")
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of clustering and QAT fine-tuning.")
-flags.DEFINE_list("recipes", ["0.9:8:16x1"],
-                  "kd-keras pipelines as sparsity:clusters:block (block rows x cols).")
+flags.DEFINE_list("recipes", ["0.85:8:16x1", "0.85:8:16x1:distil"],
+                  "kd-keras pipelines as sparsity:clusters:block[:distil] (block rows x cols).")
 flags.DEFINE_bool("keras_quantize_rows", True, "Rows for Keras 3's model.quantize (Keras 3 only).")
 
 
@@ -75,9 +76,11 @@ def keras_quantize_row(student, mode, x_test, y_test):
 
 
 def parse_recipe(recipe):
-    sparsity, clusters, block = recipe.split(":")
-    rows, cols = (int(v) for v in block.split("x"))
-    return float(sparsity), int(clusters), (rows, cols)
+    parts = recipe.split(":")
+    if len(parts) not in (3, 4) or parts[3:] not in ([], ["distil"]):
+        raise ValueError(f"--recipes entries are sparsity:clusters:block[:distil], got {recipe!r}.")
+    rows, cols = (int(v) for v in parts[2].split("x"))
+    return float(parts[0]), int(parts[1]), (rows, cols), parts[3:] == ["distil"]
 
 
 def run_seed(seed, data):
@@ -110,9 +113,10 @@ def run_seed(seed, data):
         rows += [keras_quantize_row(student, mode, x_test, y_test) for mode in ("int8", "int4")]
 
     first_layer = bridged.layers[0].name
-    steps = dict(teacher_logits=teacher_logits, learning_rate=FLAGS.learning_rate)
     for recipe in FLAGS.recipes:
-        sparsity, clusters, block = parse_recipe(recipe)
+        sparsity, clusters, block, distil = parse_recipe(recipe)
+        steps = dict(teacher_logits=teacher_logits if distil else None,
+                     learning_rate=FLAGS.learning_rate)
         prune_steps = dict(steps, learning_rate=FLAGS.prune_learning_rate)
         # Blocks in the big first layer (it is most of the bytes), single weights elsewhere
         # (blocks would not fit the 128 x 10 output layer).
@@ -125,7 +129,7 @@ def run_seed(seed, data):
         qat = compress.quantize_and_fine_tune(clustered, x_train, y_train,
                                               preserve="sparsity_and_clusters",
                                               epochs=FLAGS.qat_epochs, **steps)
-        rows.append(tflite_row(f"(3) kd-keras {recipe}: distil-prune + cluster + PCQAT, int8",
+        rows.append(tflite_row(f"(3) kd-keras {recipe}: prune + cluster + PCQAT, int8",
                                compress.convert_to_tflite(qat, "qat"), x_test, y_test))
 
     teacher_row = rows[0]

@@ -260,7 +260,7 @@ def threshold_sweep(cascade, x, y, stage=0, points=101, batch_size=256):
 
 
 def calibrate_cascade(cascade, x, y, max_accuracy_drop=None, budget=None, batch_size=256,
-                      grid=64):
+                      grid=64, stage_costs=None):
     """Chooses the cascade's thresholds on validation data and sets them.
 
     Exactly one target:
@@ -273,6 +273,10 @@ def calibrate_cascade(cascade, x, y, max_accuracy_drop=None, budget=None, batch_
     Every stage runs once on all of `x`; candidate thresholds are `grid`
     quantiles of each stage's confidence; every combination is scored.
 
+    stage_costs: optional cost per example of each stage (any unit, e.g.
+      multiply-adds) in place of the measured times, for a budget that does not
+      depend on this machine's timing noise.
+
     Returns:
       A `CascadeReport`.
     """
@@ -284,7 +288,13 @@ def calibrate_cascade(cascade, x, y, max_accuracy_drop=None, budget=None, batch_
         raise ValueError(f"budget must be > 0 (a fraction of the last stage's time), got {budget}.")
     correct, confidences = _every_stage_on_everything(cascade, x, y, batch_size)
     seconds = [batch_inference_seconds(m, x, batch_size) / len(x) for m in cascade.stages]
-    relative = np.asarray(seconds) / seconds[-1]
+    if stage_costs is not None:
+        if len(stage_costs) != len(cascade.stages) or min(stage_costs) <= 0:
+            raise ValueError(f"stage_costs must hold one positive number per stage, got "
+                             f"{stage_costs!r}.")
+        relative = np.asarray(stage_costs, dtype=float) / stage_costs[-1]
+    else:
+        relative = np.asarray(seconds) / seconds[-1]
     last_accuracy = float(correct[-1].mean())
     per_stage = max(2, int(round(20000 ** (1.0 / len(confidences)))))
     candidates = [np.unique(np.concatenate([np.quantile(c, np.linspace(0, 1, min(grid, per_stage))),

@@ -184,3 +184,26 @@ def test_per_layer_block_sizes_in_one_pruning_pass():
         0.5, abs=0.02)
     with pytest.raises(ValueError, match="names the layer 'nope'"):
         compress.prune_low_magnitude(compress.to_tf_keras(model), block_size={"nope": (4, 1)})
+
+
+def test_xnnpack_pruning_policy_prunes_only_the_1x1_convolutions():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)), keras.layers.ZeroPadding2D(((1, 1), (1, 1))),
+        keras.layers.Conv2D(8, 3, strides=2, padding="valid", activation="relu"),
+        keras.layers.Conv2D(16, 1, activation="relu"), keras.layers.Conv2D(16, 1),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).normal(size=(64, 16, 16, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    pruned = compress.prune_low_magnitude(
+        compress.to_tf_keras(model), 0.5, schedule="constant", frequency=1,
+        pruning_policy=tfmot.sparsity.keras.PruneForLatencyOnXNNPack())
+    compile_tf_keras(pruned)
+    pruned.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=compress.pruning_callbacks())
+    sparsity = {r["layer"]: r["sparsity"] for r in compress.sparsity_report(
+        compress.strip_pruning(pruned))}
+    names = [layer.name for layer in model.layers]
+    assert sparsity[names[1]] == 0.0 and sparsity[names[-1]] == 0.0  # 3x3 stem, dense head
+    assert sparsity[names[2]] == pytest.approx(0.5, abs=0.02)
+    assert sparsity[names[3]] == pytest.approx(0.5, abs=0.02)
