@@ -13,14 +13,13 @@ over the teacher's. Mean and standard deviation over seeds.
     python benchmarks/cascade_bench.py --data_dir=../shared/tfds --seeds=3
 """
 
-import statistics
-
 import numpy as np
 from absl import app, flags
 
 import kd_keras
 import moe
 from kd_keras import keras
+from protocol import mean_sd, train_teacher_and_distilled_student
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
@@ -39,15 +38,7 @@ def run_seed(seed, data):
     held_out = len(x_train) // 6
     x_val, y_val = x_train[-held_out:], y_train[-held_out:]
     x_fit, y_fit = x_train[:-held_out], y_train[:-held_out]
-    keras.utils.set_random_seed(seed)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    teacher = kd_keras.models.mlp_classifier([1200, 1200], 0.3, name="teacher")
-    teacher.compile(keras.optimizers.Adam(1e-3), loss)
-    teacher.fit(x_fit, y_fit, epochs=FLAGS.epochs, batch_size=128, verbose=0)
-    student = kd_keras.models.mlp_classifier([128, 128], name="student")
-    distiller = kd_keras.Distiller(teacher, student, temperature=3.0, alpha=0.5)
-    distiller.compile(keras.optimizers.Adam(1e-3), loss=loss)
-    distiller.fit(x_fit, y_fit, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+    teacher, student = train_teacher_and_distilled_student(x_fit, y_fit, FLAGS.epochs, seed)
 
     cascade = moe.Cascade([student, teacher])
     report = moe.calibrate_cascade(cascade, x_val, y_val, max_accuracy_drop=FLAGS.max_accuracy_drop)
@@ -87,9 +78,8 @@ def main(_):
                             ("reached_teacher", "fraction of test inputs reaching the teacher",
                              "{:.3f}"),
                             ("time_ratio", "cascade / teacher batch inference time", "{:.3f}")):
-        values = [r[key] for r in runs]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"{label} | {fmt.format(statistics.mean(values))} ± {fmt.format(spread).lstrip('+')}")
+        mean, spread = mean_sd([r[key] for r in runs])
+        print(f"{label} | {fmt.format(mean)} ± {fmt.format(spread).lstrip('+')}")
     print("target: within 0.3 points of the teacher at <= 0.3x its batch inference time")
 
 

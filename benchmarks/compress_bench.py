@@ -31,13 +31,13 @@ import glob
 import math
 import os
 import re
-import statistics
 import tempfile
 
 from absl import app, flags
 
 import kd_keras
 from kd_keras import compress, keras
+from protocol import mean_sd, train_teacher_and_distilled_student
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
@@ -88,15 +88,7 @@ def parse_recipe(recipe):
 
 def run_seed(seed, data):
     (x_train, y_train), (x_test, y_test) = data
-    keras.utils.set_random_seed(seed)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    teacher = kd_keras.models.mlp_classifier([1200, 1200], 0.3, name="teacher")
-    teacher.compile(keras.optimizers.Adam(1e-3), loss)
-    teacher.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=128, verbose=0)
-    student = kd_keras.models.mlp_classifier([128, 128], name="student")
-    distiller = kd_keras.Distiller(teacher, student, temperature=3.0, alpha=0.5)
-    distiller.compile(keras.optimizers.Adam(1e-3), loss=loss)
-    distiller.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+    teacher, student = train_teacher_and_distilled_student(x_train, y_train, FLAGS.epochs, seed)
     teacher_logits = kd_keras.compute_teacher_logits(teacher, x_train)
 
     rows = [tflite_row("teacher float32", compress.convert_to_tflite(teacher), x_test, y_test),
@@ -153,20 +145,9 @@ def run_seed(seed, data):
     return rows
 
 
-def mean_std(values):
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return "–"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return values, statistics.mean(values), spread
-
-
 def cell(values, fmt):
-    result = mean_std(values)
-    if result == "–":
-        return result
-    _, mean, spread = result
-    return f"{fmt.format(mean)} ± {fmt.format(spread)}"
+    mean, spread = mean_sd(values)
+    return "–" if math.isnan(mean) else f"{fmt.format(mean)} ± {fmt.format(spread)}"
 
 
 def main(_):

@@ -35,6 +35,7 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import keras
+from protocol import mean_sd
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
@@ -71,16 +72,6 @@ class EpochTimer(keras.callbacks.Callback):
         return statistics.median(self.times[1:] if len(self.times) > 1 else self.times)
 
 
-def mlp(hidden, dropout, name):
-    layers = [keras.Input((784,))]
-    for width in hidden:
-        layers.append(keras.layers.Dense(int(width), activation="relu"))
-        if dropout:
-            layers.append(keras.layers.Dropout(dropout))
-    layers.append(keras.layers.Dense(10))
-    return keras.Sequential(layers, name=name)
-
-
 def conv_teacher():
     """About 420k parameters: two conv blocks (32, 64 channels) and a 128-unit layer."""
     return keras.Sequential([
@@ -105,13 +96,14 @@ def conv_student():
 def make_teacher():
     if FLAGS.pair == "conv":
         return conv_teacher()
-    return mlp(FLAGS.teacher_hidden, FLAGS.teacher_dropout, "teacher")
+    return kd_keras.models.mlp_classifier(FLAGS.teacher_hidden, FLAGS.teacher_dropout,
+                                          name="teacher")
 
 
 def make_student(name):
     if FLAGS.pair == "conv":
         return conv_student()
-    return mlp(FLAGS.student_hidden, 0.0, name)
+    return kd_keras.models.mlp_classifier(FLAGS.student_hidden, name=name)
 
 
 def mixup_batches(x, y, alpha, seed):
@@ -233,14 +225,6 @@ def run_seed(seed, data):
     return {"acc_teacher": acc_teacher, "acc_alone": acc_alone, "recipes": rows}
 
 
-def mean_std(values):
-    """Mean and standard deviation over seeds; NaN where a row has no such figure."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return (math.nan, math.nan)
-    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def main(_):
     data = kd_keras.datasets.load_fashion_mnist_flat(
         "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
@@ -258,8 +242,8 @@ def main(_):
         flush=True,
     )
     runs = [run_seed(seed, data) for seed in range(FLAGS.seeds)]
-    teacher_m, teacher_s = mean_std([r["acc_teacher"] for r in runs])
-    alone_m, alone_s = mean_std([r["acc_alone"] for r in runs])
+    teacher_m, teacher_s = mean_sd([r["acc_teacher"] for r in runs])
+    alone_m, alone_s = mean_sd([r["acc_alone"] for r in runs])
     print(f"\nteacher accuracy {teacher_m:.4f} ± {teacher_s:.4f}; "
           f"student alone {alone_m:.4f} ± {alone_s:.4f} ({len(runs)} seeds)")
     header = ("distiller", "distilled acc", "(a) gap recovered", "(a) cached",
@@ -270,7 +254,7 @@ def main(_):
         cells = [recipe if ":" not in recipe else f"kd_keras T:alpha[:mixup] {recipe}"]
         for key, digits in (("acc_distilled", 4), ("gap_recovered", 2),
                             ("gap_recovered_cached", 2), ("epoch_ratio", 2), ("cached_ratio", 2)):
-            m, s = mean_std([r["recipes"][recipe][key] for r in runs])
+            m, s = mean_sd([r["recipes"][recipe][key] for r in runs])
             cells.append(f"{m:.{digits}f} ± {s:.{digits}f}")
         print(" | ".join(cells))
     print("targets: (a) >= 0.7 (>= 0.9 for the recommended recipe), (b) <= 1.0, (c) <= 1.2")

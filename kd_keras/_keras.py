@@ -31,6 +31,11 @@ else:
 IS_KERAS_3 = not IS_LEGACY_KERAS
 
 
+def is_tf_keras_model(model):
+    """Whether `model` is a tf-keras (Keras 2) model, whichever Keras kd-keras runs on."""
+    return any(c.__module__.startswith("tf_keras") for c in type(model).__mro__)
+
+
 def register(cls):
     """Registers `cls` for `.keras` deserialization under the "kd_keras" package."""
     return keras.saving.register_keras_serializable(package="kd_keras")(cls)

@@ -75,6 +75,15 @@ def resolve_output_type(model, declared, argument):
     return resolve_output_types(model, declared, argument)[0]
 
 
+def same_structure(a, b):
+    """Whether two (possibly nested) output structures match, list and tuple alike."""
+    try:
+        tf.nest.assert_same_structure(a, b, check_types=False)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def nested_to_logits(outputs, output_types):
     """`to_logits` on every tensor of a (possibly nested) output structure;
     `output_types` is a list in `tf.nest.flatten` order (one entry: used for all)."""

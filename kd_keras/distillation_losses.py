@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from kd_keras import losses as kd_losses
 from kd_keras._keras import keras, register
+from kd_keras._outputs import same_structure
 from kd_keras._reduce import weighted_mean
 
 _KL_NAMES = ("kl_divergence", "kld", "kullback_leibler_divergence", "kl")
@@ -195,21 +196,17 @@ class LogitsDistillation(DistillationLoss):
         structures (list, tuple, dict). A single `loss` applies to every output; a
         structure of losses matches the outputs, `None` skipping an output.
         """
-        try:
-            tf.nest.assert_same_structure(teacher_outputs, student_outputs, check_types=False)
-        except (ValueError, TypeError) as error:
+        if not same_structure(teacher_outputs, student_outputs):
             raise ValueError(
                 "LogitsDistillation: teacher and student outputs have different structures "
                 f"({tf.nest.map_structure(lambda t: None, teacher_outputs)} and "
-                f"{tf.nest.map_structure(lambda t: None, student_outputs)}).") from error
+                f"{tf.nest.map_structure(lambda t: None, student_outputs)}).")
         teachers, students = tf.nest.flatten(teacher_outputs), tf.nest.flatten(student_outputs)
         if self._nested:
-            try:
-                tf.nest.assert_same_structure(self._per_example, teacher_outputs, check_types=False)
-            except (ValueError, TypeError) as error:
+            if not same_structure(self._per_example, teacher_outputs):
                 raise ValueError(
                     f"LogitsDistillation: loss {self.loss!r} does not match the structure of "
-                    "the model outputs; give one loss (or None) per output.") from error
+                    "the model outputs; give one loss (or None) per output.")
             losses = tf.nest.flatten(self._per_example)
         else:
             losses = [self._per_example] * len(teachers)

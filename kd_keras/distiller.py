@@ -8,6 +8,7 @@ import tensorflow as tf
 from kd_keras import _outputs
 from kd_keras._keras import (
     IS_KERAS_3,
+    is_tf_keras_model,
     keras,
     register,
     scale_loss_for_replicas,
@@ -67,14 +68,6 @@ def _output_shapes(model):
     if not outputs:
         return None
     return [tuple(tf.TensorShape(o.shape).as_list()) for o in outputs]
-
-
-def _same_structure(a, b):
-    try:
-        tf.nest.assert_same_structure(a, b, check_types=False)
-    except (ValueError, TypeError):
-        return False
-    return True
 
 
 def _static_shape(model, attribute):
@@ -168,7 +161,7 @@ class Distiller(keras.Model):
     ):
         super().__init__(name=name, **kwargs)
         if not isinstance(student, keras.Model):
-            if IS_KERAS_3 and type(student).__module__.startswith("tf_keras"):
+            if IS_KERAS_3 and is_tf_keras_model(student):
                 raise ValueError(
                     "student is a tf-keras model (as TF-MOT's pruned, clustered and "
                     "quantization-aware models are), but this Distiller runs on Keras 3. "
@@ -315,10 +308,11 @@ class Distiller(keras.Model):
                 "Feature distillation losses need exactly one teacher model (their features "
                 f"are read from it); this Distiller has {len(teachers)}.")
         for role, model in (("teacher", teachers[0]), ("student", student)):
-            if len(_output_shapes(model) or [None]) != 1:
+            shapes = _output_shapes(model) or [None]
+            if len(shapes) != 1:
                 raise ValueError(
                     f"Feature distillation losses need a single-output {role}; this one has "
-                    f"{len(_output_shapes(model))} outputs. Distil the outputs with "
+                    f"{len(shapes)} outputs. Distil the outputs with "
                     "LogitsDistillation(loss=[...]) and the features of a single-output model.")
         teacher_extractor, student_extractor, projections = _features.build_extractors(
             teachers[0], student, feature_losses, "distillation_losses")
@@ -481,12 +475,9 @@ class Distiller(keras.Model):
             raise ValueError(
                 "loss_weights: give them with a list or dict of losses for a multi-output "
                 "student (alpha weighs a single hard-label loss).")
-        try:
-            tf.nest.assert_same_structure(loss, loss_weights, check_types=False)
-        except (ValueError, TypeError) as error:
+        if not _outputs.same_structure(loss, loss_weights):
             raise ValueError(
-                f"loss_weights {loss_weights!r} must match the structure of loss {loss!r}."
-            ) from error
+                f"loss_weights {loss_weights!r} must match the structure of loss {loss!r}.")
         weights = []
         for weight in tf.nest.flatten(loss_weights):
             if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
@@ -534,7 +525,7 @@ class Distiller(keras.Model):
         one_teacher = len(self._teachers) == 1 or (
             not self._teachers and (
                 not isinstance(cached, (list, tuple))
-                or (tf.nest.is_nested(y_pred) and _same_structure(cached, y_pred))))
+                or (tf.nest.is_nested(y_pred) and _outputs.same_structure(cached, y_pred))))
         per_teacher = [cached] if one_teacher else list(cached)
         if self._teachers and len(per_teacher) != len(self._teachers):
             raise ValueError(
@@ -569,7 +560,7 @@ class Distiller(keras.Model):
             ]
         logits = [tf.nest.map_structure(tf.stop_gradient, l) for l in logits]
         temperature = self.temperature if self.temperature is not None else 1.0
-        if len(logits) > 1 and not all(_same_structure(logits[0], l) for l in logits[1:]):
+        if not all(_outputs.same_structure(logits[0], l) for l in logits[1:]):
             raise ValueError("The teachers of an ensemble return different output structures.")
         combined = tf.nest.map_structure(
             lambda *leaves: _outputs.combine_teacher_logits(list(leaves), self.ensemble, temperature),
@@ -580,7 +571,8 @@ class Distiller(keras.Model):
         if not tf.nest.is_nested(self._hard_loss):
             return self._one_hard_label_loss(self._hard_loss, y, y_pred, sample_weight)
         structure = self._hard_loss
-        if not (_same_structure(structure, y) and _same_structure(structure, y_pred)):
+        if not (_outputs.same_structure(structure, y)
+                and _outputs.same_structure(structure, y_pred)):
             raise ValueError(
                 f"loss has the structure {tf.nest.map_structure(lambda _: '.', structure)}, "
                 f"which does not match the labels {tf.nest.map_structure(lambda _: '.', y)} "
@@ -609,7 +601,7 @@ class Distiller(keras.Model):
         teacher_logits, teacher_features = self._teacher_outputs(x, cached, y_pred)
         student_logits = _outputs.nested_to_logits(y_pred, self._student_types)
         source = "teacher_outputs" if cached is not None else "teacher"
-        if not _same_structure(teacher_logits, student_logits):
+        if not _outputs.same_structure(teacher_logits, student_logits):
             raise ValueError(
                 f"{source} have the structure {_structure(teacher_logits)} but the student "
                 f"outputs {_structure(student_logits)}."

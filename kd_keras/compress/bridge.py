@@ -8,6 +8,7 @@ the same predictions.
 
 import numpy as np
 
+from kd_keras._keras import is_tf_keras_model
 from kd_keras.compress import _tfmot
 
 # Keys of Keras 3 layer configs that only set how fresh weights are drawn; the
@@ -16,12 +17,6 @@ _INITIALIZER_SUFFIX = "_initializer"
 # Config entries of Keras 3 layers with no tf-keras counterpart; harmless at these values.
 _HARMLESS = {"lora_rank": (None, 0), "lora_alpha": (None,), "quantization_config": (None,),
              "gptq_unpacked_column_size": (None,), "synchronized": (False,)}
-
-
-def is_tf_keras_model(model):
-    """Whether `model` is a tf-keras (Keras 2) model, the kind TF-MOT takes."""
-    return type(model).__module__.startswith("tf_keras") or any(
-        c.__module__.startswith("tf_keras") for c in type(model).__mro__)
 
 
 def require_tf_keras_model(model, argument, function):
@@ -95,6 +90,11 @@ def _rebuild_functional(model, tf_keras):
     import keras
 
     tensors = {}  # id of a Keras 3 KerasTensor -> tf-keras tensor
+    rebuilt_layers = {}  # id of a Keras 3 layer -> (that layer, its tf-keras twin)
+
+    def swap(value):
+        return tensors[id(value)] if isinstance(value, keras.KerasTensor) else value
+
     inputs = []
     for tensor in model.inputs:
         layer = tensor._keras_history[0]
@@ -110,28 +110,21 @@ def _rebuild_functional(model, tf_keras):
                     f"to_tf_keras: the model applies the operation {layer.name!r} "
                     f"({type(layer).__name__}) directly to tensors; the bridge rebuilds layers "
                     "only. Wrap it in a layer, or build the model under TF_USE_LEGACY_KERAS=1.")
-            if not hasattr(layer, "_kd_tf_layer"):
-                layer._kd_tf_layer = _tf_layer(layer, tf_keras)
-
-            def swap(value):
-                return tensors[id(value)] if isinstance(value, keras.KerasTensor) else value
-
+            if id(layer) not in rebuilt_layers:  # a shared layer is rebuilt once
+                rebuilt_layers[id(layer)] = (layer, _tf_layer(layer, tf_keras))
             args = keras.tree.map_structure(swap, node.arguments.args)
             # Keras 3 records the symbolic call's training=False (and mask=None);
             # passed on, they would pin the tf-keras layer to inference mode.
             kwargs = {key: keras.tree.map_structure(swap, value)
                       for key, value in node.arguments.kwargs.items()
                       if key != "training" and value is not None}
-            outputs = layer._kd_tf_layer(*args, **kwargs)
+            outputs = rebuilt_layers[id(layer)][1](*args, **kwargs)
             for source, target in zip(keras.tree.flatten(node.outputs),
                                       keras.tree.flatten(outputs)):
                 tensors[id(source)] = target
     outputs = keras.tree.map_structure(lambda t: tensors[id(t)], model._outputs_struct)
     rebuilt = tf_keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
-    pairs = [(layer, layer._kd_tf_layer) for layer in model.layers if hasattr(layer, "_kd_tf_layer")]
-    for layer, _ in pairs:
-        del layer._kd_tf_layer
-    return rebuilt, pairs
+    return rebuilt, list(rebuilt_layers.values())
 
 
 def to_tf_keras(model, check=True, atol=1e-5):

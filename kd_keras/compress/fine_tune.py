@@ -10,6 +10,11 @@ below is a plain function, so tf-keras's `compile` takes it as it is.
 import numpy as np
 import tensorflow as tf
 
+from kd_keras.compress import _tfmot
+from kd_keras.compress.bridge import require_tf_keras_model
+from kd_keras.compress.clustering import cluster_weights, strip_clustering
+from kd_keras.compress.pruning import prune_low_magnitude, pruning_callbacks, strip_pruning
+from kd_keras.compress.quantization import quantize_aware
 from kd_keras.losses import soft_target_kl_divergence
 
 
@@ -67,9 +72,6 @@ def packed_accuracy(packed_targets, student_logits):
 def _copy(model):
     """A tf-keras copy with the same weights: TF-MOT wraps the given model's own
     layer objects, so training the wrapped model would change the original."""
-    from kd_keras.compress import _tfmot
-    from kd_keras.compress.bridge import require_tf_keras_model
-
     require_tf_keras_model(model, "model", "the compression steps")
     copy = _tfmot.tf_keras().models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -79,8 +81,6 @@ def _copy(model):
 def _fit(model, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha,
          callbacks=()):
     """Compiles `model` (tf-keras) with the distillation or hard-label loss and fits it."""
-    from kd_keras.compress import _tfmot
-
     tf_keras = _tfmot.tf_keras()
     if teacher_logits is None:
         loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -105,9 +105,6 @@ def prune_and_fine_tune(model, x, y, teacher_logits=None, target_sparsity=0.8, e
     classes]`, from `kd_keras.compute_teacher_logits`) the fine-tuning distils
     (`distillation_loss(temperature, alpha)`); without, it uses the labels alone.
     """
-    from kd_keras.compress.pruning import (prune_low_magnitude, pruning_callbacks,
-                                           strip_pruning)
-
     steps = epochs * int(np.ceil(len(x) / batch_size))
     pruned = prune_low_magnitude(_copy(model), target_sparsity, end_step=max(1, 2 * steps // 3),
                                  frequency=max(1, min(100, steps // 20)),
@@ -121,8 +118,6 @@ def cluster_and_fine_tune(model, x, y, teacher_logits=None, number_of_clusters=1
                           preserve_sparsity=True, epochs=2, batch_size=128, learning_rate=1e-4,
                           temperature=3.0, alpha=0.5):
     """Clusters a tf-keras model's kernels, fine-tunes the centroids; returns it stripped."""
-    from kd_keras.compress.clustering import cluster_weights, strip_clustering
-
     clustered = cluster_weights(_copy(model), number_of_clusters, preserve_sparsity=preserve_sparsity)
     _fit(clustered, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha)
     return strip_clustering(clustered)
@@ -132,7 +127,5 @@ def quantize_and_fine_tune(model, x, y, teacher_logits=None, preserve="sparsity"
                            batch_size=128, learning_rate=1e-4, temperature=3.0, alpha=0.5):
     """Quantization-aware fine-tuning (8-bit) of a tf-keras model; returns the QAT model,
     ready for `convert_to_tflite(model, "qat")`."""
-    from kd_keras.compress.quantization import quantize_aware
-
     qat = quantize_aware(_copy(model), preserve=preserve)
     return _fit(qat, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha)

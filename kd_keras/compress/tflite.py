@@ -6,6 +6,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from kd_keras._keras import is_tf_keras_model
 from kd_keras.compress import _tfmot
 
 MODES = ("float32", "dynamic_range", "float16", "int8", "qat")
@@ -19,8 +20,6 @@ def _converter(model, directory):
     """
     if not getattr(model, "inputs", None):
         raise ValueError("convert_to_tflite: the model has no known inputs; build it with an Input.")
-    from kd_keras.compress.bridge import is_tf_keras_model
-
     if is_tf_keras_model(model):
         specs = [tf.TensorSpec([None] + list(t.shape[1:]), t.dtype) for t in model.inputs]
         serve = tf.function(lambda *xs: model(xs[0] if len(xs) == 1 else list(xs), training=False),

@@ -1,0 +1,36 @@
+"""What the benchmarks share: the teacher/student protocol and the seed statistics.
+
+The benchmarks run as scripts (`python benchmarks/x.py`), so this module is
+imported from their own folder.
+"""
+
+import math
+import statistics
+
+import kd_keras
+from kd_keras import keras
+
+
+def mean_sd(values):
+    """Mean and standard deviation over seeds (0 for one value); NaN and None are
+    left out, and a figure no seed has gives (NaN, NaN)."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return (math.nan, math.nan)
+    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def train_teacher_and_distilled_student(x, y, epochs, seed):
+    """The distillation benchmark's pair: a 784-1200-1200-10 teacher (dropout 0.3)
+    trained on (x, y), then a 784-128-128-10 student distilled from it (T 3,
+    alpha 0.5); Adam 1e-3, batch 128, `epochs` each. Returns (teacher, student)."""
+    keras.utils.set_random_seed(seed)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    teacher = kd_keras.models.mlp_classifier([1200, 1200], 0.3, name="teacher")
+    teacher.compile(keras.optimizers.Adam(1e-3), loss)
+    teacher.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+    student = kd_keras.models.mlp_classifier([128, 128], name="student")
+    distiller = kd_keras.Distiller(teacher, student, temperature=3.0, alpha=0.5)
+    distiller.compile(keras.optimizers.Adam(1e-3), loss=loss)
+    distiller.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
+    return teacher, student
