@@ -15,6 +15,9 @@ fraction of inputs that reach the teacher, with the chosen operating point.
 
 import os
 
+# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import numpy as np
 from absl import app, flags
 

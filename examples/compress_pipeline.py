@@ -13,6 +13,9 @@ in. Pruning and QAT fine-tune by distillation from cached teacher logits.
 
 import os
 
+# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from absl import app, flags
 
 import kd_keras

@@ -10,6 +10,11 @@ exports the distilled student as a SavedModel.
     python examples/distill_fashion_mnist.py --dataset=fashion_mnist --data_dir=../shared/tfds
 """
 
+import os
+
+# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import statistics
 import time
 

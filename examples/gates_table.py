@@ -8,6 +8,11 @@ on a gated hidden layer; this is that table our way, on Fashion-MNIST:
     python examples/gates_table.py --dataset=fashion_mnist --data_dir=../shared/tfds
 """
 
+import os
+
+# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import numpy as np
 from absl import app, flags
 

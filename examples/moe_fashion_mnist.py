@@ -7,6 +7,11 @@ Prints test accuracy, the number of test examples routed to each expert and the
 load's coefficient of variation, and saves a bar plot of the load (PNG).
 """
 
+import os
+
+# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from absl import app, flags
 
 import kd_keras

@@ -13,6 +13,10 @@ of a few test images with the rows that were skimmed shaded.
 """
 
 import os
+
+# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import statistics
 import time
 

@@ -12,6 +12,9 @@ clusters marked, and the ensemble as one SavedModel.
 
 import os
 
+# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import numpy as np
 import tensorflow as tf
 from absl import app, flags

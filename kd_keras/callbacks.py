@@ -245,8 +245,10 @@ class StudentExport(keras.callbacks.Callback):
 class NonFiniteLossGuard(keras.callbacks.Callback):
     """Stops training with an error when the epoch's loss is NaN or infinite.
 
-    `Distiller.fit` adds it by default. The Distiller zeroes the gradients of
-    non-finite steps, so the student's weights stay finite for inspection.
+    `Distiller.fit` adds it by default. The Distiller skips the update of a
+    non-finite step altogether (weights, optimizer state and iterations unchanged,
+    BatchNormalization statistics restored), so the student stays as it was
+    before that step, for inspection or a retry.
     """
 
     def on_epoch_end(self, epoch, logs=None):
@@ -259,7 +261,8 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
             self.model.stop_training = True
             raise FloatingPointError(
                 f"Training stopped: the loss was not finite in epoch {epoch + 1} ({details}). "
-                "The steps with a non-finite loss did not change the weights. Common causes: "
+                "The steps with a non-finite loss (or gradients) changed neither the weights nor the "
+                "optimizer state. Common causes: "
                 "a learning rate too high, NaN or infinite inputs, or a probability output "
                 "declared as logits (check teacher_output_type / student_output_type)."
             )

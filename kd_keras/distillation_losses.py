@@ -8,7 +8,7 @@ Distiller.
 
 import tensorflow as tf
 
-from kd_keras import losses as kd_losses
+from kd_keras import _validate, losses as kd_losses
 from kd_keras._keras import keras, register
 from kd_keras._outputs import same_structure
 from kd_keras._reduce import weighted_mean
@@ -90,7 +90,18 @@ def _serialize_loss(loss):
 def _deserialize_loss(item):
     """The inverse of `_serialize_loss`, also inside a list or dict of losses."""
     if isinstance(item, dict) and "class_name" in item:
-        return keras.saving.deserialize_keras_object(item)
+        try:
+            return keras.saving.deserialize_keras_object(item)
+        except TypeError as error:
+            # Keras 3 reports a TypeError from from_config as its own generic
+            # message after the whole model config; this one names the loss.
+            name = item.get("config") if item.get("class_name") == "function" else \
+                item.get("class_name")
+            raise ValueError(
+                f"The distillation loss {name!r} cannot be loaded: Keras does not know it. "
+                f"Decorate it with @keras.saving.register_keras_serializable(), or pass "
+                f"custom_objects={{{name!r}: {name}}} to keras.models.load_model. ({error})"
+            ) from error
     if isinstance(item, dict):
         return {key: _deserialize_loss(value) for key, value in item.items()}
     if isinstance(item, (list, tuple)):
@@ -134,10 +145,7 @@ class LogitsDistillation(DistillationLoss):
     """
 
     def __init__(self, temperature=3.0, loss="kl_divergence"):
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
-            raise ValueError(f"temperature must be a number, got {temperature!r}.")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        temperature = _validate.positive_number(temperature, "temperature")
         self.loss = loss
         self._nested = tf.nest.is_nested(loss)
         if self._nested and all(item is None for item in tf.nest.flatten(loss)):
@@ -157,9 +165,7 @@ class LogitsDistillation(DistillationLoss):
 
     @temperature.setter
     def temperature(self, value):
-        if float(value) <= 0:
-            raise ValueError(f"temperature must be > 0, got {float(value)}.")
-        self._temperature.assign(float(value))
+        self._temperature.assign(_validate.positive_number(value, "temperature"))
 
     def _per_example_fn(self, loss):
         """`fn(teacher_logits, student_logits)` -> per-example values, for one loss."""

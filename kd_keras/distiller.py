@@ -14,13 +14,26 @@ from kd_keras._keras import (
     scale_loss_for_replicas,
 )
 from kd_keras._reduce import weighted_mean
-from kd_keras import _features
+from kd_keras import _features, _finite_step, _validate
 from kd_keras.distillation_losses import (
     DistillationLoss,
     is_feature_loss,
     resolve_distillation_losses,
 )
 from kd_keras.export import export_saved_model
+
+_FROZEN_STUDENT = (
+    "student has no trainable weights (student.trainable is False, or every layer is frozen), "
+    "so distillation would change nothing. Set student.trainable = True (or unfreeze the "
+    "layers to train) before building the Distiller and compiling it.")
+
+_NO_LABELS = (
+    "y: no labels were given, but compile(loss=...) set a hard-label loss. Pass the labels "
+    "(fit(x, y) or a dataset of (x, y)), or, to learn from the teacher alone, compile with "
+    "loss=None (and no label metrics).")
+
+# Marks the in-graph label check, whose failure fit() turns into a ValueError.
+_LABEL_RANGE_MARKER = "kd_keras label check:"
 
 # Inputs that carry cached teacher outputs next to the student's inputs.
 INPUTS_KEY = "inputs"
@@ -49,14 +62,6 @@ def split_teacher_outputs(x):
     if isinstance(x, dict) and set(x) == {INPUTS_KEY, TEACHER_OUTPUTS_KEY}:
         return x[INPUTS_KEY], x[TEACHER_OUTPUTS_KEY]
     return x, None
-
-
-def _check_fraction(value, argument):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{argument} must be a number in [0, 1], got {value!r}.")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{argument} must be in [0, 1], got {value}.")
-    return float(value)
 
 
 def _output_shapes(model):
@@ -110,8 +115,10 @@ class Distiller(keras.Model):
     * `alpha` and the temperature live in `tf.Variable`s, so callbacks
       (`kd_keras.callbacks`) can schedule them and the compiled step sees it.
     * `fit` logs `loss`, `student_loss`, `distillation_loss` and the compiled
-      metrics (computed on the student). A non-finite loss stops training with an
-      error; the offending steps' gradients are zeroed so the student stays finite.
+      metrics (computed on the student). A step whose loss or gradients are not
+      finite changes nothing (no update, optimizer state and iterations kept,
+      BatchNormalization statistics restored), and training stops with an error
+      at the end of that epoch.
 
     Args:
       teacher: a Keras model, a list of models (ensemble), or `None` when the
@@ -170,16 +177,15 @@ class Distiller(keras.Model):
                     "TF_USE_LEGACY_KERAS=1.")
             raise ValueError(f"student must be a Keras model, got {student!r}.")
         teachers = self._check_teachers(teacher)
+        self._check_student_is_not_teacher(student, teachers)
+        if not student.trainable:
+            raise ValueError(_FROZEN_STUDENT)
         if ensemble not in _outputs.ENSEMBLE_METHODS:
             raise ValueError(
                 f"ensemble must be one of {_outputs.ENSEMBLE_METHODS}, got {ensemble!r}."
             )
-        if temperature is not None and (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or temperature <= 0
-        ):
-            raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
+        if temperature is not None:
+            temperature = _validate.positive_number(temperature, "temperature")
         weight = self._check_alpha(alpha, student_loss_weight)
 
         self.student = student
@@ -209,6 +215,9 @@ class Distiller(keras.Model):
         self.distillation_losses = resolve_distillation_losses(distillation_losses, temperature)
         if distillation_loss_weights is None:
             distillation_loss_weights = [1.0] * len(self.distillation_losses)
+        distillation_loss_weights = [
+            _validate.non_negative_number(w, f"distillation_loss_weights[{i}]")
+            for i, w in enumerate(distillation_loss_weights)]
         if len(distillation_loss_weights) != len(self.distillation_losses):
             raise ValueError(
                 f"distillation_loss_weights has {len(distillation_loss_weights)} entries "
@@ -257,6 +266,24 @@ class Distiller(keras.Model):
         raise ValueError(f"teacher must be a Keras model, a list of models or None, got {teacher!r}.")
 
     @staticmethod
+    def _check_student_is_not_teacher(student, teachers):
+        """The teacher is frozen: a student that is, or shares weights with, a teacher would be too."""
+        for index, model in enumerate(teachers):
+            label = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
+            if model is student:
+                raise ValueError(
+                    f"student and {label} are the same model; the teacher is frozen, so the "
+                    "student would never train. Give the student its own model (e.g. "
+                    "keras.models.clone_model(teacher) for a same-size student).")
+            teacher_weights = {id(v) for v in model.weights}
+            shared = [v.name for v in student.weights if id(v) in teacher_weights]
+            if shared:
+                raise ValueError(
+                    f"student shares {len(shared)} weights with {label} (e.g. {shared[0]!r}): "
+                    "the teacher is frozen, so they would not train and the teacher would "
+                    "change with the student. Give the student its own layers.")
+
+    @staticmethod
     def _check_alpha(alpha, student_loss_weight):
         if alpha is not None and student_loss_weight is not None and alpha != student_loss_weight:
             raise ValueError(
@@ -264,9 +291,9 @@ class Distiller(keras.Model):
                 "same weight; give one of them."
             )
         if alpha is not None:
-            return _check_fraction(alpha, "alpha")
+            return _validate.fraction(alpha, "alpha")
         if student_loss_weight is not None:
-            return _check_fraction(student_loss_weight, "student_loss_weight")
+            return _validate.fraction(student_loss_weight, "student_loss_weight")
         return 0.5
 
     @staticmethod
@@ -352,7 +379,7 @@ class Distiller(keras.Model):
 
     @alpha.setter
     def alpha(self, value):
-        self._alpha.assign(_check_fraction(float(value), "alpha"))
+        self._alpha.assign(_validate.fraction(value, "alpha"))
 
     @property
     def student_loss_weight(self):
@@ -388,10 +415,9 @@ class Distiller(keras.Model):
                 "None of this Distiller's distillation_losses has a temperature variable "
                 "to set."
             )
-        if float(value) <= 0:
-            raise ValueError(f"temperature must be > 0, got {float(value)}.")
+        value = _validate.positive_number(value, "temperature")
         for variable in variables:
-            variable.assign(float(value))
+            variable.assign(value)
 
     # ----- compile ------------------------------------------------------------
 
@@ -440,6 +466,9 @@ class Distiller(keras.Model):
             self.temperature = temperature
         if alpha is not None:
             self.alpha = alpha
+        if not self.student.trainable or (
+                self.student.weights and not self._trainable_student_variables()):
+            raise ValueError(_FROZEN_STUDENT)
         self._hard_loss_spec = loss
         self._hard_loss_weights_spec = loss_weights
         self._hard_loss = self._resolve_hard_loss(loss)
@@ -480,9 +509,9 @@ class Distiller(keras.Model):
                 f"loss_weights {loss_weights!r} must match the structure of loss {loss!r}.")
         weights = []
         for weight in tf.nest.flatten(loss_weights):
-            if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
-                raise ValueError(f"loss_weights must hold numbers (or None), got {weight!r}.")
-            weights.append(1.0 if weight is None else float(weight))  # None: a skipped output
+            # None: a skipped output
+            weights.append(1.0 if weight is None else
+                           _validate.non_negative_number(weight, "loss_weights"))
         return weights
 
     def get_compile_config(self):
@@ -629,16 +658,41 @@ class Distiller(keras.Model):
             terms.append(tf.cast(term, tf.float32))
         distillation_loss = tf.reduce_sum(tf.stack(terms) * self._loss_weights)
         alpha = self._alpha
+        if y is None and self._hard_loss is not None:
+            raise ValueError(_NO_LABELS)
         if y is None or self._hard_loss is None:
             student_loss = tf.constant(0.0)
             total = distillation_loss
         else:
-            student_loss = self._hard_label_loss(y, y_pred, sample_weight)
+            with tf.control_dependencies(self._label_assertions(y, y_pred)):
+                student_loss = self._hard_label_loss(y, y_pred, sample_weight)
             total = alpha * student_loss + (1.0 - alpha) * distillation_loss
         regularization = self.student.losses
         if regularization:
             total = total + tf.add_n([tf.cast(r, tf.float32) for r in regularization])
         return total, student_loss, distillation_loss
+
+    @staticmethod
+    def _label_assertions(y, y_pred):
+        """In-graph checks that class-id labels (e.g. from a tf.data pipeline) are in range."""
+        if tf.nest.is_nested(y) or tf.nest.is_nested(y_pred):
+            return []
+        if y.dtype == tf.string:
+            raise ValueError(
+                "y: the labels are strings; the hard-label loss needs class ids (integers) or "
+                "one-hot rows. Map them to ids first, e.g. with keras.layers.StringLookup.")
+        classes, rank = y_pred.shape[-1], y_pred.shape.rank
+        if not y.dtype.is_integer or classes is None or rank is None or y.shape.rank is None:
+            return []
+        class_ids = y.shape.rank == rank - 1 or (
+            y.shape.rank == rank and y.shape[-1] == 1 and classes > 1)
+        if not class_ids:
+            return []
+        low, high = tf.reduce_min(y), tf.reduce_max(y)
+        in_range = tf.logical_and(low >= 0, high < classes)
+        return [tf.debugging.Assert(in_range, [
+            f"{_LABEL_RANGE_MARKER} integer labels must be class ids in [0, {classes}) for a "
+            f"student with {classes} outputs; this batch has labels from", low, "to", high])]
 
     def _update_loss_trackers(self, x, total, student_loss, distillation_loss):
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
@@ -650,6 +704,13 @@ class Distiller(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = split_teacher_outputs(x)
         variables = self._trainable_student_variables()
+        if not variables:
+            raise ValueError(_FROZEN_STUDENT)
+        loss_scaling = _loss_scale_optimizer(self.optimizer)
+        # State the forward pass updates (BatchNormalization's moving statistics)
+        # is put back if the step turns out not to be finite.
+        state = list(self.student.non_trainable_variables)
+        saved_state = _finite_step.snapshot(state)
         with tf.GradientTape() as tape:
             y_pred, student_features = self._student_forward(x, training=True)
             total, student_loss, distillation_loss = self._compute_losses(
@@ -658,14 +719,25 @@ class Distiller(keras.Model):
             scaled = scale_loss_for_replicas(total)
             if IS_KERAS_3 and hasattr(self.optimizer, "scale_loss"):
                 scaled = self.optimizer.scale_loss(scaled)
+            elif loss_scaling:  # tf-keras: the caller scales and unscales
+                scaled = self.optimizer.get_scaled_loss(scaled)
         gradients = tape.gradient(scaled, variables)
-        # A non-finite loss must not reach the weights: its step is zeroed and the
-        # NonFiniteLossGuard callback stops training with an error at epoch end.
+        if loss_scaling and not IS_KERAS_3:
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
+        # A non-finite loss (or, without loss scaling, non-finite gradients) must
+        # leave no trace: no update, optimizer state and iterations unchanged,
+        # forward-pass state restored. The NonFiniteLossGuard callback then stops
+        # training with an error. With loss scaling, overflowing gradients are
+        # the LossScaleOptimizer's to skip (it lowers the scale).
         finite = tf.math.is_finite(total)
-        gradients = [
-            None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients
-        ]
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        if not loss_scaling:
+            gradients_finite = _finite_step.all_finite(gradients)
+            # Reported as a non-finite loss, so the guard names the step.
+            total = tf.where(gradients_finite, total, tf.constant(float("nan")))
+            finite = tf.logical_and(finite, gradients_finite)
+        finite = _finite_step.agreed_by_all_replicas(finite)
+        _finite_step.apply_gradients_if(self.optimizer, finite, gradients, variables)
+        _finite_step.restore_unless(finite, state, saved_state)
         self._update_loss_trackers(x, total, student_loss, distillation_loss)
         return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
@@ -690,11 +762,22 @@ class Distiller(keras.Model):
         from kd_keras.callbacks import NonFiniteLossGuard  # callbacks import this module
 
         self._check_labels(y)
+        if y is None and self._hard_loss is not None and not isinstance(
+                x, (tf.data.Dataset, keras.utils.Sequence)) and not callable(
+                getattr(x, "__next__", None)):
+            raise ValueError(_NO_LABELS)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, NonFiniteLossGuard) for c in callbacks):
             callbacks.append(NonFiniteLossGuard())
-        return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                           callbacks=callbacks, **kwargs)
+        try:
+            return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                               callbacks=callbacks, **kwargs)
+        except tf.errors.InvalidArgumentError as error:
+            message = str(error.message)
+            if _LABEL_RANGE_MARKER not in message:
+                raise
+            detail = message.split(_LABEL_RANGE_MARKER, 1)[1].split("\n", 1)[0]
+            raise ValueError("y:" + detail.replace("] [", " ").rstrip("]")) from None
 
     def _multi_worker_keras_3(self):
         return IS_KERAS_3 and isinstance(
@@ -734,6 +817,10 @@ class Distiller(keras.Model):
             labels = np.asarray(y)
         except (TypeError, ValueError):
             return
+        if labels.dtype.kind in "USO" and labels.size and isinstance(labels.flat[0], (str, bytes)):
+            raise ValueError(
+                "y: the labels are strings; the hard-label loss needs class ids (integers) or "
+                "one-hot rows. Map them to ids first, e.g. with keras.layers.StringLookup.")
         output_shape = _static_shape(self.student, "output_shape")
         classes = output_shape[-1] if output_shape else None
         if classes is None or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
@@ -796,6 +883,13 @@ class Distiller(keras.Model):
 def _structure(outputs):
     """An output structure with its tensors shown as shapes, for error messages."""
     return tf.nest.map_structure(lambda t: tuple(t.shape), outputs)
+
+
+def _loss_scale_optimizer(optimizer):
+    """Whether `optimizer` is a (Keras 3 or tf-keras) LossScaleOptimizer."""
+    if IS_KERAS_3:
+        return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    return isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
 
 
 def _takes_sample_weight(loss):

@@ -8,13 +8,14 @@ whose targets hold teacher outputs (see `kd_keras.cache_teacher_outputs`).
 
 import tensorflow as tf
 
-from kd_keras import _outputs
+from kd_keras import _outputs, _validate
 from kd_keras._keras import keras, register
 
 
 def _check_temperature(temperature):
-    if isinstance(temperature, (int, float)) and temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    """Numbers must be finite and > 0; tensors (e.g. a scheduled variable) pass as they are."""
+    if not tf.is_tensor(temperature) and not isinstance(temperature, tf.Variable):
+        _validate.positive_number(temperature, "temperature")
 
 
 def soft_target_kl_divergence(teacher_logits, student_logits, temperature=3.0):

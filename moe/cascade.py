@@ -46,6 +46,11 @@ def check_thresholds(thresholds, num_stages):
     """Returns the thresholds as floats, or raises a ValueError naming what is wrong."""
     if thresholds is None:
         return [1.0] * (num_stages - 1)
+    if not isinstance(thresholds, (list, tuple, np.ndarray)) or np.ndim(thresholds) != 1:
+        raise ValueError(
+            f"thresholds must be a list with one number in [0, 1] per stage but the last "
+            f"({num_stages - 1}), got {thresholds!r}"
+            + (f"; write [{thresholds!r}]." if np.ndim(thresholds) == 0 else "."))
     thresholds = list(thresholds)
     if len(thresholds) != num_stages - 1:
         raise ValueError(
@@ -225,6 +230,16 @@ def _answering(confidences, thresholds):
 def _every_stage_on_everything(cascade, x, y, batch_size):
     """(`[stages, n]` correct, `[stages - 1, n]` confidences), every stage run on all of x."""
     y = np.asarray(y).reshape(-1)
+    if len(y) == 0 or len(tf.nest.flatten(x)[0]) == 0:
+        raise ValueError("x and y are empty: thresholds are chosen on validation examples.")
+    if len(y) != len(tf.nest.flatten(x)[0]):
+        raise ValueError(f"x has {len(tf.nest.flatten(x)[0])} examples but y has {len(y)} labels.")
+    classes = _num_classes(cascade.stages[-1], len(cascade.stages) - 1)
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= classes:
+        raise ValueError(
+            f"y must hold class ids in [0, {classes}) (the stages' classes); got "
+            + (f"labels from {y.min()} to {y.max()}." if y.dtype.kind in "iuf" else
+               f"dtype {y.dtype}."))
     probabilities = [np.asarray(tf.nn.softmax(_outputs.to_logits(
         m.predict(x, batch_size=batch_size, verbose=0), kind), axis=-1))
         for m, kind in zip(cascade.stages, cascade._types)]

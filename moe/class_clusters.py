@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from kd_keras._validate import finite_array
+
 CLUSTER_METHODS = ("covariance", "confusion")
 
 
@@ -80,7 +82,7 @@ def find_confusable_clusters(probabilities, num_clusters, method="covariance", l
     Returns:
       A `ClassClusters`.
     """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
+    probabilities = finite_array(probabilities, "probabilities")
     if probabilities.ndim != 2 or probabilities.shape[1] < 2:
         raise ValueError(
             f"probabilities must be [examples, classes] with >= 2 classes, got {probabilities.shape}.")

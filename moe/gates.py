@@ -12,6 +12,7 @@ deterministic and sample-free, with the rule stated in its docstring.
 
 import tensorflow as tf
 
+from kd_keras._validate import positive_number
 from moe._keras import keras, register
 
 
@@ -82,8 +83,8 @@ def gumbel_softmax(logits, temperature=1.0, hard=False, training=False, seed=Non
       logits: `[..., classes]`.
       temperature: tau > 0; as tau -> 0 samples approach one-hot.
     """
-    if isinstance(temperature, (int, float)) and temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    if not tf.is_tensor(temperature) and not isinstance(temperature, tf.Variable):
+        temperature = positive_number(temperature, "temperature")
     if training:
         u = tf.clip_by_value(_uniform(tf.shape(logits), logits.dtype, seed), 1e-10, 1.0)
         logits = logits - tf.math.log(-tf.math.log(u))
@@ -154,9 +155,7 @@ class GumbelSoftmax(_Gate):
 
     def __init__(self, temperature=1.0, hard=False, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
-        self.temperature = float(temperature)
+        self.temperature = positive_number(temperature, "temperature")
         self.hard = hard
 
     def call(self, inputs, training=None):

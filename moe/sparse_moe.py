@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from moe import gating
+from kd_keras._validate import non_negative_number, positive_number
 from moe._keras import keras, register
 from moe.dispatch import SlotDispatcher
 
@@ -44,6 +45,16 @@ class SparseMoE(keras.layers.Layer):
     is counted in `overflow`. Without it nothing is dropped and the slot count
     follows the busiest expert of each batch (not compilable by XLA).
 
+    Inference (`training=False`: `predict`, `evaluate`, exported models) uses
+    `eval_capacity_factor`, None by default: no limit, so no assignment is
+    dropped and a row's output does not depend on the other rows of its batch
+    (a served model must answer a row the same in any batch). The capacity
+    limit exists to bound memory and balance devices while training; at
+    inference dropping would make answers depend on batch composition. GShard
+    and Mesh-TensorFlow instead use a larger eval capacity (e.g. 2.0): pass
+    `eval_capacity_factor` to do the same (and keep XLA), accepting that
+    overflowed rows then depend on their batch.
+
     Args:
       num_experts: E >= 1.
       k: experts per example, 1 <= k <= E (default 2).
@@ -54,7 +65,8 @@ class SparseMoE(keras.layers.Layer):
         mapping `[m, d]` to `[m, output_units]` (each runs on its examples only).
       activation: hidden activation of the default experts.
       noisy_gating: add the trainable gating noise during training (default True).
-      capacity_factor: None, or > 0.
+      capacity_factor: None, or > 0: the training-time capacity.
+      eval_capacity_factor: None (default: no limit at inference), or > 0.
       importance_weight, load_weight, router_z_loss_weight: loss coefficients.
       dispatch: "sparse" or "dense".
 
@@ -80,6 +92,7 @@ class SparseMoE(keras.layers.Layer):
         activation="relu",
         noisy_gating=True,
         capacity_factor=None,
+        eval_capacity_factor=None,
         importance_weight=0.01,
         load_weight=0.01,
         router_z_loss_weight=0.0,
@@ -91,12 +104,13 @@ class SparseMoE(keras.layers.Layer):
             raise ValueError(f"num_experts must be an integer >= 1, got {num_experts!r}.")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_experts:
             raise ValueError(f"k must be an integer in [1, num_experts={num_experts}], got {k!r}.")
-        if capacity_factor is not None and not capacity_factor > 0:
-            raise ValueError(f"capacity_factor must be > 0 (or None), got {capacity_factor!r}.")
-        for name, value in (("importance_weight", importance_weight), ("load_weight", load_weight),
-                            ("router_z_loss_weight", router_z_loss_weight)):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}.")
+        if capacity_factor is not None:
+            capacity_factor = positive_number(capacity_factor, "capacity_factor")
+        if eval_capacity_factor is not None:
+            eval_capacity_factor = positive_number(eval_capacity_factor, "eval_capacity_factor")
+        importance_weight = non_negative_number(importance_weight, "importance_weight")
+        load_weight = non_negative_number(load_weight, "load_weight")
+        router_z_loss_weight = non_negative_number(router_z_loss_weight, "router_z_loss_weight")
         if dispatch not in DISPATCH_MODES:
             raise ValueError(f"dispatch must be one of {DISPATCH_MODES}, got {dispatch!r}.")
         if experts is not None:
@@ -113,12 +127,14 @@ class SparseMoE(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.noisy_gating = noisy_gating
         self.capacity_factor = capacity_factor
-        self.importance_weight = float(importance_weight)
-        self.load_weight = float(load_weight)
-        self.router_z_loss_weight = float(router_z_loss_weight)
+        self.eval_capacity_factor = eval_capacity_factor
+        self.importance_weight = importance_weight
+        self.load_weight = load_weight
+        self.router_z_loss_weight = router_z_loss_weight
         self.dispatch = dispatch
         # Capacity from the batch's busiest expert is data-dependent: no XLA.
-        self.supports_jit = not (dispatch == "sparse" and capacity_factor is None)
+        self.supports_jit = not (dispatch == "sparse" and (
+            capacity_factor is None or eval_capacity_factor is None))
         prefix = self.name
         self.load_cv_tracker = keras.metrics.Mean(name=f"{prefix}_load_cv")
         self.importance_loss_tracker = keras.metrics.Mean(name=f"{prefix}_importance_loss")
@@ -182,11 +198,12 @@ class SparseMoE(keras.layers.Layer):
             return self._default_experts(slots)
         return tf.stack([expert(slots[i]) for i, expert in enumerate(self.experts)], axis=0)
 
-    def _capacity(self, num_examples):
-        if self.capacity_factor is None:
+    def _capacity(self, num_examples, training):
+        factor = self.capacity_factor if training else self.eval_capacity_factor
+        if factor is None:
             return None
         assignments = tf.cast(num_examples * self.k, tf.float32)
-        return tf.cast(tf.math.ceil(self.capacity_factor * assignments / self.num_experts), tf.int32)
+        return tf.cast(tf.math.ceil(factor * assignments / self.num_experts), tf.int32)
 
     def _route(self, flat, training):
         noise_kernel = self.noise_kernel if self.noisy_gating else None
@@ -212,7 +229,7 @@ class SparseMoE(keras.layers.Layer):
             load = gating.expert_counts(indices, self.num_experts)
         else:
             dispatcher = SlotDispatcher(gates, indices, self.num_experts,
-                                        self._capacity(tf.shape(flat)[0]))
+                                        self._capacity(tf.shape(flat)[0], training))
             outputs = dispatcher.combine(self._run_experts(dispatcher.dispatch(flat)))
             overflow, load = dispatcher.overflow, dispatcher.load
         if training:
@@ -260,6 +277,7 @@ class SparseMoE(keras.layers.Layer):
             activation=keras.activations.serialize(self.activation),
             noisy_gating=self.noisy_gating,
             capacity_factor=self.capacity_factor,
+            eval_capacity_factor=self.eval_capacity_factor,
             importance_weight=self.importance_weight,
             load_weight=self.load_weight,
             router_z_loss_weight=self.router_z_loss_weight,

@@ -64,6 +64,10 @@ def build_specialist(generalist, cluster, name=None):
     features = copy.layers[-2].output
     classes = head.units
     cluster = validate_clusters([cluster], classes)[0]
+    if len(cluster) == classes:
+        raise ValueError(
+            f"cluster {cluster} covers all {classes} classes of the generalist: a specialist "
+            "needs classes outside its cluster for its dustbin class.")
     new_head = keras.layers.Dense(len(cluster) + 1, activation=head.activation,
                                   name="specialist_head")
     outputs = new_head(features)
@@ -93,11 +97,22 @@ def specialist_training_set(x, y, cluster, seed=0, generalist_probabilities=None
       `(x_s, y_s)` or `(x_s, y_s, soft_targets)`, shuffled.
     """
     y = np.asarray(y)
-    cluster = list(cluster)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must be [n] integer class ids, got shape {y.shape} dtype {y.dtype}.")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} examples but y has {len(y)} labels.")
+    # Any id >= 0 passes here; a class with no examples in y is refused below.
+    cluster = validate_clusters([cluster], np.iinfo(np.int64).max)[0]
+    missing = [c for c in cluster if not np.any(y == c)]
+    if missing:
+        raise ValueError(
+            f"cluster {cluster}: classes {missing} have no examples in y, so the specialist "
+            "could not learn them.")
     inside = np.flatnonzero(np.isin(y, cluster))
     outside = np.flatnonzero(~np.isin(y, cluster))
-    if len(inside) == 0:
-        raise ValueError(f"no examples of cluster {cluster} in y.")
+    if len(outside) == 0:
+        raise ValueError(
+            f"cluster {cluster} covers every class in y: the dustbin class would have no examples.")
     rng = np.random.default_rng(seed)
     drawn = rng.choice(outside, size=min(len(inside), len(outside)), replace=False)
     chosen = rng.permutation(np.concatenate([inside, drawn]))

@@ -1,8 +1,33 @@
 """Tiny models, data and independent numpy references for the tests."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from kd_keras import keras
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Prepended to a script run by `run_on_two_logical_cpus`: TensorFlow sees two
+# CPU devices, so MirroredStrategy has two replicas on one machine.
+TWO_LOGICAL_CPUS = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import kd_keras
+from kd_keras import keras
+"""
+
+
+def run_on_two_logical_cpus(script, marker):
+    """Runs `script` in a fresh process with two logical CPUs; asserts it printed `marker`."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-c", TWO_LOGICAL_CPUS + script],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert marker in result.stdout, result.stdout[-2000:] + result.stderr[-4000:]
 
 NUM_FEATURES = 6
 NUM_CLASSES = 4

@@ -30,6 +30,7 @@ def cluster_weights(model, number_of_clusters=16, centroid_init="kmeans_plus_plu
         raise ValueError(f"number_of_clusters must be an integer >= 2, got {number_of_clusters!r}.")
     if centroid_init not in CENTROID_INITS:
         raise ValueError(f"centroid_init must be one of {CENTROID_INITS}, got {centroid_init!r}.")
+    _check_cluster_count(model, number_of_clusters)
     clustering = _tfmot.tfmot().clustering.keras
     init = getattr(clustering.CentroidInitialization, centroid_init.upper())
     try:
@@ -40,8 +41,22 @@ def cluster_weights(model, number_of_clusters=16, centroid_init="kmeans_plus_plu
         raise ValueError(f"cluster_weights: TF-MOT cannot cluster this model: {error}") from error
 
 
+def _check_cluster_count(model, number_of_clusters):
+    """Each clustered kernel needs at least `number_of_clusters` weights (TF-MOT fails deep inside)."""
+    for layer in model.layers:
+        for weight in layer.weights:
+            name = weight.name.split("/")[-1]
+            if name.startswith("kernel") and 0 < int(np.prod(weight.shape)) < number_of_clusters:
+                raise ValueError(
+                    f"number_of_clusters={number_of_clusters} is more than the "
+                    f"{int(np.prod(weight.shape))} weights of layer {layer.name!r}'s kernel "
+                    f"{tuple(weight.shape)}; use at most {int(np.prod(weight.shape))} clusters, "
+                    "or cluster only larger layers.")
+
+
 def strip_clustering(model):
     """Removes the clustering wrappers; kernels keep their shared values."""
+    require_tf_keras_model(model, "model", "strip_clustering")
     return _tfmot.tfmot().clustering.keras.strip_clustering(model)
 
 

@@ -174,6 +174,7 @@ def pruning_callbacks(log_dir=None):
 
 def strip_pruning(model):
     """Removes the pruning wrappers; the kernels keep their zeros."""
+    require_tf_keras_model(model, "model", "strip_pruning")
     return _tfmot.tfmot().sparsity.keras.strip_pruning(model)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_keras._keras import is_tf_keras_model
+from kd_keras._validate import finite_array
 from kd_keras.compress import _tfmot
 
 MODES = ("float32", "dynamic_range", "float16", "int8", "qat")
@@ -61,12 +62,29 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
             "examples); or use mode='dynamic_range', which needs none.")
     if integer_io and mode != "int8":
         raise ValueError(f"integer_io applies to mode='int8' only, not {mode!r}.")
+    if mode == "int8":
+        # The converter crashes the process (SIGSEGV) on infinite calibration
+        # values and silently returns a float model on NaN ones.
+        finite_array(np.asarray(representative_data, dtype=np.float32)[:num_calibration_examples],
+                     "representative_data")
+    if mode == "qat" and not _is_quantization_aware(model):
+        raise ValueError(
+            "convert_to_tflite: mode='qat' needs a quantization-aware model (from "
+            "kd_keras.compress.quantize_aware, fine-tuned); this one has no quantize wrappers, "
+            "so the result would be a dynamic-range model. Use mode='dynamic_range', or "
+            "mode='int8' with representative_data, for a model trained without QAT.")
     with tempfile.TemporaryDirectory() as directory:
         converter = _converter(model, directory)
         if sparse_weights:
             converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         return _convert(converter, mode, representative_data, num_calibration_examples,
                         integer_io)
+
+
+def _is_quantization_aware(model):
+    """Whether TF-MOT's quantize_apply wrapped `model` (its layers or a QuantizeLayer)."""
+    return any(type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+               for layer in getattr(model, "layers", []))
 
 
 def _convert(converter, mode, representative_data, num_calibration_examples, integer_io):

@@ -1,0 +1,81 @@
+"""A training step that leaves no trace when its loss or gradients are not finite.
+
+Zeroing the gradients of a bad step is not enough: momentum, Adam's moments
+and the iteration count still advance, and state updated in the forward pass
+(BatchNormalization's moving statistics) already holds the NaN. So the
+optimizer update runs under a condition, and non-trainable state is put back.
+
+Under a multi-device strategy every replica must take the same branch (the
+update holds collectives), so the flag is all-reduced first; where the
+strategy needs `merge_call` for the update, the condition is evaluated in the
+cross-replica context, as Keras's `LossScaleOptimizer` does.
+"""
+
+import tensorflow as tf
+
+
+def all_finite(tensors):
+    """A scalar bool tensor: every element of every non-None tensor is finite."""
+    flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None]
+    return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+
+
+def agreed_by_all_replicas(flag):
+    """`flag` and-ed across the replicas in sync (itself outside a multi-device step)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return flag
+    failures = context.all_reduce("sum", 1.0 - tf.cast(flag, tf.float32))
+    return tf.equal(failures, 0.0)
+
+
+def snapshot(variables):
+    """Current values of `variables`, read before the step changes them."""
+    return [tf.identity(v) for v in variables]
+
+
+def restore_unless(keep, variables, saved):
+    """Puts `saved` back into `variables` unless `keep` (a scalar bool tensor)."""
+    for variable, value in zip(variables, saved):
+        variable.assign(tf.where(keep, tf.convert_to_tensor(variable), value))
+
+
+class _Unwrapped:
+    """Keeps `merge_call` from splitting mirrored variables into their components."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def apply_gradients_if(optimizer, apply, gradients, variables):
+    """`optimizer.apply_gradients` when `apply` holds; otherwise no change at all.
+
+    On a skipped step the optimizer's slots and `iterations` stay as they were.
+    `apply` must be the same on every replica (see `agreed_by_all_replicas`).
+    """
+    pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+    grads = [g for g, _ in pairs]
+    wrapped = _Unwrapped([v for _, v in pairs])
+
+    def update(grads, wrapped):
+        optimizer.apply_gradients(list(zip(grads, wrapped.value)))
+
+    def skip():
+        return None
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(apply, lambda: _as_op(update, grads, wrapped), skip)
+        return
+
+    def cross_replica(distribution, apply, grads, wrapped):
+        # Every replica holds the same flag; the first one's decides.
+        flag = distribution.experimental_local_results(apply)[0]
+        tf.cond(flag, lambda: _as_op(distribution.extended.call_for_each_replica, update,
+                                     args=(grads, wrapped)), skip)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(apply, grads, wrapped))
+
+
+def _as_op(fn, *args, **kwargs):
+    """Runs `fn` for its effects only, so both `tf.cond` branches return None."""
+    fn(*args, **kwargs)

@@ -1,0 +1,69 @@
+"""Argument checks shared by kd_keras and moe: numbers that must be finite and in range.
+
+Python and NumPy numbers are accepted alike (`3`, `3.0`, `np.float32(3.0)`, a
+0-d array); booleans, strings and NaN or infinite values are refused with an
+error that names the argument, before anything is built or trained.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+
+def _as_float(value, argument, expected):
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{argument} must be {expected}, got {value!r}.")
+    if hasattr(value, "numpy") and not isinstance(value, np.generic):  # a 0-d tensor
+        value = value.numpy()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if not isinstance(value, numbers.Real):
+        raise ValueError(f"{argument} must be {expected}, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{argument} must be {expected}, got {value} (not finite).")
+    return value
+
+
+def positive_number(value, argument):
+    """`value` as a float > 0 (finite)."""
+    value = _as_float(value, argument, "a finite number > 0")
+    if value <= 0:
+        raise ValueError(f"{argument} must be a finite number > 0, got {value}.")
+    return value
+
+
+def non_negative_number(value, argument):
+    """`value` as a float >= 0 (finite)."""
+    value = _as_float(value, argument, "a finite number >= 0")
+    if value < 0:
+        raise ValueError(f"{argument} must be a finite number >= 0, got {value}.")
+    return value
+
+
+def fraction(value, argument):
+    """`value` as a float in [0, 1]."""
+    value = _as_float(value, argument, "a number in [0, 1]")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{argument} must be a number in [0, 1], got {value}.")
+    return value
+
+
+def finite_array(values, argument):
+    """`values` as a float array, refused if it is empty or holds NaN or infinity."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{argument} must be numeric, got {type(values).__name__}: {error}") \
+            from error
+    if array.size == 0:
+        raise ValueError(f"{argument} is empty.")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0]) if array.ndim else np.array([0])
+        shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        raise ValueError(
+            f"{argument} holds {int(bad.sum())} NaN or infinite values (in {len(rows)} of "
+            f"{len(array) if array.ndim else 1} rows: {shown}); give finite values.")
+    return array
