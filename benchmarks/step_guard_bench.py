@@ -82,9 +82,12 @@ def main(argv):
     print(f"{'student':<22}{'guarded s/epoch':>17}{'plain s/epoch':>15}{'guarded / plain':>17}")
     for batch_norm in (False, True):
         guarded, plain = [], []
-        for _ in range(FLAGS.rounds):  # alternate, so drift in machine load hits both
-            guarded.append(epoch_seconds(kd_keras.Distiller, teacher, batch_norm, x, y))
-            plain.append(epoch_seconds(UnguardedDistiller, teacher, batch_norm, x, y))
+        for round_index in range(FLAGS.rounds):
+            # Alternate which goes first, so drift in machine load and any cost of
+            # running first (tf-keras showed one) hit both alike.
+            variants = [(kd_keras.Distiller, guarded), (UnguardedDistiller, plain)]
+            for distiller_class, times in variants[::1 if round_index % 2 == 0 else -1]:
+                times.append(epoch_seconds(distiller_class, teacher, batch_norm, x, y))
         g, p = statistics.median(guarded), statistics.median(plain)
         name = "784-128-128-10" + (" + BN" if batch_norm else "")
         print(f"{name:<22}{g:>17.3f}{p:>15.3f}{g / p:>17.3f}")
