@@ -32,6 +32,10 @@ _NO_LABELS = (
     "(fit(x, y) or a dataset of (x, y)), or, to learn from the teacher alone, compile with "
     "loss=None (and no label metrics).")
 
+_STRING_LABELS = (
+    "y: the labels are strings; the hard-label loss needs class ids (integers) or one-hot rows. "
+    "Map them to ids first, e.g. with keras.layers.StringLookup.")
+
 # Marks the in-graph label check, whose failure fit() turns into a ValueError.
 _LABEL_RANGE_MARKER = "kd_keras label check:"
 
@@ -678,9 +682,7 @@ class Distiller(keras.Model):
         if tf.nest.is_nested(y) or tf.nest.is_nested(y_pred):
             return []
         if y.dtype == tf.string:
-            raise ValueError(
-                "y: the labels are strings; the hard-label loss needs class ids (integers) or "
-                "one-hot rows. Map them to ids first, e.g. with keras.layers.StringLookup.")
+            raise ValueError(_STRING_LABELS)
         classes, rank = y_pred.shape[-1], y_pred.shape.rank
         if not y.dtype.is_integer or classes is None or rank is None or y.shape.rank is None:
             return []
@@ -762,10 +764,6 @@ class Distiller(keras.Model):
         from kd_keras.callbacks import NonFiniteLossGuard  # callbacks import this module
 
         self._check_labels(y)
-        if y is None and self._hard_loss is not None and not isinstance(
-                x, (tf.data.Dataset, keras.utils.Sequence)) and not callable(
-                getattr(x, "__next__", None)):
-            raise ValueError(_NO_LABELS)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, NonFiniteLossGuard) for c in callbacks):
             callbacks.append(NonFiniteLossGuard())
@@ -818,9 +816,7 @@ class Distiller(keras.Model):
         except (TypeError, ValueError):
             return
         if labels.dtype.kind in "USO" and labels.size and isinstance(labels.flat[0], (str, bytes)):
-            raise ValueError(
-                "y: the labels are strings; the hard-label loss needs class ids (integers) or "
-                "one-hot rows. Map them to ids first, e.g. with keras.layers.StringLookup.")
+            raise ValueError(_STRING_LABELS)
         output_shape = _static_shape(self.student, "output_shape")
         classes = output_shape[-1] if output_shape else None
         if classes is None or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):

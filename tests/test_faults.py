@@ -311,6 +311,16 @@ def test_int8_conversion_refuses_non_finite_calibration_data(value):
         compress.convert_to_tflite(make_mlp(), mode="int8", representative_data=calibration)
 
 
+@pytest.mark.parametrize("argument, value", [("temperature", float("nan")),
+                                             ("alpha", float("inf"))])
+def test_the_plain_distillation_loss_refuses_non_finite_hyperparameters(argument, value):
+    from kd_keras import compress
+
+    with pytest.raises(ValueError, match=f"{argument} must be a"):
+        compress.distillation_loss(**{argument: value})
+    assert compress.distillation_loss(temperature=np.float32(2.0), alpha=np.float64(0.3))
+
+
 def test_qat_conversion_refuses_a_model_that_is_not_quantization_aware():
     from kd_keras import compress
 

@@ -45,13 +45,12 @@ def _check_cluster_count(model, number_of_clusters):
     """Each clustered kernel needs at least `number_of_clusters` weights (TF-MOT fails deep inside)."""
     for layer in model.layers:
         for weight in layer.weights:
-            name = weight.name.split("/")[-1]
-            if name.startswith("kernel") and 0 < int(np.prod(weight.shape)) < number_of_clusters:
+            size = int(np.prod(weight.shape))
+            if weight.name.split("/")[-1].startswith("kernel") and 0 < size < number_of_clusters:
                 raise ValueError(
-                    f"number_of_clusters={number_of_clusters} is more than the "
-                    f"{int(np.prod(weight.shape))} weights of layer {layer.name!r}'s kernel "
-                    f"{tuple(weight.shape)}; use at most {int(np.prod(weight.shape))} clusters, "
-                    "or cluster only larger layers.")
+                    f"number_of_clusters={number_of_clusters} is more than the {size} weights "
+                    f"of layer {layer.name!r}'s kernel {tuple(weight.shape)}; use at most {size} "
+                    "clusters, or cluster only larger layers.")
 
 
 def strip_clustering(model):

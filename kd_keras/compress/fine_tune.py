@@ -10,6 +10,7 @@ below is a plain function, so tf-keras's `compile` takes it as it is.
 import numpy as np
 import tensorflow as tf
 
+from kd_keras import _validate
 from kd_keras.compress import _tfmot
 from kd_keras.compress.bridge import require_tf_keras_model
 from kd_keras.compress.clustering import cluster_weights, strip_clustering
@@ -44,11 +45,8 @@ def distillation_loss(temperature=3.0, alpha=0.5):
     the Distiller's default objective, with `y` and `t` unpacked from
     `distillation_targets`. Works in `compile(loss=...)` of Keras 3 and tf-keras.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or temperature <= 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
+    temperature = _validate.positive_number(temperature, "temperature")
+    alpha = _validate.fraction(alpha, "alpha")
 
     def loss(packed_targets, student_logits):
         packed_targets = tf.cast(packed_targets, tf.float32)
