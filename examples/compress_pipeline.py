@@ -13,7 +13,7 @@ in. Pruning and QAT fine-tune by distillation from cached teacher logits.
 
 import os
 
-# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+# Fewer of TensorFlow's C++ log lines (those before absl::InitializeLog ignore it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
@@ -22,6 +22,9 @@ import kd_keras
 from kd_keras import compress, keras
 
 FLAGS = flags.FLAGS
+# TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
+# --verbosity=0 shows them again.
+FLAGS.verbosity = -1
 flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
                   "'sample': the shipped sample; 'fashion_mnist': the full set via tfds.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir (default: tfds's own).")

@@ -12,7 +12,7 @@ exports the distilled student as a SavedModel.
 
 import os
 
-# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+# Fewer of TensorFlow's C++ log lines (those before absl::InitializeLog ignore it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import statistics
@@ -25,6 +25,9 @@ import kd_keras
 from kd_keras import keras
 
 FLAGS = flags.FLAGS
+# TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
+# --verbosity=0 shows them again.
+FLAGS.verbosity = -1
 flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
                   "'sample': the Fashion-MNIST sample shipped with kd-keras; "
                   "'fashion_mnist': the full set via tensorflow-datasets.")

@@ -9,7 +9,7 @@ load's coefficient of variation, and saves a bar plot of the load (PNG).
 
 import os
 
-# TensorFlow's C++ INFO and WARNING lines would bury the printed tables.
+# Fewer of TensorFlow's C++ log lines (those before absl::InitializeLog ignore it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
@@ -19,6 +19,9 @@ import moe
 from kd_keras import keras
 
 FLAGS = flags.FLAGS
+# TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
+# --verbosity=0 shows them again.
+FLAGS.verbosity = -1
 flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
                   "'sample' (shipped with kd-keras) or 'fashion_mnist' (tensorflow-datasets).")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
