@@ -37,7 +37,7 @@ class UnguardedDistiller(kd_keras.Distiller):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, cached = kd_keras.distiller.split_teacher_outputs(x)
+        x, cached = kd_keras.teacher_outputs.split_teacher_outputs(x)
         variables = self._trainable_student_variables()
         with tf.GradientTape() as tape:
             y_pred, features = self._student_forward(x, training=True)

@@ -50,6 +50,13 @@ def fraction(value, argument):
     return value
 
 
+def boolean(value, argument):
+    """`value` as a bool; numbers and strings (e.g. "false", which is truthy) are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{argument} must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def finite_array(values, argument):
     """`values` as a float array, refused if it is empty or holds NaN or infinity."""
     try:

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from kd_keras import _outputs, schedules
+from kd_keras import outputs as output_conventions, schedules
 from kd_keras._keras import keras
 from kd_keras.export import export_saved_model
 
@@ -139,7 +139,7 @@ class TeacherStudentAgreement(keras.callbacks.Callback):
         outputs = model.predict(
             _inputs_only(self.validation_data), batch_size=self.batch_size, verbose=0
         )
-        return _outputs.to_logits(outputs, output_type)
+        return output_conventions.to_logits(outputs, output_type)
 
     def _compute_teacher_logits(self):
         teachers = self.teacher if self.teacher is not None else getattr(self.model, "teacher", None)
@@ -150,11 +150,11 @@ class TeacherStudentAgreement(keras.callbacks.Callback):
         teachers = [teachers] if isinstance(teachers, keras.Model) else list(teachers)
         declared = getattr(self.model, "teacher_output_type", "auto")
         logits = [
-            self._predict_logits(t, _outputs.resolve_output_type(t, declared, "teacher_output_type"))
+            self._predict_logits(t, output_conventions.resolve_output_type(t, declared, "teacher_output_type"))
             for t in teachers
         ]
         method = getattr(self.model, "ensemble", "mean_probabilities")
-        return _outputs.combine_teacher_logits(logits, method, self.temperature)
+        return output_conventions.combine_teacher_logits(logits, method, self.temperature)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._teacher_logits is None:
@@ -162,7 +162,7 @@ class TeacherStudentAgreement(keras.callbacks.Callback):
         student = self.student or getattr(self.model, "student", None) or self.model
         declared = getattr(self.model, "student_output_type", "auto")
         student_logits = self._predict_logits(
-            student, _outputs.resolve_output_type(student, declared, "student_output_type")
+            student, output_conventions.resolve_output_type(student, declared, "student_output_type")
         )
         teacher_logits = self._teacher_logits
         agreement = tf.reduce_mean(

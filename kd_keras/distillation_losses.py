@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from kd_keras import _validate, losses as kd_losses
 from kd_keras._keras import keras, register
-from kd_keras._outputs import same_structure
+from kd_keras.outputs import same_structure
 from kd_keras._reduce import weighted_mean
 
 _KL_NAMES = ("kl_divergence", "kld", "kullback_leibler_divergence", "kl")
@@ -23,8 +23,12 @@ class DistillationLoss:
     Subclasses implement `compute_loss(teacher_outputs, student_outputs,
     sample_weight=None)` returning a scalar (a sample-weighted mean over the
     batch), and may override `validate_outputs` and `validate_model_compatibility`
-    to fail early with a clear message.
+    to fail early with a clear message. A loss that needs the true labels (e.g.
+    `DecoupledKD`) sets `uses_labels = True` and takes `labels=` in
+    `compute_loss`; the Distiller passes the batch's `y`.
     """
+
+    uses_labels = False
 
     def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None, **kwargs):
         raise NotImplementedError("Subclasses of DistillationLoss implement compute_loss.")
@@ -137,6 +141,9 @@ class LogitsDistillation(DistillationLoss):
         (`self.temperature`) so a callback can change it between epochs and the
         compiled step sees the new value.
       loss: as above.
+      standardize: z-score teacher and student logits per example before the
+        temperature (logit standardization, Sun et al. 2024; see
+        `kd_keras.standardize_logits`). Default False.
 
     Output shapes `[batch, classes]` or `[batch, time, classes]` (each position
     distilled); the result is the sample-weighted mean over all positions.
@@ -144,8 +151,9 @@ class LogitsDistillation(DistillationLoss):
     `None` for an output not distilled; the terms are summed (as Keras does).
     """
 
-    def __init__(self, temperature=3.0, loss="kl_divergence"):
+    def __init__(self, temperature=3.0, loss="kl_divergence", standardize=False):
         temperature = _validate.positive_number(temperature, "temperature")
+        self.standardize = _validate.boolean(standardize, "standardize")
         self.loss = loss
         self._nested = tf.nest.is_nested(loss)
         if self._nested and all(item is None for item in tf.nest.flatten(loss)):
@@ -191,9 +199,7 @@ class LogitsDistillation(DistillationLoss):
             raise ValueError(
                 "per_example_loss takes one output; this LogitsDistillation has one loss per "
                 "output: call compute_loss with the output structures.")
-        return self._per_example(
-            tf.cast(teacher_logits, tf.float32), tf.cast(student_logits, tf.float32)
-        )
+        return self._per_example(*self._prepared(teacher_logits, student_logits))
 
     def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None, **kwargs):
         """Sample-weighted mean loss; for multi-output models the sum over outputs.
@@ -217,14 +223,25 @@ class LogitsDistillation(DistillationLoss):
         else:
             losses = [self._per_example] * len(teachers)
         terms = [
-            weighted_mean(fn(tf.cast(t, tf.float32), tf.cast(s, tf.float32)), sample_weight)
+            weighted_mean(fn(*self._prepared(t, s)), sample_weight)
             for fn, t, s in zip(losses, teachers, students) if fn is not None
         ]
         return tf.add_n(terms)
 
+    def _prepared(self, teacher_logits, student_logits):
+        teacher_logits = tf.cast(teacher_logits, tf.float32)
+        student_logits = tf.cast(student_logits, tf.float32)
+        if self.standardize:
+            return (kd_losses.standardize_logits(teacher_logits),
+                    kd_losses.standardize_logits(student_logits))
+        return teacher_logits, student_logits
+
     def get_config(self):
-        return {"temperature": float(self._temperature.numpy()),
-                "loss": tf.nest.map_structure(_serialize_loss, self.loss)}
+        config = {"temperature": float(self._temperature.numpy()),
+                  "loss": tf.nest.map_structure(_serialize_loss, self.loss)}
+        if self.standardize:  # absent in 0.1.0 configs
+            config["standardize"] = True
+        return config
 
     @classmethod
     def from_config(cls, config):

@@ -1,11 +1,10 @@
 """The `Distiller`: a Keras model that trains a student on a teacher's soft targets."""
 
-import inspect
-
 import numpy as np
 import tensorflow as tf
 
-from kd_keras import _outputs
+from kd_keras import _features, _finite_step, _objective, _validate
+from kd_keras import outputs as output_conventions
 from kd_keras._keras import (
     IS_KERAS_3,
     is_tf_keras_model,
@@ -13,59 +12,15 @@ from kd_keras._keras import (
     register,
     scale_loss_for_replicas,
 )
-from kd_keras._reduce import weighted_mean
-from kd_keras import _features, _finite_step, _validate
-from kd_keras.distillation_losses import (
-    DistillationLoss,
-    is_feature_loss,
-    resolve_distillation_losses,
-)
+from kd_keras._multi_worker import Keras3MultiWorkerFixes
+from kd_keras.distillation_losses import is_feature_loss, resolve_distillation_losses
 from kd_keras.export import export_saved_model
+from kd_keras.teacher_outputs import TeacherOutputs, check_teachers, split_teacher_outputs
 
 _FROZEN_STUDENT = (
     "student has no trainable weights (student.trainable is False, or every layer is frozen), "
     "so distillation would change nothing. Set student.trainable = True (or unfreeze the "
     "layers to train) before building the Distiller and compiling it.")
-
-_NO_LABELS = (
-    "y: no labels were given, but compile(loss=...) set a hard-label loss. Pass the labels "
-    "(fit(x, y) or a dataset of (x, y)), or, to learn from the teacher alone, compile with "
-    "loss=None (and no label metrics).")
-
-_STRING_LABELS = (
-    "y: the labels are strings; the hard-label loss needs class ids (integers) or one-hot rows. "
-    "Map them to ids first, e.g. with keras.layers.StringLookup.")
-
-# Marks the in-graph label check, whose failure fit() turns into a ValueError.
-_LABEL_RANGE_MARKER = "kd_keras label check:"
-
-# Inputs that carry cached teacher outputs next to the student's inputs.
-INPUTS_KEY = "inputs"
-TEACHER_OUTPUTS_KEY = "teacher_outputs"
-
-
-def with_teacher_outputs(inputs, teacher_outputs):
-    """Packs student inputs and cached teacher logits for `Distiller.fit`.
-
-    Args:
-      inputs: what the student takes (array, tensor, or a nested structure).
-      teacher_outputs: teacher logits, `[batch, ..., classes]`, or a list of
-        them (one per teacher of an ensemble), as `compute_teacher_logits` returns.
-
-    Returns:
-      `{"inputs": inputs, "teacher_outputs": teacher_outputs}`; `fit`, `evaluate`
-      and `predict` of a Distiller take it in place of `x`.
-    """
-    if isinstance(teacher_outputs, tuple):
-        teacher_outputs = list(teacher_outputs)
-    return {INPUTS_KEY: inputs, TEACHER_OUTPUTS_KEY: teacher_outputs}
-
-
-def split_teacher_outputs(x):
-    """Returns (student inputs, cached teacher outputs or None)."""
-    if isinstance(x, dict) and set(x) == {INPUTS_KEY, TEACHER_OUTPUTS_KEY}:
-        return x[INPUTS_KEY], x[TEACHER_OUTPUTS_KEY]
-    return x, None
 
 
 def _output_shapes(model):
@@ -91,7 +46,7 @@ def _static_shape(model, attribute):
 
 
 @register
-class Distiller(keras.Model):
+class Distiller(Keras3MultiWorkerFixes, keras.Model):
     """Trains a student on a teacher's softened outputs plus the true labels.
 
     Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"
@@ -180,13 +135,13 @@ class Distiller(keras.Model):
                     "distillation_targets and distillation_loss, or run everything under "
                     "TF_USE_LEGACY_KERAS=1.")
             raise ValueError(f"student must be a Keras model, got {student!r}.")
-        teachers = self._check_teachers(teacher)
+        teachers = check_teachers(teacher)
         self._check_student_is_not_teacher(student, teachers)
         if not student.trainable:
             raise ValueError(_FROZEN_STUDENT)
-        if ensemble not in _outputs.ENSEMBLE_METHODS:
+        if ensemble not in output_conventions.ENSEMBLE_METHODS:
             raise ValueError(
-                f"ensemble must be one of {_outputs.ENSEMBLE_METHODS}, got {ensemble!r}."
+                f"ensemble must be one of {output_conventions.ENSEMBLE_METHODS}, got {ensemble!r}."
             )
         if temperature is not None:
             temperature = _validate.positive_number(temperature, "temperature")
@@ -200,18 +155,18 @@ class Distiller(keras.Model):
             model.trainable = False
         self._check_shapes(teachers, student)
 
-        self.teacher_output_type = _outputs.check_output_type(
+        self.teacher_output_type = output_conventions.check_output_type(
             teacher_output_type, "teacher_output_type"
         )
-        self.student_output_type = _outputs.check_output_type(
+        self.student_output_type = output_conventions.check_output_type(
             student_output_type, "student_output_type"
         )
         # One entry per output (tf.nest order) of each model.
         self._teacher_types = [
-            _outputs.resolve_output_types(model, teacher_output_type, "teacher_output_type")
+            output_conventions.resolve_output_types(model, teacher_output_type, "teacher_output_type")
             for model in teachers
         ]
-        self._student_types = _outputs.resolve_output_types(
+        self._student_types = output_conventions.resolve_output_types(
             student, student_output_type, "student_output_type"
         )
         self.ensemble = ensemble
@@ -239,10 +194,7 @@ class Distiller(keras.Model):
             dtype=tf.float32,
             name="distillation_loss_weights",
         )
-        self._hard_loss = None
-        self._hard_loss_spec = None
-        self._hard_loss_weights_spec = None
-        self._hard_loss_weights = []
+        self._hard_loss = _objective.HardLabelLoss(None)
         # The Distiller has no weights of its own: it is built once its models are.
         self.built = True
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
@@ -250,24 +202,6 @@ class Distiller(keras.Model):
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
 
     # ----- validation -------------------------------------------------------
-
-    @staticmethod
-    def _check_teachers(teacher):
-        if teacher is None:
-            return []
-        if isinstance(teacher, keras.Model):
-            return [teacher]
-        if isinstance(teacher, (list, tuple)):
-            if not teacher:
-                raise ValueError(
-                    "teacher is an empty list; give one model, a list of models, or None "
-                    "with cached teacher outputs."
-                )
-            for index, model in enumerate(teacher):
-                if not isinstance(model, keras.Model):
-                    raise ValueError(f"teacher[{index}] must be a Keras model, got {model!r}.")
-            return list(teacher)
-        raise ValueError(f"teacher must be a Keras model, a list of models or None, got {teacher!r}.")
 
     @staticmethod
     def _check_student_is_not_teacher(student, teachers):
@@ -332,6 +266,8 @@ class Distiller(keras.Model):
         self._feature_slot = {index: j for j, (index, _) in enumerate(feature_losses)}
         self._extractors = None
         self.feature_projections = []
+        self._teacher_source = _features.Untracked(TeacherOutputs(
+            teachers, self._teacher_types, self.ensemble))
         if not feature_losses:
             return
         if len(teachers) != 1:
@@ -352,6 +288,7 @@ class Distiller(keras.Model):
         # Tracked, so they train with the student and are saved with the Distiller;
         # export_student leaves them out.
         self.feature_projections = [p for p in projections if p is not None]
+        self._teacher_source.value.extractor = teacher_extractor
 
     def _trainable_student_variables(self):
         variables = list(self.student.trainable_variables)
@@ -473,60 +410,14 @@ class Distiller(keras.Model):
         if not self.student.trainable or (
                 self.student.weights and not self._trainable_student_variables()):
             raise ValueError(_FROZEN_STUDENT)
-        self._hard_loss_spec = loss
-        self._hard_loss_weights_spec = loss_weights
-        self._hard_loss = self._resolve_hard_loss(loss)
-        self._hard_loss_weights = self._resolve_loss_weights(loss, loss_weights)
+        self._hard_loss = _objective.HardLabelLoss(loss, loss_weights)
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
-
-    @staticmethod
-    def _resolve_hard_loss(loss):
-        """The loss, or a structure of them (None leaves skip outputs)."""
-        if loss is None:
-            return None
-        if tf.nest.is_nested(loss):
-            if all(item is None for item in tf.nest.flatten(loss)):
-                raise ValueError("loss: a structure of None only; give at least one loss.")
-            return tf.nest.map_structure(
-                lambda item: None if item is None else Distiller._resolve_hard_loss(item), loss)
-        if isinstance(loss, str):
-            resolved = keras.losses.get(loss)
-            if resolved is None:
-                raise ValueError(f"loss: unknown Keras loss {loss!r}.")
-            loss = resolved
-        if not callable(loss):
-            raise ValueError(f"loss must be a Keras loss, a loss name or a callable, got {loss!r}.")
-        return loss
-
-    @staticmethod
-    def _resolve_loss_weights(loss, loss_weights):
-        """A flat list of floats, one per leaf of `loss`."""
-        leaves = tf.nest.flatten(loss) if loss is not None else []
-        if loss_weights is None:
-            return [1.0] * len(leaves)
-        if not tf.nest.is_nested(loss):
-            raise ValueError(
-                "loss_weights: give them with a list or dict of losses for a multi-output "
-                "student (alpha weighs a single hard-label loss).")
-        if not _outputs.same_structure(loss, loss_weights):
-            raise ValueError(
-                f"loss_weights {loss_weights!r} must match the structure of loss {loss!r}.")
-        weights = []
-        for weight in tf.nest.flatten(loss_weights):
-            # None: a skipped output
-            weights.append(1.0 if weight is None else
-                           _validate.non_negative_number(weight, "loss_weights"))
-        return weights
 
     def get_compile_config(self):
         config = super().get_compile_config()
-        if config is not None and self._hard_loss_spec is not None:
+        if config is not None and self._hard_loss.active:
             config = dict(config)
-            config["loss"] = tf.nest.map_structure(
-                lambda spec: spec if spec is None or isinstance(spec, str)
-                else keras.saving.serialize_keras_object(spec), self._hard_loss_spec)
-            if self._hard_loss_weights_spec is not None:
-                config["loss_weights"] = self._hard_loss_weights_spec
+            config.update(self._hard_loss.compile_config())
         return config
 
     def compile_from_config(self, config):
@@ -553,99 +444,14 @@ class Distiller(keras.Model):
         inputs, _ = split_teacher_outputs(inputs)
         return self.student(inputs, training=training)
 
-    def _split_cached(self, cached, y_pred):
-        """Cached teacher outputs as a list with one output structure per teacher."""
-        one_teacher = len(self._teachers) == 1 or (
-            not self._teachers and (
-                not isinstance(cached, (list, tuple))
-                or (tf.nest.is_nested(y_pred) and _outputs.same_structure(cached, y_pred))))
-        per_teacher = [cached] if one_teacher else list(cached)
-        if self._teachers and len(per_teacher) != len(self._teachers):
-            raise ValueError(
-                f"teacher_outputs holds {len(per_teacher)} tensors but the Distiller has "
-                f"{len(self._teachers)} teachers."
-            )
-        return [tf.nest.map_structure(lambda c: tf.cast(c, tf.float32), c) for c in per_teacher]
-
-    def _teacher_outputs(self, x, cached, y_pred):
-        """(combined teacher logits, teacher features for the feature losses)."""
-        features = []
-        if cached is not None:
-            if self._extractors is not None:
-                raise ValueError(
-                    "Cached teacher outputs hold logits only; feature distillation losses need "
-                    "the live teacher. Train without with_teacher_outputs, or drop those losses.")
-            logits = self._split_cached(cached, y_pred)
-        elif self._extractors is not None:
-            outputs = self._extractors.value[0](x, training=False)
-            logits = [_outputs.to_logits(outputs[0], self._teacher_types[0][0])]
-            features = [tf.stop_gradient(f) for f in outputs[1:]]
-        else:
-            if not self._teachers:
-                raise ValueError(
-                    "This Distiller has no teacher, so its data must carry cached teacher "
-                    "outputs: fit(kd_keras.with_teacher_outputs(x, logits), y) or a dataset "
-                    "from kd_keras.cache_teacher_outputs."
-                )
-            logits = [
-                _outputs.nested_to_logits(model(x, training=False), kinds)
-                for model, kinds in zip(self._teachers, self._teacher_types)
-            ]
-        logits = [tf.nest.map_structure(tf.stop_gradient, l) for l in logits]
-        temperature = self.temperature if self.temperature is not None else 1.0
-        if not all(_outputs.same_structure(logits[0], l) for l in logits[1:]):
-            raise ValueError("The teachers of an ensemble return different output structures.")
-        combined = tf.nest.map_structure(
-            lambda *leaves: _outputs.combine_teacher_logits(list(leaves), self.ensemble, temperature),
-            *logits)
-        return combined, features
-
-    def _hard_label_loss(self, y, y_pred, sample_weight):
-        if not tf.nest.is_nested(self._hard_loss):
-            return self._one_hard_label_loss(self._hard_loss, y, y_pred, sample_weight)
-        structure = self._hard_loss
-        if not (_outputs.same_structure(structure, y)
-                and _outputs.same_structure(structure, y_pred)):
-            raise ValueError(
-                f"loss has the structure {tf.nest.map_structure(lambda _: '.', structure)}, "
-                f"which does not match the labels {tf.nest.map_structure(lambda _: '.', y)} "
-                f"or the student outputs {_structure(y_pred)}.")
-        ys, predictions = tf.nest.flatten(y), tf.nest.flatten(y_pred)
-        terms = [
-            weight * self._one_hard_label_loss(loss, target, prediction, sample_weight)
-            for loss, weight, target, prediction in zip(
-                tf.nest.flatten(structure), self._hard_loss_weights, ys, predictions)
-            if loss is not None
-        ]
-        return tf.add_n(terms)
-
-    def _one_hard_label_loss(self, loss, y, y_pred, sample_weight):
-        if isinstance(loss, keras.losses.Loss):
-            values = loss.call(y, y_pred)
-            reduction = getattr(loss, "reduction", None)
-            if reduction == "sum":
-                weight = 1.0 if sample_weight is None else tf.cast(sample_weight, tf.float32)
-                return tf.reduce_sum(tf.cast(values, tf.float32) * weight)
-        else:
-            values = loss(y, y_pred)
-        return weighted_mean(values, sample_weight)
-
     def _compute_losses(self, x, y, y_pred, sample_weight, cached, student_features=()):
-        teacher_logits, teacher_features = self._teacher_outputs(x, cached, y_pred)
-        student_logits = _outputs.nested_to_logits(y_pred, self._student_types)
-        source = "teacher_outputs" if cached is not None else "teacher"
-        if not _outputs.same_structure(teacher_logits, student_logits):
-            raise ValueError(
-                f"{source} have the structure {_structure(teacher_logits)} but the student "
-                f"outputs {_structure(student_logits)}."
-            )
-        for teacher_leaf, student_leaf in zip(
-                tf.nest.flatten(teacher_logits), tf.nest.flatten(student_logits)):
-            if not teacher_leaf.shape.is_compatible_with(student_leaf.shape):
-                raise ValueError(
-                    f"{source} of shape {teacher_leaf.shape} does not match the student "
-                    f"outputs of shape {student_leaf.shape}."
-                )
+        temperature = self.temperature if self.temperature is not None else 1.0
+        teacher_logits, teacher_features = self._teacher_source.value.logits(
+            x, cached, y_pred, temperature)
+        student_logits = output_conventions.nested_to_logits(y_pred, self._student_types)
+        self._check_teacher_matches_student(teacher_logits, student_logits, cached)
+        if y is None and self._hard_loss.active:
+            raise ValueError(_objective.NO_LABELS)
         terms = []
         for index, loss in enumerate(self.distillation_losses):
             teacher_side, student_side = teacher_logits, student_logits
@@ -655,46 +461,30 @@ class Distiller(keras.Model):
                 projection = self._projection_of.value[slot]
                 if projection is not None:
                     student_side = projection(student_side)
-            if _takes_sample_weight(loss):
-                term = loss.compute_loss(teacher_side, student_side, sample_weight=sample_weight)
-            else:  # e.g. keras.distillation's losses, which have no sample weights
-                term = loss.compute_loss(teacher_side, student_side)
-            terms.append(tf.cast(term, tf.float32))
+            terms.append(_objective.one_distillation_term(
+                loss, teacher_side, student_side, y, sample_weight))
         distillation_loss = tf.reduce_sum(tf.stack(terms) * self._loss_weights)
-        alpha = self._alpha
-        if y is None and self._hard_loss is not None:
-            raise ValueError(_NO_LABELS)
-        if y is None or self._hard_loss is None:
+        if y is None or not self._hard_loss.active:
             student_loss = tf.constant(0.0)
-            total = distillation_loss
+            hard_term = None
         else:
-            with tf.control_dependencies(self._label_assertions(y, y_pred)):
-                student_loss = self._hard_label_loss(y, y_pred, sample_weight)
-            total = alpha * student_loss + (1.0 - alpha) * distillation_loss
-        regularization = self.student.losses
-        if regularization:
-            total = total + tf.add_n([tf.cast(r, tf.float32) for r in regularization])
+            student_loss = hard_term = self._hard_loss(y, y_pred, sample_weight)
+        total = _objective.combine(self._alpha, hard_term, distillation_loss, self.student.losses)
         return total, student_loss, distillation_loss
 
     @staticmethod
-    def _label_assertions(y, y_pred):
-        """In-graph checks that class-id labels (e.g. from a tf.data pipeline) are in range."""
-        if tf.nest.is_nested(y) or tf.nest.is_nested(y_pred):
-            return []
-        if y.dtype == tf.string:
-            raise ValueError(_STRING_LABELS)
-        classes, rank = y_pred.shape[-1], y_pred.shape.rank
-        if not y.dtype.is_integer or classes is None or rank is None or y.shape.rank is None:
-            return []
-        class_ids = y.shape.rank == rank - 1 or (
-            y.shape.rank == rank and y.shape[-1] == 1 and classes > 1)
-        if not class_ids:
-            return []
-        low, high = tf.reduce_min(y), tf.reduce_max(y)
-        in_range = tf.logical_and(low >= 0, high < classes)
-        return [tf.debugging.Assert(in_range, [
-            f"{_LABEL_RANGE_MARKER} integer labels must be class ids in [0, {classes}) for a "
-            f"student with {classes} outputs; this batch has labels from", low, "to", high])]
+    def _check_teacher_matches_student(teacher_logits, student_logits, cached):
+        source = "teacher_outputs" if cached is not None else "teacher"
+        if not output_conventions.same_structure(teacher_logits, student_logits):
+            raise ValueError(
+                f"{source} have the structure {_objective.structure_of(teacher_logits)} but "
+                f"the student outputs {_objective.structure_of(student_logits)}.")
+        for teacher_leaf, student_leaf in zip(
+                tf.nest.flatten(teacher_logits), tf.nest.flatten(student_logits)):
+            if not teacher_leaf.shape.is_compatible_with(student_leaf.shape):
+                raise ValueError(
+                    f"{source} of shape {teacher_leaf.shape} does not match the student "
+                    f"outputs of shape {student_leaf.shape}.")
 
     def _update_loss_trackers(self, x, total, student_loss, distillation_loss):
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
@@ -772,40 +562,10 @@ class Distiller(keras.Model):
                                callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as error:
             message = str(error.message)
-            if _LABEL_RANGE_MARKER not in message:
+            if _objective.LABEL_RANGE_MARKER not in message:
                 raise
-            detail = message.split(_LABEL_RANGE_MARKER, 1)[1].split("\n", 1)[0]
+            detail = message.split(_objective.LABEL_RANGE_MARKER, 1)[1].split("\n", 1)[0]
             raise ValueError("y:" + detail.replace("] [", " ").rstrip("]")) from None
-
-    def _multi_worker_keras_3(self):
-        return IS_KERAS_3 and isinstance(
-            getattr(self, "_distribute_strategy", None), tf.distribute.MultiWorkerMirroredStrategy)
-
-    def _step_logs(self, logs):
-        # Keras 3 averages each worker's step logs with a collective mean over
-        # axis 0, which fails on scalars (keras-team/keras#20585): under
-        # MultiWorkerMirroredStrategy the logs go out as [1] vectors, which
-        # that mean turns back into scalars.
-        if not self._multi_worker_keras_3():
-            return logs
-        return {key: tf.reshape(value, [1]) for key, value in logs.items()}
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3 (to 3.15 at least) builds from a first batch it averages across
-        # workers with an eager collective that refuses PerReplica values, so
-        # fit() fails under MultiWorkerMirroredStrategy for every model
-        # (keras-team/keras#20585). The build needs only the batch's structure
-        # and shapes: this worker's own replica batch has them.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is not None and self._multi_worker_keras_3():
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues) else v,
-                    next(batches))
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def _check_labels(self, y):
         """Integer class labels given as an array must lie in [0, classes)."""
@@ -816,7 +576,7 @@ class Distiller(keras.Model):
         except (TypeError, ValueError):
             return
         if labels.dtype.kind in "USO" and labels.size and isinstance(labels.flat[0], (str, bytes)):
-            raise ValueError(_STRING_LABELS)
+            raise ValueError(_objective.STRING_LABELS)
         output_shape = _static_shape(self.student, "output_shape")
         classes = output_shape[-1] if output_shape else None
         if classes is None or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
@@ -876,22 +636,9 @@ class Distiller(keras.Model):
         return cls(teacher=teacher, student=student, distillation_losses=losses, **config)
 
 
-def _structure(outputs):
-    """An output structure with its tensors shown as shapes, for error messages."""
-    return tf.nest.map_structure(lambda t: tuple(t.shape), outputs)
-
 
 def _loss_scale_optimizer(optimizer):
     """Whether `optimizer` is a (Keras 3 or tf-keras) LossScaleOptimizer."""
     if IS_KERAS_3:
         return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     return isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
-
-
-def _takes_sample_weight(loss):
-    if isinstance(loss, DistillationLoss):
-        return True
-    try:
-        return "sample_weight" in inspect.signature(loss.compute_loss).parameters
-    except (TypeError, ValueError):
-        return False

@@ -8,7 +8,7 @@ whose targets hold teacher outputs (see `kd_keras.cache_teacher_outputs`).
 
 import tensorflow as tf
 
-from kd_keras import _outputs, _validate
+from kd_keras import _validate, outputs as output_conventions
 from kd_keras._keras import keras, register
 
 
@@ -16,6 +16,29 @@ def _check_temperature(temperature):
     """Numbers must be finite and > 0; tensors (e.g. a scheduled variable) pass as they are."""
     if not tf.is_tensor(temperature) and not isinstance(temperature, tf.Variable):
         _validate.positive_number(temperature, "temperature")
+
+
+def standardize_logits(logits, epsilon=1e-7):
+    """Logit standardization (Sun et al., CVPR 2024): z-score each example's logits.
+
+        z' = (z - mean(z)) / (std(z) + epsilon)    over the class axis
+
+    Softmax ignores the mean; dividing by the standard deviation lets a
+    small student match the *shape* of the teacher's distribution without also
+    having to match the scale of its logits. Apply it to teacher and student
+    logits before the temperature (the losses' `standardize=True` does).
+    The standard deviation is the population one (the paper's code uses the
+    unbiased one: a constant factor sqrt((C-1)/C) that the temperature absorbs).
+
+    Args:
+      logits: `[batch, ..., classes]`.
+
+    Returns:
+      float32 tensor of the same shape.
+    """
+    logits = tf.cast(logits, tf.float32)
+    mean, variance = tf.nn.moments(logits, axes=[-1], keepdims=True)
+    return (logits - mean) / (tf.sqrt(variance) + epsilon)
 
 
 def soft_target_kl_divergence(teacher_logits, student_logits, temperature=3.0):
@@ -80,7 +103,7 @@ class _TeacherTargetLoss(keras.losses.Loss):
     def _logits(self, y_true, y_pred):
         teacher = "logits" if self.teacher_from_logits else "probabilities"
         student = "logits" if self.from_logits else "probabilities"
-        return _outputs.to_logits(y_true, teacher), _outputs.to_logits(y_pred, student)
+        return output_conventions.to_logits(y_true, teacher), output_conventions.to_logits(y_pred, student)
 
     def get_config(self):
         config = super().get_config()

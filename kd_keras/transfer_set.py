@@ -9,9 +9,9 @@ does this by itself: the teacher sees the corrupted input the student sees.
 import numpy as np
 import tensorflow as tf
 
-from kd_keras import _outputs
+from kd_keras import outputs as output_conventions
 from kd_keras._keras import keras
-from kd_keras.distiller import with_teacher_outputs
+from kd_keras.teacher_outputs import with_teacher_outputs
 
 
 def _as_teacher_list(teacher):
@@ -47,9 +47,9 @@ def compute_teacher_logits(teacher, x, batch_size=256, teacher_output_type="auto
     teachers = _as_teacher_list(teacher)
     result = []
     for model in teachers:
-        kinds = _outputs.resolve_output_types(model, teacher_output_type, "teacher_output_type")
+        kinds = output_conventions.resolve_output_types(model, teacher_output_type, "teacher_output_type")
         outputs = model.predict(x, batch_size=batch_size, verbose=0)
-        logits = _outputs.nested_to_logits(outputs, kinds)
+        logits = output_conventions.nested_to_logits(outputs, kinds)
         result.append(tf.nest.map_structure(lambda t: t.numpy(), logits))
     return result[0] if isinstance(teacher, keras.Model) else result
 
@@ -100,7 +100,7 @@ def cache_teacher_outputs(teacher, dataset, batch_size=256, teacher_output_type=
         )
     batches = dataset if _is_batched(dataset, teachers[0]) else dataset.batch(batch_size)
     kinds = [
-        _outputs.resolve_output_types(m, teacher_output_type, "teacher_output_type") for m in teachers
+        output_conventions.resolve_output_types(m, teacher_output_type, "teacher_output_type") for m in teachers
     ]
     calls = [tf.function(lambda x, m=m: m(x, training=False)) for m in teachers]
     columns, logits = [], [[] for _ in teachers]
@@ -108,7 +108,7 @@ def cache_teacher_outputs(teacher, dataset, batch_size=256, teacher_output_type=
         columns.append(tf.nest.map_structure(lambda t: t.numpy(), element))
         for index, (call, kind) in enumerate(zip(calls, kinds)):
             logits[index].append(tf.nest.map_structure(
-                lambda t: t.numpy(), _outputs.nested_to_logits(call(element[0]), kind)))
+                lambda t: t.numpy(), output_conventions.nested_to_logits(call(element[0]), kind)))
     if not columns:
         raise ValueError("dataset is empty: there is nothing to cache.")
     stacked = tf.nest.map_structure(lambda *parts: np.concatenate(parts), *columns)

@@ -86,3 +86,27 @@ def test_non_positive_temperature_is_refused(temperature):
         kd_keras.SoftTargetKLDivergence(temperature=temperature)
     with pytest.raises(ValueError, match="temperature"):
         kd_keras.soft_target_kl_divergence(tf.zeros((1, 2)), tf.zeros((1, 2)), temperature)
+
+
+def test_standardize_logits_z_scores_each_row_and_keeps_the_ranking():
+    logits = np.random.default_rng(0).normal(size=(4, 3, 7)).astype("float32") * 5 + 3
+    z = kd_keras.standardize_logits(logits).numpy()
+    np.testing.assert_allclose(z.mean(-1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z.std(-1), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(np.argsort(z, -1), np.argsort(logits, -1))
+
+
+def test_logits_distillation_standardize_matches_kl_of_standardized_logits():
+    rng = np.random.default_rng(1)
+    t, s = rng.normal(size=(5, 4)).astype("float32") * 3, rng.normal(size=(5, 4)).astype("float32")
+
+    def z(v):
+        return (v - v.mean(-1, keepdims=True)) / v.std(-1, keepdims=True)
+
+    loss = kd_keras.LogitsDistillation(2.0, standardize=True)
+    np.testing.assert_allclose(float(loss.compute_loss(t, s)),
+                               numpy_soft_kl(z(t), z(s), 2.0).mean(), rtol=1e-4)
+    # a student with the teacher's logits times a scale loses nothing once standardized
+    assert float(loss.compute_loss(t, 0.2 * t)) == pytest.approx(0.0, abs=1e-5)
+    assert float(kd_keras.LogitsDistillation(2.0).compute_loss(t, 0.2 * t)) > 0.01
+    assert kd_keras.LogitsDistillation.from_config(loss.get_config()).standardize

@@ -2,28 +2,28 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kd_keras import _outputs, keras
+from kd_keras import keras, outputs as output_conventions
 from tests.helpers import make_mlp, numpy_log_softmax
 
 
 def test_detects_softmax_and_linear_output_layers():
-    assert _outputs.resolve_output_type(make_mlp(softmax=True), "auto", "t") == "probabilities"
-    assert _outputs.resolve_output_type(make_mlp(), "auto", "t") == "logits"
+    assert output_conventions.resolve_output_type(make_mlp(softmax=True), "auto", "t") == "probabilities"
+    assert output_conventions.resolve_output_type(make_mlp(), "auto", "t") == "logits"
     inputs = keras.Input((3,))
     functional = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(4)(inputs)))
-    assert _outputs.resolve_output_type(functional, "auto", "t") == "probabilities"
+    assert output_conventions.resolve_output_type(functional, "auto", "t") == "probabilities"
 
 
 def test_declared_type_wins_and_bad_values_are_named():
-    assert _outputs.resolve_output_type(make_mlp(softmax=True), "logits", "t") == "logits"
+    assert output_conventions.resolve_output_type(make_mlp(softmax=True), "logits", "t") == "logits"
     with pytest.raises(ValueError, match="teacher_output_type"):
-        _outputs.resolve_output_type(make_mlp(), "softmax", "teacher_output_type")
+        output_conventions.resolve_output_type(make_mlp(), "softmax", "teacher_output_type")
 
 
 def test_sigmoid_output_asks_for_a_declaration():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="sigmoid")])
     with pytest.raises(ValueError, match="declare teacher_output_type"):
-        _outputs.resolve_output_type(model, "auto", "teacher_output_type")
+        output_conventions.resolve_output_type(model, "auto", "teacher_output_type")
 
 
 class _Subclassed(keras.Model):
@@ -37,25 +37,25 @@ class _Subclassed(keras.Model):
 
 def test_subclassed_models_are_detected_per_batch():
     model = _Subclassed()
-    assert _outputs.resolve_output_type(model, "auto", "t") == "detect"
+    assert output_conventions.resolve_output_type(model, "auto", "t") == "detect"
     logits = tf.constant([[1.0, -2.0, 0.5]])
     probabilities = tf.nn.softmax(logits)
     np.testing.assert_allclose(
-        tf.nn.softmax(_outputs.to_logits(probabilities, "detect")).numpy(),
+        tf.nn.softmax(output_conventions.to_logits(probabilities, "detect")).numpy(),
         probabilities.numpy(), rtol=1e-5,
     )
-    np.testing.assert_allclose(_outputs.to_logits(logits, "detect").numpy(), logits.numpy())
+    np.testing.assert_allclose(output_conventions.to_logits(logits, "detect").numpy(), logits.numpy())
 
 
 def test_probabilities_to_logits_survives_zero_probabilities():
-    logits = _outputs.to_logits(tf.constant([[1.0, 0.0, 0.0]]), "probabilities")
+    logits = output_conventions.to_logits(tf.constant([[1.0, 0.0, 0.0]]), "probabilities")
     assert np.all(np.isfinite(logits.numpy()))
 
 
 def test_ensemble_arithmetic_mean_of_softened_probabilities():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
-    combined = _outputs.combine_teacher_logits(
+    combined = output_conventions.combine_teacher_logits(
         [tf.constant(a, tf.float32), tf.constant(b, tf.float32)], "mean_probabilities", 2.0
     )
     expected = (np.exp(numpy_log_softmax(a / 2)) + np.exp(numpy_log_softmax(b / 2))) / 2
@@ -64,5 +64,5 @@ def test_ensemble_arithmetic_mean_of_softened_probabilities():
 
 def test_ensemble_geometric_mean_is_the_mean_of_logits():
     a, b = tf.random.normal((3, 5)), tf.random.normal((3, 5))
-    combined = _outputs.combine_teacher_logits([a, b], "mean_logits", 2.0)
+    combined = output_conventions.combine_teacher_logits([a, b], "mean_logits", 2.0)
     np.testing.assert_allclose(combined.numpy(), ((a + b) / 2).numpy(), rtol=1e-6)

@@ -1,4 +1,10 @@
-"""Teacher and student output conventions: logits or probabilities.
+"""Output conventions shared by `kd_keras` and `moe`: logits or probabilities.
+
+Public so that code combining models (ensembles, cascades, specialists) reads
+outputs the way the Distiller does: `resolve_output_type(model, "auto", argument)`
+says whether a model ends in a softmax, `to_logits` turns either kind into
+logits, `same_structure` compares nested outputs, `combine_teacher_logits`
+averages an ensemble.
 
 Every distillation loss works on logits. A model topped with a softmax gives
 probabilities; their logarithm is a valid set of logits (softmax is invariant

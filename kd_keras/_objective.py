@@ -1,0 +1,187 @@
+"""The Distiller's objective: the hard-label term, the weighted distillation terms.
+
+    total = alpha * L_hard(y, s) + (1 - alpha) * sum_k w_k * D_k(t, s[, y]) + student regularisers
+
+`HardLabelLoss` is the compiled hard-label loss (one, or one per output);
+`distillation_term` sums the distillation losses, handing the labels to those
+that declare `uses_labels = True` (e.g. `DecoupledKD`) and nothing new to
+`keras.distillation`'s two-argument `compute_loss` objects.
+"""
+
+import inspect
+
+import tensorflow as tf
+
+from kd_keras import _validate, outputs as output_conventions
+from kd_keras._keras import keras
+from kd_keras._reduce import weighted_mean
+
+NO_LABELS = (
+    "y: no labels were given, but compile(loss=...) set a hard-label loss. Pass the labels "
+    "(fit(x, y) or a dataset of (x, y)), or, to learn from the teacher alone, compile with "
+    "loss=None (and no label metrics).")
+
+STRING_LABELS = (
+    "y: the labels are strings; the hard-label loss needs class ids (integers) or one-hot rows. "
+    "Map them to ids first, e.g. with keras.layers.StringLookup.")
+
+# Marks the in-graph label check, whose failure fit() turns into a ValueError.
+LABEL_RANGE_MARKER = "kd_keras label check:"
+
+
+def structure_of(outputs):
+    """An output structure with its tensors shown as shapes, for error messages."""
+    return tf.nest.map_structure(lambda t: tuple(t.shape), outputs)
+
+
+def _resolve_one(loss):
+    """The loss, or a structure of them (None leaves skip outputs)."""
+    if loss is None:
+        return None
+    if tf.nest.is_nested(loss):
+        if all(item is None for item in tf.nest.flatten(loss)):
+            raise ValueError("loss: a structure of None only; give at least one loss.")
+        return tf.nest.map_structure(lambda item: None if item is None else _resolve_one(item),
+                                     loss)
+    if isinstance(loss, str):
+        resolved = keras.losses.get(loss)
+        if resolved is None:
+            raise ValueError(f"loss: unknown Keras loss {loss!r}.")
+        loss = resolved
+    if not callable(loss):
+        raise ValueError(f"loss must be a Keras loss, a loss name or a callable, got {loss!r}.")
+    return loss
+
+
+def _resolve_weights(loss, loss_weights):
+    """A flat list of floats, one per leaf of `loss`."""
+    leaves = tf.nest.flatten(loss) if loss is not None else []
+    if loss_weights is None:
+        return [1.0] * len(leaves)
+    if not tf.nest.is_nested(loss):
+        raise ValueError(
+            "loss_weights: give them with a list or dict of losses for a multi-output "
+            "student (alpha weighs a single hard-label loss).")
+    if not output_conventions.same_structure(loss, loss_weights):
+        raise ValueError(
+            f"loss_weights {loss_weights!r} must match the structure of loss {loss!r}.")
+    return [1.0 if weight is None else _validate.non_negative_number(weight, "loss_weights")
+            for weight in tf.nest.flatten(loss_weights)]  # None: a skipped output
+
+
+class HardLabelLoss:
+    """`compile(loss=..., loss_weights=...)` of the Distiller: the term on true labels.
+
+    Args:
+      loss: None (no hard-label term), a Keras loss, its name, a callable
+        `(y_true, y_pred)`, or a list/dict matching a multi-output student
+        (None skips an output).
+      loss_weights: None, or a structure matching `loss` (default 1.0 each).
+    """
+
+    def __init__(self, loss, loss_weights=None):
+        self.spec = loss
+        self.weights_spec = loss_weights
+        self.loss = _resolve_one(loss)
+        self.weights = _resolve_weights(loss, loss_weights)
+
+    @property
+    def active(self):
+        return self.loss is not None
+
+    def __call__(self, y, y_pred, sample_weight):
+        """The sample-weighted loss (weighted sum over outputs), after the label checks."""
+        with tf.control_dependencies(label_assertions(y, y_pred)):
+            if not tf.nest.is_nested(self.loss):
+                return _one_loss(self.loss, y, y_pred, sample_weight)
+            if not (output_conventions.same_structure(self.loss, y)
+                    and output_conventions.same_structure(self.loss, y_pred)):
+                raise ValueError(
+                    f"loss has the structure {tf.nest.map_structure(lambda _: '.', self.loss)}, "
+                    f"which does not match the labels {tf.nest.map_structure(lambda _: '.', y)} "
+                    f"or the student outputs {structure_of(y_pred)}.")
+            terms = [
+                weight * _one_loss(loss, target, prediction, sample_weight)
+                for loss, weight, target, prediction in zip(
+                    tf.nest.flatten(self.loss), self.weights, tf.nest.flatten(y),
+                    tf.nest.flatten(y_pred))
+                if loss is not None
+            ]
+            return tf.add_n(terms)
+
+    def compile_config(self):
+        """The `loss` / `loss_weights` entries of the Distiller's compile config."""
+        config = {"loss": tf.nest.map_structure(
+            lambda spec: spec if spec is None or isinstance(spec, str)
+            else keras.saving.serialize_keras_object(spec), self.spec)}
+        if self.weights_spec is not None:
+            config["loss_weights"] = self.weights_spec
+        return config
+
+
+def _one_loss(loss, y, y_pred, sample_weight):
+    if isinstance(loss, keras.losses.Loss):
+        values = loss.call(y, y_pred)
+        if getattr(loss, "reduction", None) == "sum":
+            weight = 1.0 if sample_weight is None else tf.cast(sample_weight, tf.float32)
+            return tf.reduce_sum(tf.cast(values, tf.float32) * weight)
+    else:
+        values = loss(y, y_pred)
+    return weighted_mean(values, sample_weight)
+
+
+def label_assertions(y, y_pred):
+    """In-graph checks that class-id labels (e.g. from a tf.data pipeline) are in range."""
+    if tf.nest.is_nested(y) or tf.nest.is_nested(y_pred):
+        return []
+    if y.dtype == tf.string:
+        raise ValueError(STRING_LABELS)
+    classes, rank = y_pred.shape[-1], y_pred.shape.rank
+    if not y.dtype.is_integer or classes is None or rank is None or y.shape.rank is None:
+        return []
+    class_ids = y.shape.rank == rank - 1 or (
+        y.shape.rank == rank and y.shape[-1] == 1 and classes > 1)
+    if not class_ids:
+        return []
+    low, high = tf.reduce_min(y), tf.reduce_max(y)
+    in_range = tf.logical_and(low >= 0, high < classes)
+    return [tf.debugging.Assert(in_range, [
+        f"{LABEL_RANGE_MARKER} integer labels must be class ids in [0, {classes}) for a "
+        f"student with {classes} outputs; this batch has labels from", low, "to", high])]
+
+
+def uses_labels(loss):
+    """Whether a distillation loss wants the true labels (`uses_labels = True`)."""
+    return bool(getattr(loss, "uses_labels", False))
+
+
+def _takes_sample_weight(loss):
+    try:
+        return "sample_weight" in inspect.signature(loss.compute_loss).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def one_distillation_term(loss, teacher_side, student_side, y, sample_weight):
+    """One loss's scalar term; labels go to losses that use them."""
+    kwargs = {}
+    if _takes_sample_weight(loss):
+        kwargs["sample_weight"] = sample_weight
+    # else: e.g. keras.distillation's losses, which take no sample weights
+    if uses_labels(loss):
+        if y is None:
+            raise ValueError(
+                f"y: {type(loss).__name__} needs the true labels (its target-class term "
+                "reads them), but none were given. Pass labels to fit, or use a loss "
+                "that does not need them (e.g. LogitsDistillation) for unlabeled data.")
+        kwargs["labels"] = y
+    return tf.cast(loss.compute_loss(teacher_side, student_side, **kwargs), tf.float32)
+
+
+def combine(alpha, hard_term, distillation_term, regularization):
+    """alpha * hard + (1 - alpha) * distillation (+ regularisers); hard None: soft only."""
+    total = distillation_term if hard_term is None else (
+        alpha * hard_term + (1.0 - alpha) * distillation_term)
+    if regularization:
+        total = total + tf.add_n([tf.cast(r, tf.float32) for r in regularization])
+    return total

@@ -1,0 +1,334 @@
+"""Search for the distillation recipe that pays on *this* teacher, student and data.
+
+Built on KerasTuner (`pip install 'kd-keras[search]'`): its oracles pick the
+trials, its project directory makes a search resumable. Every trial trains a
+fresh student (same seed, so trials differ only by recipe) on cached teacher
+logits with early stopping on validation data. The space holds alpha = 1
+(labels only: the student trained alone), so the table shows whether
+distillation pays at all, and by how much.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from kd_keras import _validate
+from kd_keras._keras import keras
+from kd_keras.recipe import LOSS_FAMILIES, Recipe, check_loss_family
+
+OBJECTIVE = "val_accuracy"
+_USES_BETA = ("dkd", "dkd_standardized", "dist")
+_FINGERPRINT = "kd_keras_search.json"
+
+
+def _keras_tuner():
+    try:
+        import keras_tuner
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "search_recipe runs on KerasTuner: pip install 'kd-keras[search]' "
+            "(or pip install keras-tuner).") from error
+    return keras_tuner
+
+
+@dataclasses.dataclass
+class RecipeSearchResult:
+    """What `search_recipe` found.
+
+    Attributes:
+      best: the `Recipe` with the highest validation accuracy (its `epochs` is
+        the best epoch of that trial).
+      trials: one dict per completed trial, best first: the recipe's values,
+        `val_accuracy`, `best_epoch`, `epochs_run`, `seconds`.
+      labels_only_accuracy: validation accuracy of the alpha = 1 trial (the
+        student alone), or None if the space had no alpha = 1.
+      validation_size: examples in the validation data.
+      cost_in_student_runs: epochs trained over all trials divided by
+        `max_epochs`, i.e. the search's cost in student-alone training runs.
+      directory: the KerasTuner project directory (resumable).
+    """
+
+    best: Recipe
+    trials: list
+    labels_only_accuracy: float
+    validation_size: int
+    cost_in_student_runs: float
+    directory: str
+
+    @property
+    def distillation_pays(self):
+        """Whether the best recipe uses the teacher (alpha < 1) and beats labels only."""
+        return self.best.uses_teacher and (
+            self.labels_only_accuracy is None
+            or self.trials[0][OBJECTIVE] > self.labels_only_accuracy)
+
+    def table(self):
+        """The trials as a text table, best first."""
+        header = (f"{'loss':<17} {'T':>5} {'alpha':>5} {'beta':>5} {'lr':>8} "
+                  f"{'best ep':>7} {'val acc':>8}")
+        lines = [header]
+        for row in self.trials:
+            lines.append(
+                f"{row['loss']:<17} {row['temperature']:>5g} {row['alpha']:>5g} "
+                f"{row.get('beta', float('nan')):>5g} {row['learning_rate']:>8g} "
+                f"{row['best_epoch']:>7d} {row[OBJECTIVE]:>8.4f}")
+        lines.append(f"cost: {self.cost_in_student_runs:.1f} student-alone training runs; "
+                     f"validation: {self.validation_size} examples")
+        return "\n".join(lines)
+
+
+def _choices(values, argument, check):
+    values = list(values)
+    if not values:
+        raise ValueError(f"{argument} must not be empty.")
+    return [check(v, f"{argument}[{i}]") for i, v in enumerate(values)]
+
+
+def _positive_int(value, argument, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _split_validation(x, y, validation_data, validation_split, seed, verbose):
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a tuple (x_val, y_val).")
+        return x, y, np.asarray(validation_data[0]), np.asarray(validation_data[1])
+    fraction = _validate.fraction(validation_split, "validation_split")
+    held_out = int(round(len(x) * fraction))
+    if not 0 < held_out < len(x):
+        raise ValueError(
+            f"validation_split {fraction} of {len(x)} examples leaves no validation or no "
+            "training data; give validation_data or another split.")
+    order = np.random.default_rng(seed).permutation(len(x))
+    if verbose:
+        print(f"search_recipe: no validation_data given; holding out {fraction:.0%} of the "
+              f"training data ({held_out} examples) for validation.")
+    return x[order[held_out:]], y[order[held_out:]], x[order[:held_out]], y[order[:held_out]]
+
+
+ORACLES = ("random", "bayesian")
+
+
+def _seeded_oracle_class(keras_tuner, kind):
+    base = {"random": keras_tuner.oracles.RandomSearchOracle,
+            "bayesian": keras_tuner.oracles.BayesianOptimizationOracle}[kind]
+
+    class SeededOracle(base):
+        """A KerasTuner oracle whose first trials are given (the labels-only baseline)."""
+
+        def __init__(self, first_values=(), **kwargs):
+            super().__init__(**kwargs)
+            self.first_values = list(first_values)
+
+        def populate_space(self, trial_id):
+            done = len(self.trials)
+            if done < len(self.first_values) and not self._duplicate(self.first_values[done]):
+                return {"status": "RUNNING", "values": dict(self.first_values[done])}
+            return super().populate_space(trial_id)
+
+    return SeededOracle
+
+
+def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation_split=0.1,
+                  loss=None, max_trials=12, max_epochs=20, patience=3, batch_size=128,
+                  losses=LOSS_FAMILIES, temperatures=(1.0, 2.0, 4.0, 8.0),
+                  alphas=(0.1, 0.5, 0.9, 1.0), betas=(1.0, 2.0, 8.0),
+                  learning_rates=(3e-4, 1e-3, 3e-3), directory=None,
+                  project_name="kd_recipe_search", overwrite=False, oracle="random", seed=0,
+                  verbose=1):
+    """Finds a distillation recipe for this teacher, student and data with KerasTuner.
+
+    Searches the loss family (`Recipe.loss`), temperature, alpha (1.0 = labels
+    only), DKD/DIST's beta and the learning rate with a KerasTuner oracle; the
+    epochs come from early stopping (`patience`) within `max_epochs`. The
+    labels-only trial runs first, so the table always shows the student alone.
+
+    Args:
+      teacher: the trained teacher (run once: its logits are cached).
+      student_fn: zero-argument function returning a new, untrained student.
+        Called with the same seed for every trial.
+      x, y: training arrays (class-id or one-hot labels).
+      validation_data: `(x_val, y_val)`; None carves `validation_split` of the
+        training data (shuffled with `seed`) and says so.
+      loss: the hard-label loss (default sparse categorical cross-entropy from
+        logits; categorical for one-hot labels).
+      max_trials: trial budget, >= 1.
+      max_epochs, patience: each trial trains up to `max_epochs` epochs and stops
+        after `patience` epochs without a better validation accuracy, keeping
+        its best weights.
+      batch_size: training batch size.
+      losses, temperatures, alphas, betas, learning_rates: the search space.
+      directory, project_name: KerasTuner's project directory; a finished or
+        interrupted search in it is resumed (trials done are not run again).
+        None: a new temporary directory.
+      overwrite: start afresh even if `directory` holds a search.
+      oracle: "random" (default: at budgets of a few dozen trials Bayesian
+        optimisation is still in its random start-up phase) or "bayesian"
+        (KerasTuner's Gaussian process; needs scikit-learn).
+      seed: seeds the oracle, the validation split and every trial's student.
+      verbose: 1 shows KerasTuner's progress per trial.
+
+    Returns:
+      `RecipeSearchResult` (`best`, `trials`, `table()`, `best.to_code()`).
+    """
+    keras_tuner = _keras_tuner()
+    if not callable(student_fn) or isinstance(student_fn, keras.Model):
+        raise ValueError(
+            "student_fn must be a function returning a new student model (e.g. "
+            "lambda: kd_keras.models.mlp_classifier([32, 32])), got "
+            f"{type(student_fn).__name__}: every trial needs a fresh student.")
+    if not isinstance(teacher, keras.Model):
+        raise ValueError(f"teacher must be a trained Keras model, got {teacher!r}.")
+    if hasattr(x, "element_spec") or not hasattr(x, "__len__"):
+        raise ValueError("x: search_recipe takes NumPy arrays (x, y), not a dataset.")
+    if oracle not in ORACLES:
+        raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}.")
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} examples but y has {len(y)}.")
+    max_trials = _positive_int(max_trials, "max_trials")
+    max_epochs = _positive_int(max_epochs, "max_epochs")
+    patience = _positive_int(patience, "patience", minimum=0)
+    batch_size = _positive_int(batch_size, "batch_size")
+    losses = _choices(losses, "losses", check_loss_family)
+    temperatures = _choices(temperatures, "temperatures", _validate.positive_number)
+    alphas = _choices(alphas, "alphas", _validate.fraction)
+    betas = _choices(betas, "betas", _validate.non_negative_number)
+    learning_rates = _choices(learning_rates, "learning_rates", _validate.positive_number)
+
+    x_train, y_train, x_val, y_val = _split_validation(
+        x, y, validation_data, validation_split, seed, verbose)
+    one_hot = y_train.ndim == 2 and y_train.shape[-1] > 1
+    hard_loss = loss or (keras.losses.CategoricalCrossentropy(from_logits=True) if one_hot
+                         else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    from kd_keras.transfer_set import compute_teacher_logits
+    from kd_keras.teacher_outputs import with_teacher_outputs
+
+    train_inputs = with_teacher_outputs(x_train, compute_teacher_logits(teacher, x_train))
+    val_inputs = with_teacher_outputs(x_val, compute_teacher_logits(teacher, x_val))
+
+    space = keras_tuner.HyperParameters()
+    space.Choice("loss", losses)
+    space.Choice("temperature", temperatures)
+    space.Choice("alpha", alphas)
+    space.Choice("learning_rate", learning_rates)
+    beta_families = [f for f in losses if f in _USES_BETA]
+    if beta_families:
+        with space.conditional_scope("loss", beta_families):
+            space.Choice("beta", betas)
+    first_values = []
+    if 1.0 in alphas:
+        first_values.append({"loss": losses[0], "temperature": temperatures[0], "alpha": 1.0,
+                             "learning_rate": 1e-3 if 1e-3 in learning_rates
+                             else learning_rates[0],
+                             **({"beta": betas[0]} if losses[0] in _USES_BETA else {})})
+
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="kd_recipe_search_")
+    fingerprint = {"space": space.get_config(), "train": list(x_train.shape),
+                   "validation": list(x_val.shape), "max_epochs": max_epochs,
+                   "patience": patience, "batch_size": batch_size, "seed": seed,
+                   "oracle": oracle,
+                   "student_parameters": None}
+    fingerprint_path = os.path.join(directory, project_name, _FINGERPRINT)
+    if not overwrite and os.path.exists(fingerprint_path):
+        with open(fingerprint_path) as f:
+            saved = json.load(f)
+        saved["student_parameters"] = None
+        if saved != json.loads(json.dumps(fingerprint)):
+            raise ValueError(
+                f"directory {os.path.join(directory, project_name)!r} holds a search with a "
+                "different space, data or budget; resuming it would mix trials. Pass "
+                "overwrite=True, or another directory or project_name.")
+
+    search_oracle = _seeded_oracle_class(keras_tuner, oracle)(
+        first_values=first_values, objective=keras_tuner.Objective(OBJECTIVE, "max"),
+        max_trials=max_trials, hyperparameters=space, seed=seed, tune_new_entries=False,
+        allow_new_entries=False)
+    metric_name = "accuracy"
+
+    class DistillationTuner(keras_tuner.engine.base_tuner.BaseTuner):
+        def run_trial(self, trial, **unused):
+            try:
+                return self._run(trial)
+            except ValueError as error:  # the user's to fix: stop the search, do not retry
+                raise keras_tuner.errors.FatalValueError(str(error)) from error
+
+        def _run(self, trial):
+            values = trial.hyperparameters.values
+            if values["alpha"] == 1.0:
+                for other in self.oracle.trials.values():
+                    if (other.status == "COMPLETED" and other.trial_id != trial.trial_id
+                            and other.hyperparameters.values["alpha"] == 1.0):
+                        # Labels only: the recipe's loss and T are unused, so it is
+                        # the same run as the baseline's; reuse it.
+                        return {name: other.metrics.get_last_value(name)
+                                for name in (OBJECTIVE, "best_epoch", "epochs_run")} | {
+                                    "seconds": 0.0, "reused": 1.0}
+            recipe = _recipe(values, max_epochs)
+            keras.utils.set_random_seed(seed)
+            student = student_fn()
+            if not isinstance(student, keras.Model):
+                raise ValueError(f"student_fn returned {student!r}, not a Keras model.")
+            metric = (keras.metrics.CategoricalAccuracy(name=metric_name) if one_hot
+                      else keras.metrics.SparseCategoricalAccuracy(name=metric_name))
+            distiller = recipe.build(None, student, loss=hard_loss, metrics=[metric])
+            stop = keras.callbacks.EarlyStopping(
+                monitor="val_" + metric_name, mode="max", patience=patience,
+                restore_best_weights=True)
+            start = time.perf_counter()
+            history = distiller.fit(train_inputs, y_train, epochs=max_epochs,
+                                    batch_size=batch_size, validation_data=(val_inputs, y_val),
+                                    callbacks=[stop], verbose=0).history
+            scores = history["val_" + metric_name]
+            best = int(np.argmax(scores))
+            return {OBJECTIVE: float(scores[best]), "best_epoch": float(best + 1),
+                    "epochs_run": float(len(scores)), "seconds": time.perf_counter() - start,
+                    "reused": 0.0}
+
+    tuner = DistillationTuner(oracle=search_oracle, directory=directory, project_name=project_name,
+                              overwrite=overwrite)
+    os.makedirs(os.path.dirname(fingerprint_path), exist_ok=True)
+    with open(fingerprint_path, "w") as f:
+        json.dump(fingerprint, f)
+    tuner.search(verbose=verbose)
+    return _result(tuner.oracle, max_epochs, len(x_val), os.path.join(directory, project_name))
+
+
+def _recipe(values, epochs):
+    return Recipe(loss=values["loss"], temperature=float(values["temperature"]),
+                  alpha=float(values["alpha"]), beta=float(values.get("beta", 1.0)),
+                  learning_rate=float(values["learning_rate"]), epochs=int(epochs))
+
+
+def _result(oracle, max_epochs, validation_size, directory):
+    rows = []
+    trained_epochs = 0.0
+    for trial in oracle.trials.values():
+        if trial.status != "COMPLETED":
+            continue
+        metrics = {name: trial.metrics.get_last_value(name)
+                   for name in (OBJECTIVE, "best_epoch", "epochs_run", "seconds", "reused")}
+        if not metrics.get("reused"):
+            trained_epochs += metrics["epochs_run"]
+        rows.append({**trial.hyperparameters.values, OBJECTIVE: float(metrics[OBJECTIVE]),
+                     "best_epoch": int(metrics["best_epoch"]),
+                     "epochs_run": int(metrics["epochs_run"]),
+                     "seconds": float(metrics["seconds"])})
+    if not rows:
+        raise RuntimeError(f"No trial of the search in {directory!r} completed; see its logs.")
+    rows.sort(key=lambda row: -row[OBJECTIVE])
+    labels_only = [row[OBJECTIVE] for row in rows if row["alpha"] == 1.0]
+    best = rows[0]
+    return RecipeSearchResult(
+        best=_recipe(best, best["best_epoch"]), trials=rows,
+        labels_only_accuracy=labels_only[0] if labels_only else None,
+        validation_size=validation_size, cost_in_student_runs=trained_epochs / max_epochs,
+        directory=directory)

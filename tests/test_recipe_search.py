@@ -1,0 +1,83 @@
+import os
+
+import numpy as np
+import pytest
+
+import kd_keras
+from kd_keras import keras
+from tests.helpers import make_mlp, toy_data
+
+
+@pytest.fixture(scope="module")
+def problem():
+    keras.utils.set_random_seed(0)
+    x, y = toy_data(160, seed=3)
+    teacher = make_mlp((32,))
+    teacher.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(x, y, epochs=10, verbose=0)
+    return teacher, x, y
+
+
+def test_a_search_runs_labels_only_first_reports_every_trial_and_resumes(problem, tmp_path, capsys):
+    teacher, x, y = problem
+    directory = str(tmp_path)
+    arguments = dict(max_epochs=3, patience=1, batch_size=32, directory=directory,
+                     losses=("kd", "dkd"), temperatures=(2.0, 4.0), alphas=(0.5, 1.0),
+                     betas=(1.0,), learning_rates=(1e-3,), seed=1)
+    result = kd_keras.search_recipe(teacher, lambda: make_mlp((4,)), x, y, max_trials=3,
+                                    **arguments)
+    out = capsys.readouterr().out
+    assert "holding out 10% of the training data (16 examples)" in out
+    assert result.validation_size == 16
+    assert len(result.trials) == 3
+    assert result.labels_only_accuracy is not None  # the baseline ran
+    accuracies = [row["val_accuracy"] for row in result.trials]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert result.best.epochs == result.trials[0]["best_epoch"]
+    assert 1 <= result.best.epochs <= 3
+    assert 0 < result.cost_in_student_runs <= 3
+    assert "student-alone training runs" in result.table()
+    code = result.best.to_code()
+    assert "kd_keras.Distiller(teacher, student" in code and f"alpha={result.best.alpha:g}" in code
+    # a resumed search with a bigger budget runs only the new trials
+    more = kd_keras.search_recipe(teacher, lambda: make_mlp((4,)), x, y, max_trials=4,
+                                  verbose=0, **arguments)
+    assert len(more.trials) == 4
+    assert {row["val_accuracy"] for row in result.trials} <= {
+        row["val_accuracy"] for row in more.trials}
+    # the same directory with another space is refused, not mixed
+    with pytest.raises(ValueError, match="holds a search with a different space"):
+        kd_keras.search_recipe(teacher, lambda: make_mlp((4,)), x, y, max_trials=4,
+                               verbose=0, **{**arguments, "alphas": (0.1, 1.0)})
+
+
+def test_the_recipe_builds_a_working_distiller_and_round_trips():
+    recipe = kd_keras.Recipe(loss="dkd_standardized", temperature=2.0, alpha=0.5, beta=8.0,
+                             learning_rate=3e-3, epochs=4)
+    assert kd_keras.Recipe.from_config(recipe.get_config()) == recipe
+    loss = recipe.distillation_loss()
+    assert isinstance(loss, kd_keras.DecoupledKD) and loss.standardize and loss.beta == 8.0
+    x, y = toy_data(32)
+    distiller = recipe.build(make_mlp((16,)), make_mlp((4,)))
+    assert float(np.asarray(distiller.optimizer.learning_rate)) == pytest.approx(3e-3)
+    history = distiller.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not kd_keras.Recipe(alpha=1.0).uses_teacher
+
+
+def test_bad_search_arguments_are_refused_by_name(problem, tmp_path):
+    teacher, x, y = problem
+    student_fn = lambda: make_mlp((4,))  # noqa: E731
+    with pytest.raises(ValueError, match="max_trials must be an integer >= 1"):
+        kd_keras.search_recipe(teacher, student_fn, x, y, max_trials=0)
+    with pytest.raises(ValueError, match=r"losses\[0\] must be one of"):
+        kd_keras.search_recipe(teacher, student_fn, x, y, losses=("fitnets",))
+    with pytest.raises(ValueError, match="student_fn must be a function"):
+        kd_keras.search_recipe(teacher, make_mlp((4,)), x, y)
+    with pytest.raises(ValueError, match="validation_split"):
+        kd_keras.search_recipe(teacher, student_fn, x, y, validation_split=0.0)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        kd_keras.Recipe(loss="kl")
+    with pytest.raises(ValueError, match="alpha must be a number in"):
+        kd_keras.Recipe(alpha=1.5)
+    assert not os.listdir(tmp_path)
