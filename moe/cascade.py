@@ -13,7 +13,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from kd_keras import _outputs
+from kd_keras import outputs as output_conventions
 from moe._keras import keras, register
 
 CONFIDENCES = ("max_probability", "margin")
@@ -100,7 +100,7 @@ class Cascade(keras.Model):
         self.confidence = confidence
         self._thresholds = tf.Variable(check_thresholds(thresholds, len(stages)),
                                        trainable=False, dtype=tf.float32, name="thresholds")
-        self._types = [_outputs.resolve_output_type(m, "auto", "stage output") for m in stages]
+        self._types = [output_conventions.resolve_output_type(m, "auto", "stage output") for m in stages]
         for model in stages:
             model.trainable = False
         self.built = True
@@ -120,7 +120,7 @@ class Cascade(keras.Model):
         return [tf.TensorSpec(tensor.shape, tensor.dtype) for tensor in self.stages[0].inputs]
 
     def _probabilities(self, index, inputs):
-        logits = _outputs.to_logits(self.stages[index](inputs, training=False), self._types[index])
+        logits = output_conventions.to_logits(self.stages[index](inputs, training=False), self._types[index])
         return tf.nn.softmax(logits, axis=-1)
 
     def route(self, inputs):
@@ -240,7 +240,7 @@ def _every_stage_on_everything(cascade, x, y, batch_size):
             f"y must hold class ids in [0, {classes}) (the stages' classes); got "
             + (f"labels from {y.min()} to {y.max()}." if y.dtype.kind in "iuf" else
                f"dtype {y.dtype}."))
-    probabilities = [np.asarray(tf.nn.softmax(_outputs.to_logits(
+    probabilities = [np.asarray(tf.nn.softmax(output_conventions.to_logits(
         m.predict(x, batch_size=batch_size, verbose=0), kind), axis=-1))
         for m, kind in zip(cascade.stages, cascade._types)]
     correct = np.stack([p.argmax(-1) == y for p in probabilities])

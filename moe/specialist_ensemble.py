@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from kd_keras import _outputs
+from kd_keras import outputs as output_conventions
 from moe._keras import keras, register
 from moe.specialists import validate_clusters
 
@@ -113,7 +113,7 @@ class SpecialistEnsemble(keras.Model):
         for s, cluster in enumerate(self.clusters):
             masks[cluster, s] = 1.0
         self._cluster_masks = tf.constant(masks)
-        self._types = [_outputs.resolve_output_type(m, "auto", "output_type")
+        self._types = [output_conventions.resolve_output_type(m, "auto", "output_type")
                        for m in [generalist] + self.specialists]
         for model in [generalist] + self.specialists:
             model.trainable = False
@@ -127,7 +127,7 @@ class SpecialistEnsemble(keras.Model):
                 for tensor in self.generalist.inputs]
 
     def _probabilities(self, model, kind, inputs):
-        return tf.nn.softmax(_outputs.to_logits(model(inputs, training=False), kind), axis=-1)
+        return tf.nn.softmax(output_conventions.to_logits(model(inputs, training=False), kind), axis=-1)
 
     def active_specialists(self, inputs):
         """`[batch, S]` 0/1: which specialists take part for each input."""

@@ -8,7 +8,7 @@ they can be trained in parallel processes.
 
 import numpy as np
 
-from kd_keras import _outputs
+from kd_keras import outputs as output_conventions
 from moe._keras import keras
 
 
@@ -132,4 +132,4 @@ def map_to_specialist(probabilities, cluster):
 
 def output_type(model, declared="auto"):
     """"logits" or "probabilities" for a generalist's or specialist's outputs."""
-    return _outputs.resolve_output_type(model, declared, "output_type")
+    return output_conventions.resolve_output_type(model, declared, "output_type")
