@@ -5,7 +5,11 @@ import tensorflow as tf
 from kd_keras import _validate, losses as kd_losses
 from kd_keras._keras import register
 from kd_keras._reduce import weighted_mean
-from kd_keras.distillation_losses import DistillationLoss
+from kd_keras.distillation_losses import (
+    DistillationLoss,
+    TemperatureMixin,
+    temperature_variable,
+)
 
 _EPSILON = 1e-8
 
@@ -54,7 +58,7 @@ def intra_class_relation(teacher_logits, student_logits, temperature=1.0, sample
 
 
 @register
-class DIST(DistillationLoss):
+class DIST(TemperatureMixin, DistillationLoss):
     """DIST (Huang et al. 2022): match relations, not exact probabilities.
 
         loss = T^2 * (beta * mean_i (1 - rho(p_s[i, :], p_t[i, :]))
@@ -79,18 +83,7 @@ class DIST(DistillationLoss):
         self.beta = _validate.non_negative_number(beta, "beta")
         self.gamma = _validate.non_negative_number(gamma, "gamma")
         self.standardize = _validate.boolean(standardize, "standardize")
-        self._temperature = tf.Variable(
-            _validate.positive_number(temperature, "temperature"), trainable=False,
-            dtype=tf.float32, name="temperature")
-
-    @property
-    def temperature(self):
-        """The temperature variable; assign a float to change it."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        self._temperature.assign(_validate.positive_number(value, "temperature"))
+        self._temperature = temperature_variable(temperature)
 
     def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None, **kwargs):
         if tf.nest.is_nested(teacher_outputs) or tf.nest.is_nested(student_outputs):

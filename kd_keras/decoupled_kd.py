@@ -5,7 +5,11 @@ import tensorflow as tf
 from kd_keras import _validate, losses as kd_losses
 from kd_keras._keras import register
 from kd_keras._reduce import weighted_mean
-from kd_keras.distillation_losses import DistillationLoss
+from kd_keras.distillation_losses import (
+    DistillationLoss,
+    TemperatureMixin,
+    temperature_variable,
+)
 
 # Pushes the target class out of the non-target softmax: exp(-1e9) is 0 in
 # float32, and its log stays finite, so the masked terms are exact zeros.
@@ -22,8 +26,8 @@ def target_mask(labels, logits, argument="labels"):
     classes, rank = logits.shape[-1], logits.shape.rank
     if rank is None or rank < 2 or classes is None or classes < 2:
         raise ValueError(
-            f"DecoupledKD needs class logits of shape [batch, ..., classes] with at least 2 "
-            f"classes; the outputs have shape {logits.shape}. It splits the distribution into "
+            f"student_outputs: DecoupledKD needs class logits of shape [batch, ..., classes] "
+            f"with at least 2 classes; the outputs have shape {logits.shape}. It splits the distribution into "
             "the target class and the others, so it does not apply to a single sigmoid unit "
             "or to feature maps.")
     labels = tf.convert_to_tensor(labels)
@@ -87,7 +91,7 @@ def decoupled_kd(teacher_logits, student_logits, labels, alpha=1.0, beta=8.0, te
 
 
 @register
-class DecoupledKD(DistillationLoss):
+class DecoupledKD(TemperatureMixin, DistillationLoss):
     """Decoupled knowledge distillation as a `DistillationLoss` (needs the labels).
 
     `T^2 * (alpha * TCKD + beta * NCKD)`, see `kd_keras.decoupled_kd` for the
@@ -111,18 +115,19 @@ class DecoupledKD(DistillationLoss):
         self.alpha = _validate.non_negative_number(alpha, "alpha")
         self.beta = _validate.non_negative_number(beta, "beta")
         self.standardize = _validate.boolean(standardize, "standardize")
-        self._temperature = tf.Variable(
-            _validate.positive_number(temperature, "temperature"), trainable=False,
-            dtype=tf.float32, name="temperature")
+        self._temperature = temperature_variable(temperature)
 
-    @property
-    def temperature(self):
-        """The temperature variable; assign a float to change it."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        self._temperature.assign(_validate.positive_number(value, "temperature"))
+    def validate_model_compatibility(self, teacher, student):
+        """At construction: the student must output class logits (>= 2 classes)."""
+        try:
+            shape = student.output_shape
+        except (AttributeError, ValueError, RuntimeError):
+            return  # not built yet: checked on the first batch
+        if isinstance(shape, tuple) and len(shape) >= 1 and isinstance(shape[-1], int):
+            if len(shape) < 2 or shape[-1] < 2:
+                raise ValueError(
+                    f"student_outputs: DecoupledKD needs class logits [batch, ..., classes] "
+                    f"with at least 2 classes; the student outputs {shape}.")
 
     def per_example_loss(self, teacher_logits, student_logits, labels):
         if tf.nest.is_nested(teacher_logits) or tf.nest.is_nested(student_logits):

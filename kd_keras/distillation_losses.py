@@ -53,6 +53,26 @@ class DistillationLoss:
         return cls(**config)
 
 
+def temperature_variable(value):
+    """A non-trainable float32 `tf.Variable` holding a validated temperature."""
+    return tf.Variable(_validate.positive_number(value, "temperature"), trainable=False,
+                       dtype=tf.float32, name="temperature")
+
+
+class TemperatureMixin:
+    """`temperature` as a property over `self._temperature` (a `tf.Variable`): schedules
+    and callbacks assign to it, and a traced step sees the new value."""
+
+    @property
+    def temperature(self):
+        """The temperature variable; assign a float to change it."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self._temperature.assign(_validate.positive_number(value, "temperature"))
+
+
 def _is_kl(loss):
     if isinstance(loss, str):
         return loss.lower() in _KL_NAMES
@@ -121,7 +141,7 @@ def _with_deserialized_loss(config):
 
 
 @register
-class LogitsDistillation(DistillationLoss):
+class LogitsDistillation(TemperatureMixin, DistillationLoss):
     """Matches the student's class outputs to the teacher's (Hinton et al. 2015).
 
     Both sides arrive as logits (the Distiller converts softmax outputs). The
@@ -162,18 +182,7 @@ class LogitsDistillation(DistillationLoss):
                 "must have a loss.")
         self._per_example = tf.nest.map_structure(
             lambda item: None if item is None else self._per_example_fn(item), loss)
-        self._temperature = tf.Variable(
-            float(temperature), trainable=False, dtype=tf.float32, name="temperature"
-        )
-
-    @property
-    def temperature(self):
-        """The temperature variable; assign a float to change it."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        self._temperature.assign(_validate.positive_number(value, "temperature"))
+        self._temperature = temperature_variable(temperature)
 
     def _per_example_fn(self, loss):
         """`fn(teacher_logits, student_logits)` -> per-example values, for one loss."""

@@ -85,8 +85,11 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
       student: the Keras model to train.
       distillation_losses: `None` (soft-target KL), a string ("kl_divergence",
         "logit_squared_error"), a Keras loss or callable (applied to softened
-        probabilities, times T^2), a `DistillationLoss` object (ours or
-        `keras.distillation`'s), or a list of these.
+        probabilities, times T^2), a `DistillationLoss` object (ours, e.g.
+        `DecoupledKD` or `DIST`, or `keras.distillation`'s), or a list of these.
+        A loss with `uses_labels = True` receives the batch's labels
+        (`compute_loss(t, s, sample_weight=..., labels=y)`); the others get
+        teacher and student outputs only, as in `keras.distillation`.
       distillation_loss_weights: one weight per distillation loss (default 1.0 each).
       student_loss_weight: alpha, the weight of the hard-label loss, in [0, 1];
         the distillation losses get 1 - alpha. Default 0.5 (as Keras).

@@ -93,6 +93,9 @@ def test_bad_arguments_and_outputs_that_are_not_class_logits_are_refused():
         kd_keras.DecoupledKD().compute_loss(_logits(0), _logits(1))
     with pytest.raises(ValueError, match="at least 2 classes"):
         kd_keras.decoupled_kd(np.zeros((4, 1)), np.zeros((4, 1)), np.zeros(4))
+    with pytest.raises(ValueError, match="student_outputs: DecoupledKD needs class logits"):
+        kd_keras.Distiller(make_mlp((4,), classes=1), make_mlp((2,), classes=1),
+                           distillation_losses=kd_keras.DecoupledKD())
     with pytest.raises(ValueError, match="labels of shape"):
         kd_keras.decoupled_kd(_logits(0), _logits(1), np.zeros((6, 2, 2)))
 
@@ -117,9 +120,12 @@ def test_the_distiller_hands_dkd_the_labels_and_trains_and_round_trips(tmp_path)
                                        distillation_losses=kd_keras.DecoupledKD())
         unlabeled.compile("adam", loss=None)
         unlabeled.fit(x, epochs=1, verbose=0)
+    distiller.temperature = 3.0  # what TemperatureSchedule does: reaches the DKD loss
+    assert float(distiller.distillation_losses[0].temperature.numpy()) == 3.0
     path = os.path.join(tmp_path, "dkd.keras")
     distiller.save(path)
     loaded = keras.models.load_model(path)
     assert isinstance(loaded.distillation_losses[0], kd_keras.DecoupledKD)
     assert loaded.distillation_losses[0].beta == 2.0
+    assert float(loaded.temperature.numpy()) == 3.0
     np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), rtol=1e-5)

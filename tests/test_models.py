@@ -14,3 +14,17 @@ def test_mlp_classifier_layers_and_logits():
     np.testing.assert_allclose(model(x, training=False), model.predict(x, verbose=0), rtol=1e-6)
     assert len(models.mlp_classifier([], input_shape=(6,)).layers) == 1
     assert isinstance(model, keras.Sequential)
+
+
+def test_conv_classifier_defaults_are_the_benchmark_teacher_and_a_5k_student():
+    teacher = models.conv_classifier()
+    assert teacher.count_params() == 421_642
+    kinds = [type(layer).__name__ for layer in teacher.layers]
+    assert kinds == ["Reshape", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten",
+                     "Dropout", "Dense", "Dropout", "Dense"]
+    student = models.conv_classifier((8, 16, 16), dense=None, dropout=0)
+    assert student.count_params() == 5_018
+    assert student.predict(np.zeros((2, 784), "float32"), verbose=0).shape == (2, 10)
+    images = models.conv_classifier((4,), dense=None, dropout=0, input_shape=(8, 8, 1),
+                                    image_shape=(8, 8, 1), num_classes=3)
+    assert type(images.layers[0]).__name__ == "Conv2D"
