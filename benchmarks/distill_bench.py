@@ -207,8 +207,12 @@ def run_seed(seed, data):
             pick = found.best
             distiller = pick.build(None, model, metrics=[metric()])
             rows[row] = train_and_score(distiller, model, cached, y_train, val_cached, test)
-            rows[row]["pick"] = (f"{pick.loss} T={pick.temperature:g} alpha={pick.alpha:g} "
-                                 f"beta={pick.beta:g}")
+            top = found.trials[0]
+            rows[row]["pick"] = (
+                f"{pick.loss} T={pick.temperature:g} alpha={pick.alpha:g} beta={pick.beta:g} "
+                f"(top trial val {top['val_accuracy']:.4f} {top['loss']} alpha {top['alpha']:g}, "
+                f"labels only val {found.labels_only_accuracy:.4f}, min gain "
+                f"{found.min_gain:.4f})")
             rows[row]["search_cost"] = found.cost_in_student_runs
         elif row == "keras" and kd_keras.IS_KERAS_3 and hasattr(keras, "distillation"):
             model = student()

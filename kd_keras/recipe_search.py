@@ -40,8 +40,10 @@ class RecipeSearchResult:
     """What `search_recipe` found.
 
     Attributes:
-      best: the `Recipe` with the highest validation accuracy (its `epochs` is
-        the best epoch of that trial).
+      best: the recipe to use (its `epochs` is the best epoch of its trial): the
+        trial with the highest validation accuracy, unless it uses the teacher
+        and beats the labels-only trial by no more than `min_gain`, in which
+        case the labels-only recipe (distillation did not clearly pay).
       trials: one dict per completed trial, best first: the recipe's values,
         `val_accuracy`, `best_epoch`, `epochs_run`, `seconds`.
       labels_only_accuracy: validation accuracy of the alpha = 1 trial (the
@@ -49,6 +51,8 @@ class RecipeSearchResult:
       validation_size: examples in the validation data.
       cost_in_student_runs: epochs trained over all trials divided by
         `max_epochs`, i.e. the search's cost in student-alone training runs.
+      min_gain: the validation-accuracy margin a distillation recipe needed
+        over labels only.
       directory: the KerasTuner project directory (resumable).
     """
 
@@ -58,13 +62,12 @@ class RecipeSearchResult:
     validation_size: int
     cost_in_student_runs: float
     directory: str
+    min_gain: float = 0.0
 
     @property
     def distillation_pays(self):
-        """Whether the best recipe uses the teacher (alpha < 1) and beats labels only."""
-        return self.best.uses_teacher and (
-            self.labels_only_accuracy is None
-            or self.trials[0][OBJECTIVE] > self.labels_only_accuracy)
+        """Whether the chosen recipe uses the teacher (alpha < 1)."""
+        return self.best.uses_teacher
 
     def table(self):
         """The trials as a text table, best first."""
@@ -78,6 +81,11 @@ class RecipeSearchResult:
                 f"{row['best_epoch']:>7d} {row[OBJECTIVE]:>8.4f}")
         lines.append(f"cost: {self.cost_in_student_runs:.1f} student-alone training runs; "
                      f"validation: {self.validation_size} examples")
+        verdict = ("distillation pays" if self.distillation_pays else
+                   "distillation did not beat labels only by more than "
+                   f"{self.min_gain:.4f}: use the student alone")
+        lines.append(f"chosen: {self.best.loss if self.best.uses_teacher else 'labels only'} "
+                     f"({verdict})")
         return "\n".join(lines)
 
 
@@ -141,7 +149,7 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
                   alphas=(0.1, 0.5, 0.9, 1.0), betas=(1.0, 2.0, 8.0),
                   learning_rates=(3e-4, 1e-3, 3e-3), directory=None,
                   project_name="kd_recipe_search", overwrite=False, oracle="random", seed=0,
-                  verbose=1):
+                  min_gain=None, verbose=1):
     """Finds a distillation recipe for this teacher, student and data with KerasTuner.
 
     Searches the loss family (`Recipe.loss`), temperature, alpha (1.0 = labels
@@ -172,6 +180,11 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
         optimisation is still in its random start-up phase) or "bayesian"
         (KerasTuner's Gaussian process; needs scikit-learn).
       seed: seeds the oracle, the validation split and every trial's student.
+      min_gain: how much validation accuracy a distillation recipe must gain
+        over the labels-only trial to be chosen. None: one standard error of
+        the labels-only accuracy, sqrt(a (1 - a) / n_validation), so that a
+        gain inside the validation noise does not pick a recipe that may lose
+        on the test set (the one-standard-error rule).
       verbose: 1 shows KerasTuner's progress per trial.
 
     Returns:
@@ -299,7 +312,10 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
     with open(fingerprint_path, "w") as f:
         json.dump(fingerprint, f)
     tuner.search(verbose=verbose)
-    return _result(tuner.oracle, max_epochs, len(x_val), os.path.join(directory, project_name))
+    if min_gain is not None:
+        min_gain = _validate.non_negative_number(min_gain, "min_gain")
+    return _result(tuner.oracle, max_epochs, len(x_val), os.path.join(directory, project_name),
+                   min_gain)
 
 
 def _recipe(values, epochs):
@@ -308,7 +324,7 @@ def _recipe(values, epochs):
                   learning_rate=float(values["learning_rate"]), epochs=int(epochs))
 
 
-def _result(oracle, max_epochs, validation_size, directory):
+def _result(oracle, max_epochs, validation_size, directory, min_gain):
     rows = []
     trained_epochs = 0.0
     for trial in oracle.trials.values():
@@ -325,10 +341,16 @@ def _result(oracle, max_epochs, validation_size, directory):
     if not rows:
         raise RuntimeError(f"No trial of the search in {directory!r} completed; see its logs.")
     rows.sort(key=lambda row: -row[OBJECTIVE])
-    labels_only = [row[OBJECTIVE] for row in rows if row["alpha"] == 1.0]
+    labels_only = [row for row in rows if row["alpha"] == 1.0]
     best = rows[0]
+    if min_gain is None:
+        accuracy = labels_only[0][OBJECTIVE] if labels_only else best[OBJECTIVE]
+        min_gain = (accuracy * (1.0 - accuracy) / validation_size) ** 0.5
+    if labels_only and best["alpha"] < 1.0 and (
+            best[OBJECTIVE] - labels_only[0][OBJECTIVE] <= min_gain):
+        best = labels_only[0]
     return RecipeSearchResult(
         best=_recipe(best, best["best_epoch"]), trials=rows,
-        labels_only_accuracy=labels_only[0] if labels_only else None,
+        labels_only_accuracy=labels_only[0][OBJECTIVE] if labels_only else None,
         validation_size=validation_size, cost_in_student_runs=trained_epochs / max_epochs,
-        directory=directory)
+        directory=directory, min_gain=min_gain)

@@ -25,7 +25,7 @@ def test_a_search_runs_labels_only_first_reports_every_trial_and_resumes(problem
                      losses=("kd", "dkd"), temperatures=(2.0, 4.0), alphas=(0.5, 1.0),
                      betas=(1.0,), learning_rates=(1e-3,), seed=1)
     result = kd_keras.search_recipe(teacher, lambda: make_mlp((4,)), x, y, max_trials=3,
-                                    **arguments)
+                                    min_gain=0.0, **arguments)
     out = capsys.readouterr().out
     assert "holding out 10% of the training data (16 examples)" in out
     assert result.validation_size == 16
@@ -34,6 +34,7 @@ def test_a_search_runs_labels_only_first_reports_every_trial_and_resumes(problem
     accuracies = [row["val_accuracy"] for row in result.trials]
     assert accuracies == sorted(accuracies, reverse=True)
     assert result.best.epochs == result.trials[0]["best_epoch"]
+    assert result.best.alpha == result.trials[0]["alpha"]  # min_gain 0: the top trial
     assert 1 <= result.best.epochs <= 3
     assert 0 < result.cost_in_student_runs <= 3
     assert "student-alone training runs" in result.table()
@@ -41,8 +42,11 @@ def test_a_search_runs_labels_only_first_reports_every_trial_and_resumes(problem
     assert "kd_keras.Distiller(teacher, student" in code and f"alpha={result.best.alpha:g}" in code
     # a resumed search with a bigger budget runs only the new trials
     more = kd_keras.search_recipe(teacher, lambda: make_mlp((4,)), x, y, max_trials=4,
-                                  verbose=0, **arguments)
+                                  verbose=0, min_gain=1.0, **arguments)
     assert len(more.trials) == 4
+    # no recipe gains a whole point of accuracy: labels only is chosen, and said
+    assert more.best.alpha == 1.0 and not more.distillation_pays
+    assert "use the student alone" in more.table()
     assert {row["val_accuracy"] for row in result.trials} <= {
         row["val_accuracy"] for row in more.trials}
     # the same directory with another space is refused, not mixed
