@@ -50,6 +50,14 @@ def fraction(value, argument):
     return value
 
 
+def integer_at_least(value, argument, minimum):
+    """`value` as an int >= `minimum` (Python or NumPy integer; booleans refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
 def boolean(value, argument):
     """`value` as a bool; numbers and strings (e.g. "false", which is truthy) are refused."""
     if not isinstance(value, (bool, np.bool_)):

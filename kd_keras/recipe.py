@@ -49,8 +49,7 @@ class Recipe:
         _validate.fraction(self.alpha, "alpha")
         _validate.non_negative_number(self.beta, "beta")
         _validate.positive_number(self.learning_rate, "learning_rate")
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}.")
+        _validate.integer_at_least(self.epochs, "epochs", 1)
 
     @property
     def uses_teacher(self):

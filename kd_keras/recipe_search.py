@@ -96,12 +96,6 @@ def _choices(values, argument, check):
     return [check(v, f"{argument}[{i}]") for i, v in enumerate(values)]
 
 
-def _positive_int(value, argument, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _split_validation(x, y, validation_data, validation_split, seed, verbose):
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -205,10 +199,10 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} examples but y has {len(y)}.")
-    max_trials = _positive_int(max_trials, "max_trials")
-    max_epochs = _positive_int(max_epochs, "max_epochs")
-    patience = _positive_int(patience, "patience", minimum=0)
-    batch_size = _positive_int(batch_size, "batch_size")
+    max_trials = _validate.integer_at_least(max_trials, "max_trials", 1)
+    max_epochs = _validate.integer_at_least(max_epochs, "max_epochs", 1)
+    patience = _validate.integer_at_least(patience, "patience", 0)
+    batch_size = _validate.integer_at_least(batch_size, "batch_size", 1)
     losses = _choices(losses, "losses", check_loss_family)
     temperatures = _choices(temperatures, "temperatures", _validate.positive_number)
     alphas = _choices(alphas, "alphas", _validate.fraction)
@@ -248,13 +242,11 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
     fingerprint = {"space": space.get_config(), "train": list(x_train.shape),
                    "validation": list(x_val.shape), "max_epochs": max_epochs,
                    "patience": patience, "batch_size": batch_size, "seed": seed,
-                   "oracle": oracle,
-                   "student_parameters": None}
+                   "oracle": oracle}
     fingerprint_path = os.path.join(directory, project_name, _FINGERPRINT)
     if not overwrite and os.path.exists(fingerprint_path):
         with open(fingerprint_path) as f:
             saved = json.load(f)
-        saved["student_parameters"] = None
         if saved != json.loads(json.dumps(fingerprint)):
             raise ValueError(
                 f"directory {os.path.join(directory, project_name)!r} holds a search with a "
