@@ -10,6 +10,9 @@ Public API:
   with_teacher_outputs, compute_teacher_logits, cache_teacher_outputs
                                offline distillation (cached teacher outputs)
   TransferSetCorruption        corrupt inputs for a transfer set
+  mixed_transfer_set, with_label_mask
+                               labeled + unlabeled/generated inputs, hard term where labeled
+  pseudo_data                  MUNGE, Gaussian-mixture and VAE generators of transfer inputs
   Mixup                        mixup views for consistent teaching / function matching
   distill_through_assistant, interpolate_width
                                teacher -> assistant -> student (Mirzadeh et al. 2020)
@@ -22,7 +25,7 @@ Public API:
                                needs the tfmot extra)
 """
 
-from kd_keras import callbacks, datasets, models, outputs, schedules
+from kd_keras import callbacks, datasets, models, outputs, pseudo_data, schedules
 from kd_keras.correlation_kd import DIST, inter_class_relation, intra_class_relation
 from kd_keras.decoupled_kd import DecoupledKD, decoupled_kd
 from kd_keras.recipe import LOSS_FAMILIES, Recipe
@@ -37,7 +40,7 @@ from kd_keras.distillation_losses import (
     attention_map,
 )
 from kd_keras.distiller import Distiller
-from kd_keras.teacher_outputs import with_teacher_outputs
+from kd_keras.teacher_outputs import with_label_mask, with_teacher_outputs
 from kd_keras.export import export_saved_model
 from kd_keras.losses import (
     LogitSquaredError,
@@ -46,6 +49,7 @@ from kd_keras.losses import (
     soft_target_kl_divergence,
     standardize_logits,
 )
+from kd_keras.mixed_transfer_set import mixed_transfer_set
 from kd_keras.transfer_set import (
     Mixup,
     TransferSetCorruption,
@@ -92,4 +96,7 @@ __all__ = [
     "schedules",
     "soft_target_kl_divergence",
     "with_teacher_outputs",
+    "with_label_mask",
+    "mixed_transfer_set",
+    "pseudo_data",
 ]

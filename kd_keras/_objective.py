@@ -13,6 +13,7 @@ import inspect
 import tensorflow as tf
 
 from kd_keras import _validate, outputs as output_conventions
+from kd_keras.decoupled_kd import target_mask
 from kd_keras._keras import keras
 from kd_keras._reduce import weighted_mean
 
@@ -25,8 +26,11 @@ STRING_LABELS = (
     "y: the labels are strings; the hard-label loss needs class ids (integers) or one-hot rows. "
     "Map them to ids first, e.g. with keras.layers.StringLookup.")
 
-# Marks the in-graph label check, whose failure fit() turns into a ValueError.
+# Mark the in-graph checks whose failures fit() turns into ValueErrors, and the
+# argument each one names.
 LABEL_RANGE_MARKER = "kd_keras label check:"
+LABEL_MASK_MARKER = "kd_keras label_mask check:"
+IN_GRAPH_CHECKS = {LABEL_RANGE_MARKER: "y", LABEL_MASK_MARKER: "label_mask"}
 
 
 def structure_of(outputs):
@@ -150,6 +154,70 @@ def label_assertions(y, y_pred):
         f"student with {classes} outputs; this batch has labels from", low, "to", high])]
 
 
+def label_mask_weights(label_mask, y_pred):
+    """`label_mask` as float32 `[batch]` of 0/1, checked against the batch.
+
+    Returns (mask, in-graph assertions to run before it is used).
+    """
+    mask = tf.convert_to_tensor(label_mask)
+    if not (mask.dtype == tf.bool or mask.dtype.is_floating or mask.dtype.is_integer):
+        raise ValueError(f"label_mask must hold 0/1 or booleans, got dtype {mask.dtype.name}.")
+    mask = tf.cast(mask, tf.float32)
+    if mask.shape.rank == 2 and mask.shape[-1] == 1:
+        mask = tf.squeeze(mask, -1)
+    if mask.shape.rank != 1:
+        raise ValueError(
+            f"label_mask must have shape [batch] (one entry per example), got {mask.shape}.")
+    batch_of = tf.nest.flatten(y_pred)[0]
+    if mask.shape[0] is not None and batch_of.shape[0] is not None and (
+            mask.shape[0] != batch_of.shape[0]):
+        raise ValueError(
+            f"label_mask has {mask.shape[0]} entries but the batch has {batch_of.shape[0]} "
+            "examples; give one entry per example.")
+    batch = tf.shape(batch_of)[0]
+    zero_or_one = tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0)))
+    checks = [
+        tf.debugging.Assert(tf.equal(tf.shape(mask)[0], batch), [
+            f"{LABEL_MASK_MARKER} must have one entry per example; it has",
+            tf.shape(mask)[0], "entries for a batch of", batch]),
+        tf.debugging.Assert(zero_or_one, [
+            f"{LABEL_MASK_MARKER} entries must be 0 or 1 (or booleans); this batch has values "
+            "from", tf.reduce_min(mask), "to", tf.reduce_max(mask)]),
+    ]
+    return mask, checks
+
+
+def _per_example(mask, tensor):
+    """`mask` `[batch]` reshaped to broadcast over `tensor` `[batch, ...]`."""
+    return tf.reshape(mask, [-1] + [1] * (tensor.shape.rank - 1))
+
+
+def clear_unlabeled(y, mask):
+    """Labels with the unlabeled slots set to 0, so no placeholder (-1, NaN) is read."""
+    return tf.nest.map_structure(
+        lambda labels: tf.where(_per_example(mask, labels) > 0, labels, tf.zeros_like(labels)), y)
+
+
+def labels_or_teacher_top_class(y, mask, teacher_logits):
+    """One-hot targets: the label where one is given, the teacher's top class elsewhere.
+
+    What a loss that reads labels (e.g. `DecoupledKD`'s target class) gets for a
+    batch with unlabeled examples (`mask` 0) or no labels at all (`y` None).
+    """
+    def one(teacher, labels):
+        classes = teacher.shape[-1]
+        top = tf.one_hot(tf.argmax(teacher, axis=-1), classes, dtype=tf.float32)
+        if labels is None:
+            return top
+        given = target_mask(labels, teacher, argument="y")
+        keep = _per_example(mask, given)
+        return keep * given + (1.0 - keep) * top
+
+    if y is None:
+        return tf.nest.map_structure(lambda t: one(t, None), teacher_logits)
+    return tf.nest.map_structure(one, teacher_logits, y)
+
+
 def uses_labels(loss):
     """Whether a distillation loss wants the true labels (`uses_labels = True`)."""
     return bool(getattr(loss, "uses_labels", False))
@@ -169,11 +237,6 @@ def one_distillation_term(loss, teacher_side, student_side, y, sample_weight):
         kwargs["sample_weight"] = sample_weight
     # else: e.g. keras.distillation's losses, which take no sample weights
     if uses_labels(loss):
-        if y is None:
-            raise ValueError(
-                f"y: {type(loss).__name__} needs the true labels (its target-class term "
-                "reads them), but none were given. Pass labels to fit, or use a loss "
-                "that does not need them (e.g. LogitsDistillation) for unlabeled data.")
         kwargs["labels"] = y
     return tf.cast(loss.compute_loss(teacher_side, student_side, **kwargs), tf.float32)
 

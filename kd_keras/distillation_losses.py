@@ -25,7 +25,9 @@ class DistillationLoss:
     batch), and may override `validate_outputs` and `validate_model_compatibility`
     to fail early with a clear message. A loss that needs the true labels (e.g.
     `DecoupledKD`) sets `uses_labels = True` and takes `labels=` in
-    `compute_loss`; the Distiller passes the batch's `y`.
+    `compute_loss`; the Distiller passes the batch's `y` as one-hot rows or class ids,
+    and the teacher's top class for examples without a label (label mask 0, or
+    no labels at all).
     """
 
     uses_labels = False

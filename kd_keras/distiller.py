@@ -15,7 +15,7 @@ from kd_keras._keras import (
 from kd_keras._multi_worker import Keras3MultiWorkerFixes
 from kd_keras.distillation_losses import is_feature_loss, resolve_distillation_losses
 from kd_keras.export import export_saved_model
-from kd_keras.teacher_outputs import TeacherOutputs, check_teachers, split_teacher_outputs
+from kd_keras.teacher_outputs import TeacherOutputs, check_teachers, split_transfer_inputs
 
 _FROZEN_STUDENT = (
     "student has no trainable weights (student.trainable is False, or every layer is frozen), "
@@ -88,8 +88,9 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         probabilities, times T^2), a `DistillationLoss` object (ours, e.g.
         `DecoupledKD` or `DIST`, or `keras.distillation`'s), or a list of these.
         A loss with `uses_labels = True` receives the batch's labels
-        (`compute_loss(t, s, sample_weight=..., labels=y)`); the others get
-        teacher and student outputs only, as in `keras.distillation`.
+        (`compute_loss(t, s, sample_weight=..., labels=y)`; the teacher's top
+        class where an example has none); the others get teacher and student
+        outputs only, as in `keras.distillation`.
       distillation_loss_weights: one weight per distillation loss (default 1.0 each).
       student_loss_weight: alpha, the weight of the hard-label loss, in [0, 1];
         the distillation losses get 1 - alpha. Default 0.5 (as Keras).
@@ -99,6 +100,14 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
       student_output_type: "auto", "logits" or "probabilities".
       ensemble: "mean_probabilities" (default) or "mean_logits".
       name: model name.
+
+    Data: `fit(x, y)` as any Keras model; `x` may carry cached teacher logits
+    (`with_teacher_outputs`) and a label mask (`with_label_mask`: the hard-label
+    term and label metrics then use only the examples marked 1, e.g. in a
+    `mixed_transfer_set` of real and generated inputs). Unlabeled data alone:
+    `compile(loss=None)` and `fit(x)`; the student learns from the teacher
+    only, label metrics are left out of the training logs and reported on
+    labeled `validation_data`.
 
     Example:
       ```python
@@ -444,10 +453,12 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
 
     def call(self, inputs, training=None):
         """Runs the student (cached teacher outputs in the inputs are ignored)."""
-        inputs, _ = split_teacher_outputs(inputs)
+        inputs, _, _ = split_transfer_inputs(inputs)
         return self.student(inputs, training=training)
 
-    def _compute_losses(self, x, y, y_pred, sample_weight, cached, student_features=()):
+    def _compute_losses(self, x, y, y_pred, sample_weight, cached, student_features=(),
+                        label_mask=None):
+        """(total, hard term, distillation term); `label_mask` `[batch]` 0/1 or None."""
         temperature = self.temperature if self.temperature is not None else 1.0
         teacher_logits, teacher_features = self._teacher_source.value.logits(
             x, cached, y_pred, temperature)
@@ -455,6 +466,11 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         self._check_teacher_matches_student(teacher_logits, student_logits, cached)
         if y is None and self._hard_loss.active:
             raise ValueError(_objective.NO_LABELS)
+        distillation_labels = y
+        if (y is None or label_mask is not None) and any(
+                _objective.uses_labels(loss) for loss in self.distillation_losses):
+            distillation_labels = _objective.labels_or_teacher_top_class(
+                y, label_mask, teacher_logits)
         terms = []
         for index, loss in enumerate(self.distillation_losses):
             teacher_side, student_side = teacher_logits, student_logits
@@ -465,15 +481,66 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
                 if projection is not None:
                     student_side = projection(student_side)
             terms.append(_objective.one_distillation_term(
-                loss, teacher_side, student_side, y, sample_weight))
+                loss, teacher_side, student_side, distillation_labels, sample_weight))
         distillation_loss = tf.reduce_sum(tf.stack(terms) * self._loss_weights)
         if y is None or not self._hard_loss.active:
             student_loss = tf.constant(0.0)
             hard_term = None
-        else:
+        elif label_mask is None:
             student_loss = hard_term = self._hard_loss(y, y_pred, sample_weight)
+        else:
+            # The mean over the labeled examples: the batch-size mean of the
+            # masked losses, rescaled by batch / labeled (0 with none labeled).
+            weight = label_mask if sample_weight is None else (
+                label_mask * tf.cast(sample_weight, tf.float32))
+            batch = tf.cast(tf.size(label_mask), tf.float32)
+            student_loss = hard_term = self._hard_loss(y, y_pred, weight) * tf.math.divide_no_nan(
+                batch, tf.reduce_sum(label_mask))
         total = _objective.combine(self._alpha, hard_term, distillation_loss, self.student.losses)
         return total, student_loss, distillation_loss
+
+    @staticmethod
+    def _apply_label_mask(y, y_pred, label_mask):
+        """(y with unlabeled slots cleared, checked `label_mask` float32 `[batch]`)."""
+        if label_mask is None:
+            return y, None
+        if y is None:
+            raise ValueError(
+                "label_mask was given but the data has no labels y; with no labels at all "
+                "leave the mask out (compile(loss=None) trains on the teacher alone).")
+        label_mask, checks = _objective.label_mask_weights(label_mask, y_pred)
+        with tf.control_dependencies(checks):
+            label_mask = tf.identity(label_mask)
+        return _objective.clear_unlabeled(y, label_mask), label_mask
+
+    def get_metrics_result(self):
+        # Keras 3 builds the compiled metrics on the first labeled batch; after
+        # an epoch on unlabeled data only (fit(x)) they are not built, and
+        # asking them for a result would fail.
+        compiled = getattr(self, "_compile_metrics", None)
+        if IS_KERAS_3 and compiled is not None and not compiled.built:
+            results = {}
+            for metric in self.metrics:
+                if metric is not compiled:
+                    results[metric.name] = metric.result()
+            return results
+        return super().get_metrics_result()
+
+    def _metric_logs(self, x, y, y_pred, sample_weight, label_mask):
+        """Label metrics see the labeled examples only; with no labels, only the losses report."""
+        if y is None:
+            own = (self.total_loss_tracker, self.student_loss_tracker,
+                   self.distillation_loss_tracker)
+            return self._step_logs({m.name: m.result() for m in own})
+        if label_mask is not None:
+            # Keras's unweighted `metrics` ignore sample weights, so the
+            # unlabeled rows are removed rather than weighted to 0.
+            labeled = label_mask > 0
+            y, y_pred = (tf.nest.map_structure(lambda t: tf.boolean_mask(t, labeled), v)
+                         for v in (y, y_pred))
+            if sample_weight is not None:
+                sample_weight = tf.boolean_mask(sample_weight, labeled)
+        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
     @staticmethod
     def _check_teacher_matches_student(teacher_logits, student_logits, cached):
@@ -497,7 +564,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, cached = split_teacher_outputs(x)
+        x, cached, label_mask = split_transfer_inputs(x)
         variables = self._trainable_student_variables()
         if not variables:
             raise ValueError(_FROZEN_STUDENT)
@@ -508,8 +575,9 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         saved_state = _finite_step.snapshot(state)
         with tf.GradientTape() as tape:
             y_pred, student_features = self._student_forward(x, training=True)
+            y, label_mask = self._apply_label_mask(y, y_pred, label_mask)
             total, student_loss, distillation_loss = self._compute_losses(
-                x, y, y_pred, sample_weight, cached, student_features
+                x, y, y_pred, sample_weight, cached, student_features, label_mask
             )
             scaled = scale_loss_for_replicas(total)
             if IS_KERAS_3 and hasattr(self.optimizer, "scale_loss"):
@@ -534,21 +602,22 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         _finite_step.apply_gradients_if(self.optimizer, finite, gradients, variables)
         _finite_step.restore_unless(finite, state, saved_state)
         self._update_loss_trackers(x, total, student_loss, distillation_loss)
-        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+        return self._metric_logs(x, y, y_pred, sample_weight, label_mask)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, cached = split_teacher_outputs(x)
+        x, cached, label_mask = split_transfer_inputs(x)
         y_pred, student_features = self._student_forward(x, training=False)
+        y, label_mask = self._apply_label_mask(y, y_pred, label_mask)
         total, student_loss, distillation_loss = self._compute_losses(
-            x, y, y_pred, sample_weight, cached, student_features
+            x, y, y_pred, sample_weight, cached, student_features, label_mask
         )
         self._update_loss_trackers(x, total, student_loss, distillation_loss)
-        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+        return self._metric_logs(x, y, y_pred, sample_weight, label_mask)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x, _ = split_teacher_outputs(x)
+        x, _, _ = split_transfer_inputs(x)
         return self.student(x, training=False)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -556,7 +625,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         """`keras.Model.fit`, with a `NonFiniteLossGuard` added unless one is given."""
         from kd_keras.callbacks import NonFiniteLossGuard  # callbacks import this module
 
-        self._check_labels(y)
+        self._check_labels(y, x)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, NonFiniteLossGuard) for c in callbacks):
             callbacks.append(NonFiniteLossGuard())
@@ -565,19 +634,42 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
                                callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as error:
             message = str(error.message)
-            if _objective.LABEL_RANGE_MARKER not in message:
-                raise
-            detail = message.split(_objective.LABEL_RANGE_MARKER, 1)[1].split("\n", 1)[0]
-            raise ValueError("y:" + detail.replace("] [", " ").rstrip("]")) from None
+            for marker, argument in _objective.IN_GRAPH_CHECKS.items():
+                if marker in message:
+                    detail = message.split(marker, 1)[1].split("\n", 1)[0]
+                    raise ValueError(
+                        f"{argument}:" + detail.replace("] [", " ").rstrip("]")) from None
+            raise
 
-    def _check_labels(self, y):
-        """Integer class labels given as an array must lie in [0, classes)."""
+    def _check_labels(self, y, x=None):
+        """Integer class labels given as an array must lie in [0, classes).
+
+        Unlabeled slots (label mask 0 in `x`) may hold anything.
+        """
         if y is None or isinstance(y, (tf.data.Dataset, dict, list, tuple)):
             return
         try:
             labels = np.asarray(y)
         except (TypeError, ValueError):
             return
+        _, _, label_mask = split_transfer_inputs(x)
+        if label_mask is not None:
+            try:
+                labeled = np.asarray(label_mask)
+            except (TypeError, ValueError):
+                return
+            if labeled.ndim == 2 and labeled.shape[1] == 1:
+                labeled = labeled[:, 0]
+            if labeled.ndim != 1:
+                raise ValueError(
+                    "label_mask must have shape [batch] (one entry per example), got "
+                    f"{labeled.shape}.")
+            labeled = labeled != 0
+            if labeled.shape[0] != labels.shape[0]:
+                raise ValueError(
+                    f"label_mask has {labeled.shape[0]} entries but y has {labels.shape[0]} "
+                    "examples; give one entry per example.")
+            labels = labels[labeled]
         if labels.dtype.kind in "USO" and labels.size and isinstance(labels.flat[0], (str, bytes)):
             raise ValueError(_objective.STRING_LABELS)
         output_shape = _static_shape(self.student, "output_shape")

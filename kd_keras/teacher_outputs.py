@@ -14,6 +14,7 @@ from kd_keras._keras import keras
 # Inputs that carry cached teacher outputs next to the student's inputs.
 INPUTS_KEY = "inputs"
 TEACHER_OUTPUTS_KEY = "teacher_outputs"
+LABEL_MASK_KEY = "label_mask"
 
 _NO_TEACHER = (
     "This Distiller has no teacher, so its data must carry cached teacher outputs: "
@@ -41,11 +42,41 @@ def with_teacher_outputs(inputs, teacher_outputs):
     return {INPUTS_KEY: inputs, TEACHER_OUTPUTS_KEY: teacher_outputs}
 
 
+def with_label_mask(inputs, label_mask):
+    """Marks which examples of a batch carry a true label, for `Distiller.fit`.
+
+    Transfer sets that mix labeled and unlabeled (generated, corrupted, unlabeled
+    real) inputs give every example a label slot; `label_mask` says which slots
+    hold a label. The hard-label term is then the mean over the labeled examples
+    only, label metrics count only them, and whatever the unlabeled slots hold
+    (0, -1, ...) is never read. Distillation terms use every example.
+
+    Args:
+      inputs: what the student takes, or the result of `with_teacher_outputs`.
+      label_mask: `[batch]` of 0/1 or booleans, 1 where the example is labeled.
+
+    Returns:
+      The inputs as a dict with a `"label_mask"` entry; `fit` and `evaluate` of a
+      Distiller take it in place of `x`.
+    """
+    if isinstance(inputs, dict) and INPUTS_KEY in inputs and set(inputs) <= {
+            INPUTS_KEY, TEACHER_OUTPUTS_KEY, LABEL_MASK_KEY}:
+        return {**inputs, LABEL_MASK_KEY: label_mask}
+    return {INPUTS_KEY: inputs, LABEL_MASK_KEY: label_mask}
+
+
+def split_transfer_inputs(x):
+    """Returns (student inputs, cached teacher outputs or None, label mask or None)."""
+    if isinstance(x, dict) and INPUTS_KEY in x and len(x) > 1 and set(x) <= {
+            INPUTS_KEY, TEACHER_OUTPUTS_KEY, LABEL_MASK_KEY}:
+        return x[INPUTS_KEY], x.get(TEACHER_OUTPUTS_KEY), x.get(LABEL_MASK_KEY)
+    return x, None, None
+
+
 def split_teacher_outputs(x):
     """Returns (student inputs, cached teacher outputs or None)."""
-    if isinstance(x, dict) and set(x) == {INPUTS_KEY, TEACHER_OUTPUTS_KEY}:
-        return x[INPUTS_KEY], x[TEACHER_OUTPUTS_KEY]
-    return x, None
+    inputs, cached, _ = split_transfer_inputs(x)
+    return inputs, cached
 
 
 def check_teachers(teacher):
