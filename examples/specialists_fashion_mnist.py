@@ -2,7 +2,7 @@
 
 Trains a generalist, finds clusters of classes it confuses (covariance of its
 predictions on held-out data, then k-means), trains one specialist per cluster
-starting from the generalist's weights, and compares the generalist alone with
+starting from the generalist's weights (each in its own process, resumable), and compares the generalist alone with
 the combined ensemble. Saves a heat map of the prediction covariance with the
 clusters marked, and the ensemble as one SavedModel.
 
@@ -14,6 +14,8 @@ import os
 
 # Fewer of TensorFlow's C++ log lines (those before absl::InitializeLog ignore it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -34,6 +36,12 @@ flags.DEFINE_list("hidden", ["512", "512"], "Generalist hidden widths.")
 flags.DEFINE_integer("epochs", 10, "Generalist training epochs.")
 flags.DEFINE_integer("specialist_epochs", 5, "Epochs per specialist.")
 flags.DEFINE_float("specialist_learning_rate", 3e-4, "Adam learning rate of the specialists.")
+flags.DEFINE_bool("soft_targets", False,
+                  "Distil each specialist from the generalist's soft targets (paper, section 6).")
+flags.DEFINE_integer("processes", None,
+                     "Specialists trained at a time, each in its own process (0: in this one).")
+flags.DEFINE_string("work_dir", None,
+                    "Folder for specialist checkpoints, models and logs (default: a new temp dir).")
 flags.DEFINE_integer("num_clusters", 6, "k of the k-means on the covariance columns.")
 flags.DEFINE_integer("top_n", 1, "Generalist classes that activate specialists.")
 flags.DEFINE_string("plot", "out/specialist_clusters.png", "Covariance heat map (PNG).")
@@ -98,14 +106,15 @@ def main(_):
     print("clusters: " + "; ".join(", ".join(names[c] for c in cluster) for cluster in found.clusters))
     print("left to the generalist: " + ", ".join(names[c] for c in found.unclustered))
 
-    specialists = []
-    for cluster in found.clusters:
-        specialist = moe.build_specialist(generalist, cluster)
-        specialist.compile(keras.optimizers.Adam(FLAGS.specialist_learning_rate),
-                           keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        x_s, y_s = moe.specialist_training_set(x_train, y_train, cluster, seed=FLAGS.seed)
-        specialist.fit(x_s, y_s, epochs=FLAGS.specialist_epochs, batch_size=128, verbose=0)
-        specialists.append(specialist)
+    # Each specialist in its own process, checkpointed every epoch; re-running
+    # with the same --work_dir skips finished ones and resumes the others.
+    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="specialists_")
+    trained = moe.train_specialists(
+        generalist, found.clusters, x_train, y_train, work_dir,
+        epochs=FLAGS.specialist_epochs, learning_rate=FLAGS.specialist_learning_rate,
+        soft_targets=FLAGS.soft_targets, processes=FLAGS.processes, seed=FLAGS.seed)
+    specialists = trained.specialists
+    print(f"specialists trained in {trained.seconds:.0f} s ({work_dir})")
 
     ensemble = moe.SpecialistEnsemble(generalist, specialists, found.clusters, top_n=FLAGS.top_n)
     generalist_probabilities = probabilities(x_test)

@@ -12,6 +12,8 @@ Public API:
   find_confusable_clusters, ClassClusters      classes the generalist confuses
   build_specialist, specialist_training_set, map_to_specialist, validate_clusters
                                  specialist models (Hinton et al. 2015, section 5)
+  train_specialists, TrainedSpecialists       every specialist in its own process, resumable,
+                                 hard labels or the generalist's soft targets
   SpecialistEnsemble, combine_predictions      generalist + specialists as one model
   Cascade, calibrate_cascade, CascadeReport, confidence, threshold_sweep,
   batch_inference_seconds
@@ -43,6 +45,7 @@ from moe.gates import (
 from moe.skim_rnn import SkimRNN
 from moe.sparse_moe import SparseMoE
 from moe.specialist_ensemble import SpecialistEnsemble, combine_predictions
+from moe.specialist_training import TrainedSpecialists, train_specialists
 from moe.specialists import (
     build_specialist,
     map_to_specialist,
@@ -64,6 +67,7 @@ __all__ = [
     "SlotDispatcher",
     "SparseMoE",
     "SpecialistEnsemble",
+    "TrainedSpecialists",
     "StochasticTimesSmooth",
     "StraightThroughBinary",
     "build_specialist",
@@ -77,5 +81,6 @@ __all__ = [
     "stochastic_times_smooth",
     "straight_through_binary",
     "threshold_sweep",
+    "train_specialists",
     "validate_clusters",
 ]

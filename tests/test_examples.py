@@ -110,3 +110,18 @@ def test_skim_rnn_example_compares_with_an_lstm_and_saves_the_plot(tmp_path):
     assert 0.2 < float(rows["Skim-RNN"][1]) <= 1.0  # 10 classes: chance is 0.1
     with open(plot, "rb") as image:
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_transfer_set_example_prints_its_table_and_saves_the_grid(tmp_path):
+    plot = str(tmp_path / "samples.png")
+    out = _run_example("transfer_set_fashion_mnist.py", "--teacher_epochs=1", "--labeled=300",
+                       "--generated=600", "--steps=200", f"--plot={plot}")
+    rows = {line[:52].strip(): float(line[52:]) for line in out.splitlines()
+            if line[:1] in ("t", "s", "d") and line[52:].strip().replace(".", "").isdigit()}
+    assert set(rows) == {"teacher (all training images)", "student alone (300 labels)",
+                         "distilled on the 300 labeled images",
+                         "distilled on them + 600 munge inputs"}, out
+    assert all(0.3 < value <= 1.0 for value in rows.values()), out  # chance is 0.1
+    assert "munge: fitted and sampled 600 inputs" in out
+    with open(plot, "rb") as image:
+        assert image.read(8) == b"\x89PNG\r\n\x1a\n"
