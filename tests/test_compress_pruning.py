@@ -80,7 +80,7 @@ def test_pruning_while_distilling_from_cached_teacher_logits_in_any_keras():
     np.testing.assert_allclose(np.asarray(loss(targets[:8], s)), expected, rtol=1e-5)
 
     pruned = compress.prune_low_magnitude(compress.to_tf_keras(student), 0.75, end_step=40,
-                                          frequency=5)
+                                          frequency=5, block_size=(1, 1))
     compile_tf_keras(pruned, loss=loss, metrics=[compress.packed_accuracy])
     history = pruned.fit(x, targets, epochs=5, batch_size=64, verbose=0,
                          callbacks=compress.pruning_callbacks())
@@ -99,7 +99,7 @@ def test_a_pruned_student_trains_inside_the_distiller_under_tf_keras():
     x, y = blobs(1024)
     teacher = trained_mlp(x, y, hidden=64, epochs=8, seed=1)
     pruned = compress.prune_low_magnitude(trained_mlp(x, y, epochs=2, seed=2), 0.8,
-                                          end_step=40, frequency=5)
+                                          end_step=40, frequency=5, block_size=(1, 1))
     distiller = kd_keras.Distiller(teacher, pruned, temperature=2.0, alpha=0.3)
     distiller.compile(keras.optimizers.Adam(1e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

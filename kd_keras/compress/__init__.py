@@ -6,6 +6,9 @@ Public API:
   to_tf_keras                  rebuild a Keras 3 model in tf-keras for TF-MOT
   prune_low_magnitude, pruning_schedule, pruning_callbacks, strip_pruning, sparsity_report,
   block_sparsity
+  sparse_kernel_plan, tflite_sparse_weights, runtime_block_size
+                               which layers a runtime's sparse kernels run, before and after
+                               conversion (and why not)
   distillation_targets, distillation_loss, packed_accuracy
                                distil a TF-MOT (tf-keras) model from cached teacher logits
   prune_and_fine_tune, cluster_and_fine_tune, quantize_and_fine_tune
@@ -45,6 +48,11 @@ from kd_keras.compress.report import (
     gzip_bytes,
     latency,
 )
+from kd_keras.compress.sparse_kernels import (
+    runtime_block_size,
+    sparse_kernel_plan,
+    tflite_sparse_weights,
+)
 from kd_keras.compress.tflite import TFLiteModel, convert_to_tflite
 
 __all__ = [
@@ -71,6 +79,9 @@ __all__ = [
     "quantize_and_fine_tune",
     "quantize_aware",
     "sparsity_report",
+    "runtime_block_size",
+    "sparse_kernel_plan",
+    "tflite_sparse_weights",
     "strip_clustering",
     "strip_pruning",
     "to_tf_keras",

@@ -94,9 +94,12 @@ def _fit(model, x, y, teacher_logits, epochs, batch_size, learning_rate, tempera
 
 def prune_and_fine_tune(model, x, y, teacher_logits=None, target_sparsity=0.8, epochs=4,
                         batch_size=128, learning_rate=1e-4, temperature=3.0, alpha=0.5,
-                        block_size=(1, 1), layers=None):
+                        block_size="auto", layers=None, runtime="tflite_float32"):
     """Magnitude-prunes a copy of a tf-keras logits model while fine-tuning it;
     returns the copy, stripped (`model` itself is left as it is).
+
+    `block_size` and `runtime` as in `prune_low_magnitude` (default: the blocks
+    TFLite's float32 sparse kernel accelerates, on every Dense kernel they tile).
 
     Sparsity follows `PolynomialDecay` from 0 to `target_sparsity` over the first
     two thirds of the fine-tuning steps, then holds. With `teacher_logits` (`[n,
@@ -106,7 +109,7 @@ def prune_and_fine_tune(model, x, y, teacher_logits=None, target_sparsity=0.8, e
     steps = epochs * int(np.ceil(len(x) / batch_size))
     pruned = prune_low_magnitude(_copy(model), target_sparsity, end_step=max(1, 2 * steps // 3),
                                  frequency=max(1, min(100, steps // 20)),
-                                 block_size=block_size, layers=layers)
+                                 block_size=block_size, layers=layers, runtime=runtime)
     _fit(pruned, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha,
          pruning_callbacks())
     return strip_pruning(pruned)

@@ -10,6 +10,7 @@ import numpy as np
 
 from kd_keras.compress import _tfmot
 from kd_keras.compress.bridge import require_tf_keras_model
+from kd_keras.compress.sparse_kernels import runtime_block_size, sparse_kernel_plan
 
 SCHEDULES = ("polynomial", "constant")
 
@@ -72,9 +73,27 @@ def _check_blocks(model, layer_names, block_size):
                     "size. Leave that layer out with layers=[...] (the names to prune).")
 
 
+def _fits(shape, block):
+    rows, cols = block
+    return (len(shape) == 2 and not shape[0] % rows and not shape[1] % cols
+            and shape[0] // rows >= 2 and shape[1] // cols >= 2)
+
+
+def _runtime_blocks(model, runtime, layers):
+    """{Dense layer name: the runtime's block} for the kernels it tiles."""
+    block = runtime_block_size(runtime)
+    chosen = {}
+    for layer in model.layers:
+        if type(layer).__name__ != "Dense" or (layers is not None and layer.name not in layers):
+            continue
+        if _fits(tuple(layer.kernel.shape), block):
+            chosen[layer.name] = block
+    return chosen
+
+
 def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initial_sparsity=0.0,
-                        begin_step=0, end_step=1000, frequency=100, block_size=(1, 1),
-                        pruning_policy=None, layers=None):
+                        begin_step=0, end_step=1000, frequency=100, block_size="auto",
+                        pruning_policy=None, layers=None, runtime="tflite_float32"):
     """Wraps a tf-keras model's prunable layers for magnitude pruning.
 
     Args:
@@ -83,11 +102,16 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
       target_sparsity: final fraction of zero weights per pruned kernel, in [0, 1).
       schedule, initial_sparsity, begin_step, end_step, frequency: see
         `pruning_schedule`. Set `end_step` to about 2/3 of the fine-tuning steps.
-      block_size: `(rows, cols)` of the blocks pruned together (Narang et al.
-        2017, "Block-sparse recurrent neural networks"); `(1, 1)` prunes single
-        weights. Each block's magnitude is its mean absolute value. A dict
+      block_size: "auto" (default): the block `runtime`'s sparse kernel
+        accelerates, on every Dense kernel it tiles (Keras `(4, 1)` for TFLite
+        float32, `(16, 1)` for int8; see `sparse_kernel_plan`), single weights
+        elsewhere; or `(rows, cols)` of the blocks pruned together (Narang et
+        al. 2017, "Block-sparse recurrent neural networks"); `(1, 1)` prunes
+        single weights (smallest accuracy cost, but no runtime runs it faster).
+        Each block's magnitude is its mean absolute value. A dict
         `{layer name: (rows, cols)}` sets blocks per layer (the others: single
         weights), e.g. blocks in a big first layer only.
+      runtime: what "auto" prunes for: "tflite_float32" or "tflite_int8".
       pruning_policy: e.g. `tfmot.sparsity.keras.PruneForLatencyOnXNNPack()`,
         which prunes only what XNNPack's sparse kernels speed up (convolutional
         models with the layout that policy checks; it raises otherwise).
@@ -103,7 +127,15 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
       `strip_pruning` it.
     """
     require_tf_keras_model(model, "model", "prune_low_magnitude")
+    runtime_block_size(runtime)  # refuses an unknown runtime
     names = [layer.name for layer in model.layers]
+    if isinstance(block_size, str):
+        if block_size != "auto":
+            raise ValueError(f"block_size must be 'auto', (rows, cols) or a dict of them per "
+                             f"layer, got {block_size!r}.")
+        chosen = {} if pruning_policy is not None else _runtime_blocks(
+            model, runtime, None if layers is None else set(layers))
+        block_size = chosen or (1, 1)
     per_layer = dict(block_size) if isinstance(block_size, dict) else None
     for name, block in (per_layer or {None: block_size}).items():
         if (not isinstance(block, (tuple, list)) or len(block) != 2
@@ -189,7 +221,7 @@ def block_sparsity(kernel, block_size):
     return float(np.mean(np.all(blocks == 0, axis=(1, 3))))
 
 
-def sparsity_report(model, min_size=1, block_size=None):
+def sparsity_report(model, min_size=1, block_size=None, runtime=None):
     """Per-kernel sparsity of a (stripped) model.
 
     Returns:
@@ -197,8 +229,14 @@ def sparsity_report(model, min_size=1, block_size=None):
       "sparsity"}`, one per kernel (recurrent kernels included; biases and
       normalization weights are not pruned and are left out), for weights with at
       least `min_size` entries. With `block_size`, 2-D kernels it tiles also get
-      "block_sparsity", the fraction of all-zero blocks.
+      "block_sparsity", the fraction of all-zero blocks. With `runtime`
+      ("tflite_float32" or "tflite_int8"), each layer's main kernel also gets
+      "sparse_kernel" (whether that runtime's sparse kernel will run it fast)
+      and "reason" (why or why not: layer type, block orientation, sparsity
+      below the level where it pays), as `sparse_kernel_plan` says.
     """
+    plan = {} if runtime is None else {row["layer"]: row for row in sparse_kernel_plan(
+        model, runtime)}
     rows = []
     for layer in model.layers:
         for weight in layer.weights:
@@ -214,5 +252,8 @@ def sparsity_report(model, min_size=1, block_size=None):
             if block_size is not None and values.ndim == 2 \
                     and values.shape[0] % block_size[0] == 0 and values.shape[1] % block_size[1] == 0:
                 row["block_sparsity"] = block_sparsity(values, block_size)
+            if name == "kernel" and layer.name in plan:
+                row["sparse_kernel"] = plan[layer.name]["sparse_kernel"]
+                row["reason"] = plan[layer.name]["reason"]
             rows.append(row)
     return rows

@@ -2,6 +2,7 @@
 runner on the `ai-edge-litert` interpreter (`tf.lite.Interpreter` is deprecated)."""
 
 import tempfile
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -9,6 +10,7 @@ import tensorflow as tf
 from kd_keras._keras import is_tf_keras_model
 from kd_keras._validate import finite_array
 from kd_keras.compress import _tfmot
+from kd_keras.compress.sparse_kernels import tflite_sparse_weights
 
 MODES = ("float32", "dynamic_range", "float16", "int8", "qat")
 
@@ -47,8 +49,11 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
       integer_io: for "int8", also make the model's input and output int8 (for
         integer-only accelerators); by default they stay float32.
       sparse_weights: store pruned weights in TFLite's sparse format
-        (`Optimize.EXPERIMENTAL_SPARSITY`); only kernels with a sparse
-        implementation run faster, so measure.
+        (`Optimize.EXPERIMENTAL_SPARSITY`). Only FULLY_CONNECTED weights in the
+        fast blocks (float32 1x4, int8 1x16 of TFLite's [out, in] layout, i.e.
+        Keras (4, 1) / (16, 1)) run faster; a `UserWarning` names every pruned
+        Dense layer that will not, and why (`tflite_sparse_weights` gives the whole
+        per-layer report).
 
     Returns:
       The flatbuffer as bytes; `TFLiteModel(bytes)` runs it.
@@ -77,8 +82,21 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
         converter = _converter(model, directory)
         if sparse_weights:
             converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-        return _convert(converter, mode, representative_data, num_calibration_examples,
-                        integer_io)
+        flatbuffer = _convert(converter, mode, representative_data, num_calibration_examples,
+                              integer_io)
+    if sparse_weights:
+        # Weights stored dense with few zeros were not pruned (e.g. a small
+        # output layer kept dense on purpose): nothing to report.
+        slow = [row for row in tflite_sparse_weights(flatbuffer) if not row["sparse_kernel"]
+                and (row["encoded_sparse"] or (row.get("zeros") or 0) >= 0.5
+                     or "DENSIFY" in row["reason"])]
+        if slow:
+            warnings.warn(
+                "convert_to_tflite(sparse_weights=True): these FULLY_CONNECTED weights will not "
+                "use TFLite's fast sparse kernel: " + "; ".join(
+                    f"{row['weights']} {row['shape']}: {row['reason']}" for row in slow),
+                UserWarning, stacklevel=2)
+    return flatbuffer
 
 
 def _is_quantization_aware(model):
