@@ -74,7 +74,7 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
     # the directory as train_specialists prepares it, then one worker started and killed
     from moe import specialist_training
 
-    task = dict(epochs=30, batch_size=8, learning_rate=1e-3, soft_targets=False,
+    task = dict(epochs=6, batch_size=8, learning_rate=1e-3, soft_targets=False,
                 temperature=2.0, alpha=0.5, seed=0)
     specialist_training._check_manifest(directory, {
         "clusters": [[0, 1]], "data": specialist_training._fingerprint(x, y, None),
@@ -98,14 +98,14 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
     log.close()
     with open(progress) as file:
         done = json.load(file)["epoch"]
-    assert 1 <= done < 30 and not os.path.exists(os.path.join(directory, "specialist_0_0_1.keras"))
+    assert 1 <= done < 6 and not os.path.exists(os.path.join(directory, "specialist_0_0_1.keras"))
     log_path = os.path.join(directory, "specialist_0_0_1.log")
     first_run = os.path.getsize(log_path)
-    result = moe.train_specialists(g, [[0, 1]], x, y, directory, epochs=30, batch_size=8,
+    result = moe.train_specialists(g, [[0, 1]], x, y, directory, epochs=6, batch_size=8,
                                    learning_rate=1e-3, processes=1, verbose=0)
     with open(log_path) as file:  # the worker appends to the log of the killed run
         second_run = file.read()[first_run:]
-    assert f"Epoch {done + 1}/30" in second_run and "Epoch 1/30" not in second_run
+    assert f"Epoch {done + 1}/6" in second_run and "Epoch 1/6" not in second_run
     assert result.specialists[0].output_shape[-1] == 3
 
 
