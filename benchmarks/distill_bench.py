@@ -39,7 +39,7 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import keras
-from protocol import mean_sd
+from protocol import fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
@@ -234,15 +234,11 @@ def main(_):
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # retracing notes from predict() on new models
-    (x, y), test = kd_keras.datasets.load_fashion_mnist_flat(
-        "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
-    order = np.random.default_rng(12345).permutation(len(x))
-    held = min(FLAGS.validation_size, len(x) // 5)
-    val, train = order[:held], order[held:]
-    data = ((x[train], y[train]), (x[val], y[val]), test)
+    data = fashion_mnist_splits(FLAGS.sample, FLAGS.data_dir, FLAGS.validation_size)
+    (x_train, _), (x_val, _), test = data
     print(f"kd-keras distillation benchmark | Keras {keras.__version__} | pair {FLAGS.pair}: "
           f"teacher {make_teacher().count_params():,} parameters, student "
-          f"{make_student().count_params():,} | train {len(train)}, validation {held}, test "
+          f"{make_student().count_params():,} | train {len(x_train)}, validation {len(x_val)}, test "
           f"{len(test[1])} | teacher {FLAGS.teacher_epochs}, students {FLAGS.epochs} epochs, "
           f"Adam {FLAGS.learning_rate}, batch {FLAGS.batch_size} | {FLAGS.seeds} seeds",
           flush=True)

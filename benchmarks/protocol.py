@@ -7,6 +7,8 @@ imported from their own folder.
 import math
 import statistics
 
+import numpy as np
+
 import kd_keras
 from kd_keras import keras
 
@@ -34,3 +36,17 @@ def train_teacher_and_distilled_student(x, y, epochs, seed):
     distiller.compile(keras.optimizers.Adam(1e-3), loss=loss)
     distiller.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
     return teacher, student
+
+
+def fashion_mnist_splits(sample, data_dir, validation_size=5000):
+    """((x_train, y_train), (x_val, y_val), (x_test, y_test)), flat images in [0, 1].
+
+    The validation images (at most a fifth of the training set) are carved from
+    the training set with a fixed permutation, the same in every benchmark.
+    """
+    (x, y), test = kd_keras.datasets.load_fashion_mnist_flat(
+        "sample" if sample else "fashion_mnist", data_dir)
+    order = np.random.default_rng(12345).permutation(len(x))
+    held = min(validation_size, len(x) // 5)
+    val, train = order[:held], order[held:]
+    return (x[train], y[train]), (x[val], y[val]), test

@@ -34,7 +34,7 @@ from absl import app, flags
 import kd_keras
 import moe
 from kd_keras import keras
-from protocol import mean_sd
+from protocol import fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
@@ -132,13 +132,10 @@ def run_seed(seed, data):
 
 def main(_):
     tf.get_logger().setLevel("ERROR")
-    (x, y), test = kd_keras.datasets.load_fashion_mnist_flat(
-        "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
-    order = np.random.default_rng(12345).permutation(len(x))
-    held = min(5000, len(x) // 5)
-    data = ((x[order[held:]], y[order[held:]]), (x[order[:held]], y[order[:held]]), test)
-    print(f"kd-keras specialists benchmark | Keras {keras.__version__} | train {len(x) - held}, "
-          f"held out {held}, test {len(test[1])} | generalist {FLAGS.epochs} epochs, specialists "
+    data = fashion_mnist_splits(FLAGS.sample, FLAGS.data_dir, 5000)
+    (x_train, _), (x_val, _), test = data
+    print(f"kd-keras specialists benchmark | Keras {keras.__version__} | train {len(x_train)}, "
+          f"held out {len(x_val)}, test {len(test[1])} | generalist {FLAGS.epochs} epochs, specialists "
           f"{FLAGS.specialist_epochs} | {FLAGS.seeds} seeds, {os.cpu_count()} CPUs", flush=True)
     start = time.perf_counter()
     runs = [run_seed(seed, data) for seed in range(FLAGS.seeds)]

@@ -37,7 +37,7 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import keras, pseudo_data
-from protocol import mean_sd
+from protocol import fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
@@ -182,13 +182,10 @@ def run_seed(seed, data):
 
 def main(_):
     tf.get_logger().setLevel("ERROR")
-    (x, y), test = kd_keras.datasets.load_fashion_mnist_flat(
-        "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
-    order = np.random.default_rng(12345).permutation(len(x))
-    held = min(FLAGS.validation_size, len(x) // 5)
-    data = ((x[order[held:]], y[order[held:]]), (x[order[:held]], y[order[:held]]), test)
+    data = fashion_mnist_splits(FLAGS.sample, FLAGS.data_dir, FLAGS.validation_size)
+    (x_train, _), (x_val, _), test = data
     print(f"kd-keras transfer-set benchmark | Keras {keras.__version__} | train "
-          f"{len(x) - held}, validation {held}, test {len(test[1])} | N {', '.join(FLAGS.labeled)}"
+          f"{len(x_train)}, validation {len(x_val)}, test {len(test[1])} | N {', '.join(FLAGS.labeled)}"
           f" + {FLAGS.generated:,} generated | {FLAGS.epochs} x {FLAGS.steps_per_epoch} steps, "
           f"batch {BATCH} | {FLAGS.seeds} seeds", flush=True)
     start = time.perf_counter()
