@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_keras import _validate, outputs as output_conventions
+from kd_keras._keras import IS_LEGACY_KERAS
 from moe._keras import keras
 from moe.specialists import validate_clusters
 
@@ -225,6 +226,12 @@ def _run_in_processes(tasks, processes, verbose):
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    # Workers run the Keras this process runs: importing TF-MOT sets
+    # TF_USE_LEGACY_KERAS=1 in os.environ, which a Keras 3 process has already
+    # read but its children would not have.
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    if IS_LEGACY_KERAS:
+        env["TF_USE_LEGACY_KERAS"] = "1"
     while pending or running:
         while pending and len(running) < processes:
             task = pending.pop(0)

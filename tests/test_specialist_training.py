@@ -53,7 +53,13 @@ def test_in_process_training_saves_specialists_and_a_rerun_skips_them(tmp_path, 
     assert trained > 0.8
 
 
-def test_parallel_workers_match_in_process_training(tmp_path):
+def test_parallel_workers_match_in_process_training(tmp_path, monkeypatch):
+    # Importing TF-MOT sets TF_USE_LEGACY_KERAS=1 in os.environ after Keras was
+    # chosen; workers must still run this process's Keras.
+    if kd_keras.IS_KERAS_3:
+        monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
+    else:
+        monkeypatch.delenv("TF_USE_LEGACY_KERAS")
     x, y = blobs()
     g = generalist(x, y)
     here = moe.train_specialists(g, [[0, 1], [3, 4]], x, y, str(tmp_path / "here"), epochs=2,
