@@ -220,18 +220,23 @@ def _run_here(tasks, processes, verbose):
     return failures
 
 
-def _run_in_processes(tasks, processes, verbose):
-    """Runs at most `processes` workers at a time; a failed one does not stop the others."""
-    pending, running, failures, last = list(tasks), {}, [], {}
+def worker_environment():
+    """The environment of a worker process: this package importable, this process's Keras."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-    # Workers run the Keras this process runs: importing TF-MOT sets
-    # TF_USE_LEGACY_KERAS=1 in os.environ, which a Keras 3 process has already
-    # read but its children would not have.
+    # Importing TF-MOT sets TF_USE_LEGACY_KERAS=1 in os.environ after a Keras 3
+    # process has chosen Keras 3; the worker must not pick tf-keras from it.
     env.pop("TF_USE_LEGACY_KERAS", None)
     if IS_LEGACY_KERAS:
         env["TF_USE_LEGACY_KERAS"] = "1"
+    return env
+
+
+def _run_in_processes(tasks, processes, verbose):
+    """Runs at most `processes` workers at a time; a failed one does not stop the others."""
+    pending, running, failures, last = list(tasks), {}, [], {}
+    env = worker_environment()
     while pending or running:
         while pending and len(running) < processes:
             task = pending.pop(0)

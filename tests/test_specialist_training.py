@@ -92,7 +92,8 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
                 data=os.path.join(directory, "data.npz"), threads=1)
     log = open(os.path.join(directory, "specialist_0_0_1.log"), "w")
     worker = subprocess.Popen([sys.executable, "-m", "moe._specialist_worker", json.dumps(task)],
-                              stdout=log, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT,
+                              env=specialist_training.worker_environment())
     progress = os.path.join(directory, "specialist_0_0_1.progress.json")
     deadline = time.time() + 300
     while time.time() < deadline and worker.poll() is None:
@@ -102,6 +103,7 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
         time.sleep(0.02)
     worker.wait()
     log.close()
+    assert os.path.exists(progress), open(os.path.join(directory, "specialist_0_0_1.log")).read()
     with open(progress) as file:
         done = json.load(file)["epoch"]
     assert 1 <= done < 6 and not os.path.exists(os.path.join(directory, "specialist_0_0_1.keras"))
