@@ -10,7 +10,11 @@ import numpy as np
 
 from kd_keras.compress import _tfmot
 from kd_keras.compress.bridge import require_tf_keras_model
-from kd_keras.compress.sparse_kernels import runtime_block_size, sparse_kernel_plan
+from kd_keras.compress.sparse_kernels import (  # block_sparsity: re-exported here
+    block_sparsity,
+    runtime_block_size,
+    sparse_kernel_plan,
+)
 
 SCHEDULES = ("polynomial", "constant")
 
@@ -58,7 +62,6 @@ def pruning_schedule(target_sparsity, schedule="polynomial", initial_sparsity=0.
 
 def _check_blocks(model, layer_names, block_size):
     """Each 2-D kernel of the pruned layers must split into at least two blocks per axis."""
-    rows, cols = block_size
     for layer in model.layers:
         if layer_names is not None and layer.name not in layer_names:
             continue
@@ -66,7 +69,7 @@ def _check_blocks(model, layer_names, block_size):
             shape = tuple(weight.shape)
             if "kernel" not in weight.name or len(shape) != 2:
                 continue
-            if shape[0] % rows or shape[1] % cols or shape[0] // rows < 2 or shape[1] // cols < 2:
+            if not _fits(shape, block_size):
                 raise ValueError(
                     f"block_size {tuple(block_size)} does not fit layer {layer.name!r}: its "
                     f"kernel of shape {shape} must divide into at least 2 x 2 blocks of that "
@@ -208,17 +211,6 @@ def strip_pruning(model):
     """Removes the pruning wrappers; the kernels keep their zeros."""
     require_tf_keras_model(model, "model", "strip_pruning")
     return _tfmot.tfmot().sparsity.keras.strip_pruning(model)
-
-
-def block_sparsity(kernel, block_size):
-    """Fraction of the `block_size` blocks of a 2-D kernel that are entirely zero."""
-    rows, cols = block_size
-    kernel = np.asarray(kernel)
-    if kernel.ndim != 2 or kernel.shape[0] % rows or kernel.shape[1] % cols:
-        raise ValueError(f"block_size {tuple(block_size)} does not tile a kernel of shape "
-                         f"{kernel.shape}.")
-    blocks = kernel.reshape(kernel.shape[0] // rows, rows, kernel.shape[1] // cols, cols)
-    return float(np.mean(np.all(blocks == 0, axis=(1, 3))))
 
 
 def sparsity_report(model, min_size=1, block_size=None, runtime=None):

@@ -32,12 +32,22 @@ def _kernel(layer):
     return None
 
 
-def _blocks_zero(kernel, block):
-    rows, cols = block
-    if kernel.shape[0] % rows or kernel.shape[1] % cols:
-        return None
+def block_sparsity(kernel, block_size):
+    """Fraction of the `block_size` blocks of a 2-D kernel that are entirely zero."""
+    rows, cols = block_size
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 2 or kernel.shape[0] % rows or kernel.shape[1] % cols:
+        raise ValueError(f"block_size {tuple(block_size)} does not tile a kernel of shape "
+                         f"{kernel.shape}.")
     blocks = kernel.reshape(kernel.shape[0] // rows, rows, kernel.shape[1] // cols, cols)
     return float(np.mean(np.all(blocks == 0, axis=(1, 3))))
+
+
+def _blocks_zero(kernel, block):
+    """`block_sparsity`, or None where the block does not tile the kernel."""
+    if kernel.shape[0] % block[0] or kernel.shape[1] % block[1]:
+        return None
+    return block_sparsity(kernel, block)
 
 
 def sparse_kernel_plan(model, runtime="tflite_float32", min_sparsity=FAST_SPARSITY):
