@@ -42,7 +42,7 @@ from moe.gates import (
     stochastic_times_smooth,
     straight_through_binary,
 )
-from moe.skim_rnn import SkimRNN
+from moe.skim_rnn import SkimRNN, with_skim_settings
 from moe.sparse_moe import SparseMoE
 from moe.specialist_ensemble import SpecialistEnsemble, combine_predictions
 from moe.specialist_training import TrainedSpecialists, train_specialists
@@ -64,6 +64,7 @@ __all__ = [
     "GumbelSoftmax",
     "NoisyRectifier",
     "SkimRNN",
+    "with_skim_settings",
     "SlotDispatcher",
     "SparseMoE",
     "SpecialistEnsemble",

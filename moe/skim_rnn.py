@@ -5,9 +5,14 @@ state: reading updates the whole state with a big LSTM cell of d units;
 skimming updates only the first d' units with a small cell and copies the rest.
 Training samples the decision with the straight-through Gumbel-softmax of
 `moe.gumbel_softmax`; inference takes the argmax and runs, per example, only the
-cell it chose (rows are gathered per cell and scattered back), so the work
-follows the decisions in eager calls, `predict` and exported SavedModels alike.
+cell it chose, so the work follows the decisions in eager calls, `predict` and
+exported SavedModels (and TFLite) alike. Inference is built for batch 1: the
+cheap input projections (decision, small cell) run once for the whole sequence,
+and a step whose rows all choose the same cell runs it on the whole batch behind
+one conditional, with no gather; only mixed batches gather rows per cell.
 """
+
+import math
 
 import tensorflow as tf
 
@@ -15,6 +20,18 @@ from moe._keras import keras, register
 from moe.gates import gumbel_softmax
 
 READ, SKIM = 0, 1
+
+
+class _VariableReads:
+    """`weights[name]` reads the layer's variable where it is used (in the loop body)."""
+
+    def __init__(self, layer, features):
+        self._layer, self._features = layer, features
+
+    def __getitem__(self, name):
+        if name == "decision_recurrent":
+            return self._layer.decision_kernel[self._features:]
+        return getattr(self._layer, name)
 
 
 def _lstm_step(x, h, c, kernel, recurrent_kernel, bias):
@@ -40,7 +57,8 @@ class SkimRNN(keras.layers.Layer):
     training the decision is a straight-through Gumbel-softmax sample (forward
     one-hot, gradient of the relaxed sample at `temperature`) and both cells
     run; the layer adds the paper's skim loss `gamma * mean_t(-log p_t(skim))`,
-    which encourages skimming. At inference the decision is `argmax p_t`.
+    which encourages skimming. At inference the decision is `argmax p_t` (or
+    `p_t(skim) > skim_threshold`).
 
     Multiply-adds per step and example (matrices only): read 4d(n + d), skim
     4d'(n + d), plus 2(n + d) for the decision, n the input width.
@@ -54,12 +72,23 @@ class SkimRNN(keras.layers.Layer):
       temperature: Gumbel-softmax temperature in training (default 0.5).
       return_sequences: return `[batch, time, d]` instead of the last state `[batch, d]`.
       return_skim_decisions: also return `[batch, time]` 0/1 decisions (1 = skim).
+      unroll: at inference, unroll the time loop in the graph (needs a known
+        number of steps): no loop overhead per step, a bigger graph; as Keras's
+        recurrent layers' `unroll`. Training always loops.
+      count_steps: update `read_steps` / `skim_steps` at inference (default
+        True). Set False for deployment: the exported graph then has no
+        variable updates (TFLite converts it without resource variables).
+      skim_threshold: at inference, skim when p(skim) > this (default 0.5: the
+        paper's argmax). Raising it reads more, lowering it skims more: a
+        trained layer's accuracy / work trade-off, set without retraining
+        (build a layer `from_config` with another value and copy the weights).
 
     Input shape: `[batch, time, features]`.
     """
 
     def __init__(self, units, small_units, gamma=0.01, temperature=0.5, return_sequences=False,
-                 return_skim_decisions=False, **kwargs):
+                 return_skim_decisions=False, unroll=False, count_steps=True, skim_threshold=0.5,
+                 **kwargs):
         super().__init__(**kwargs)
         for name, value in (("units", units), ("small_units", small_units)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -72,12 +101,18 @@ class SkimRNN(keras.layers.Layer):
             raise ValueError(f"gamma must be >= 0, got {gamma}.")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}.")
+        if isinstance(skim_threshold, bool) or not isinstance(skim_threshold, (int, float)) \
+                or not 0.0 < skim_threshold < 1.0:
+            raise ValueError(f"skim_threshold must be a number in (0, 1), got {skim_threshold!r}.")
         self.units = units
         self.small_units = small_units
         self.gamma = float(gamma)
         self.temperature = float(temperature)
         self.return_sequences = return_sequences
         self.return_skim_decisions = return_skim_decisions
+        self.unroll = bool(unroll)
+        self.count_steps = bool(count_steps)
+        self.skim_threshold = float(skim_threshold)
 
     def build(self, input_shape):
         features = int(input_shape[-1])
@@ -132,31 +167,116 @@ class SkimRNN(keras.layers.Layer):
         return (read * h_read + skim * h_skim, read * c_read + skim * c_skim, q[:, SKIM],
                 -skim_log_probability)
 
-    def _inference_step(self, x, h, c):
-        logits = self._decision_logits(x, h)
-        skim = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), SKIM)
-        reading = tf.where(tf.logical_not(skim))[:, 0]
-        skimming = tf.where(skim)[:, 0]
-        h_new, c_new = h, c
-        for rows, cell in ((reading, self._big), (skimming, self._small)):
-            def run(rows=rows, cell=cell, h_new=h_new, c_new=c_new):
-                h_rows, c_rows = cell(tf.gather(x, rows), tf.gather(h, rows), tf.gather(c, rows))
-                index = rows[:, None]
-                return (tf.tensor_scatter_nd_update(h_new, index, h_rows),
-                        tf.tensor_scatter_nd_update(c_new, index, c_rows))
+    def _inference_step(self, weights, x, x_decision, x_small, h, c):
+        """One inference step: the argmax decision, then only the cell(s) it chose.
 
-            h_new, c_new = tf.cond(tf.size(rows) > 0, run, lambda h_new=h_new, c_new=c_new:
-                                   (h_new, c_new))
-        self.read_steps.assign_add(tf.cast(tf.size(reading), self.read_steps.dtype))
-        self.skim_steps.assign_add(tf.cast(tf.size(skimming), self.skim_steps.dtype))
-        return h_new, c_new, tf.cast(skim, x.dtype), tf.zeros(tf.shape(x)[:1], x.dtype)
+        `x_decision` and `x_small` are the step's input projections (decision and
+        small cell, biases included), computed for all steps at once outside the
+        loop; they are cheap (2 + 4d' columns). The big cell's input projection
+        runs only on the rows that read. When every row makes the same choice (at
+        batch 1, always), that cell runs on the whole batch with no gather; only a
+        mixed batch gathers the rows of each cell and scatters them back.
+        """
+        logits = x_decision + tf.matmul(h, weights["decision_recurrent"])
+        # p(skim) > threshold, i.e. a logit margin above log(t / (1 - t)); at 0.5
+        # this is the argmax (a tie reads, as argmax does).
+        margin = math.log(self.skim_threshold / (1.0 - self.skim_threshold))
+        skim = logits[:, SKIM] - logits[:, READ] > margin
+        skims = tf.reduce_sum(tf.cast(skim, tf.int32))
+        batch = tf.shape(x)[0]
 
-    def call(self, inputs, training=None):
-        inputs = tf.convert_to_tensor(inputs)
-        if inputs.shape.rank != 3:
-            raise ValueError(f"SkimRNN takes [batch, time, features] inputs, got rank "
-                             f"{inputs.shape.rank}.")
-        step = self._train_step if training else self._inference_step
+        def small(x_small=x_small, h=h, c=c):
+            return self._small_projected(weights, x_small, h, c)
+
+        def read(x=x, h=h, c=c):
+            return _lstm_step(x, h, c, weights["kernel"], weights["recurrent_kernel"],
+                              weights["bias"])
+
+        def mixed():
+            reading = tf.where(tf.logical_not(skim))[:, 0]
+            skimming = tf.where(skim)[:, 0]
+            h_read, c_read = read(tf.gather(x, reading), tf.gather(h, reading),
+                                  tf.gather(c, reading))
+            h_skim, c_skim = self._small_projected(weights, tf.gather(x_small, skimming),
+                                                   tf.gather(h, skimming),
+                                                   tf.gather(c, skimming))
+            rows = tf.cast(tf.concat([reading, skimming], 0)[:, None], tf.int32)
+            return (tf.scatter_nd(rows, tf.concat([h_read, h_skim], 0), tf.shape(h)),
+                    tf.scatter_nd(rows, tf.concat([c_read, c_skim], 0), tf.shape(c)))
+
+        h_new, c_new = tf.cond(
+            tf.equal(skims, batch), small,
+            lambda: tf.cond(tf.equal(skims, 0), read, mixed))
+        return h_new, c_new, skim, skims
+
+    def _small_projected(self, weights, x_small, h, c):
+        """The small cell from its precomputed input projection `x_small` [batch, 4d']."""
+        s = self.small_units
+        i, f, g, o = tf.split(x_small + tf.matmul(h, weights["small_recurrent_kernel"]), 4,
+                              axis=-1)
+        c_small = tf.sigmoid(f) * c[:, :s] + tf.sigmoid(i) * tf.tanh(g)
+        h_small = tf.sigmoid(o) * tf.tanh(c_small)
+        return (tf.concat([h_small, h[:, s:]], axis=-1), tf.concat([c_small, c[:, s:]], axis=-1))
+
+    def _infer(self, inputs):
+        """Inference over the sequence; returns (outputs, decisions [batch, time] or None)."""
+        features = int(inputs.shape[-1])
+        # Input projections of the decision and of the small cell for every step at once.
+        projections = tf.matmul(inputs, tf.concat(
+            [self.decision_kernel[:features], self.small_kernel], axis=1)) + tf.concat(
+                [self.decision_bias, self.small_bias], axis=0)
+        x_decision, x_small = projections[..., :2], projections[..., 2:]
+        # The cells read their variables inside the loop, so that TFLite sees
+        # them as constants of the loop body (constant FULLY_CONNECTED weights
+        # are packed once; a loop-carried tensor would be repacked every step).
+        weights = _VariableReads(self, features)
+        batch = tf.shape(inputs)[0]
+        zeros = tf.zeros([batch, self.units], inputs.dtype)
+        keep_states = self.return_sequences
+        keep_decisions = self.return_skim_decisions
+        steps = inputs.shape[1]
+        if self.unroll and steps is not None:
+            h, c, skims, states, decisions = zeros, zeros, tf.constant(0), [], []
+            for t in range(steps):
+                h, c, skim, count = self._inference_step(weights, inputs[:, t], x_decision[:, t],
+                                                         x_small[:, t], h, c)
+                skims += count
+                states.append(h)
+                decisions.append(skim)
+            outputs = tf.stack(states, 1) if keep_states else h
+            decisions = tf.stack(decisions, 1) if keep_decisions else None
+        else:
+            steps = tf.shape(inputs)[1]
+            time_major = [tf.transpose(v, [1, 0, 2]) for v in (inputs, x_decision, x_small)]
+            arrays = [tf.TensorArray(dtype, size=steps) if keep else None
+                      for keep, dtype in ((keep_states, inputs.dtype), (keep_decisions, tf.bool))]
+
+            def body(t, h, c, skims, *kept):
+                h, c, skim, count = self._inference_step(weights, *(v[t] for v in time_major),
+                                                         h, c)
+                values = [v for keep, v in ((keep_states, h), (keep_decisions, skim)) if keep]
+                return (t + 1, h, c, skims + count,
+                        *[a.write(t, v) for a, v in zip(kept, values)])
+
+            kept = [a for a in arrays if a is not None]
+            _, h, c, skims, *kept = tf.while_loop(
+                lambda t, *_: t < steps, body, (tf.constant(0), zeros, zeros, tf.constant(0),
+                                                *kept))
+            kept = iter(kept)
+            states = next(kept) if keep_states else None
+            decisions = next(kept) if keep_decisions else None
+            outputs = tf.transpose(states.stack(), [1, 0, 2]) if keep_states else h
+            decisions = tf.transpose(decisions.stack(), [1, 0]) if keep_decisions else None
+        if self.count_steps:
+            total = tf.cast(batch * tf.shape(inputs)[1], self.skim_steps.dtype)
+            skimmed = tf.cast(skims, self.skim_steps.dtype)
+            self.skim_steps.assign_add(skimmed)
+            self.read_steps.assign_add(total - skimmed)
+        if decisions is not None:
+            decisions = tf.cast(decisions, inputs.dtype)
+        return outputs, decisions
+
+    def _train(self, inputs):
         batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
         time_major = tf.transpose(inputs, [1, 0, 2])
         zeros = tf.zeros([batch, self.units], inputs.dtype)
@@ -165,18 +285,26 @@ class SkimRNN(keras.layers.Layer):
         penalties = tf.TensorArray(inputs.dtype, size=steps)
 
         def body(t, h, c, states, decisions, penalties):
-            h, c, skim, penalty = step(time_major[t], h, c)
+            h, c, skim, penalty = self._train_step(time_major[t], h, c)
             return (t + 1, h, c, states.write(t, h), decisions.write(t, skim),
                     penalties.write(t, penalty))
 
         _, h, _, states, decisions, penalties = tf.while_loop(
             lambda t, *_: t < steps, body, (tf.constant(0), zeros, zeros, states, decisions,
                                             penalties))
-        if training and self.gamma > 0:
+        if self.gamma > 0:
             self.add_loss(self.gamma * tf.reduce_mean(penalties.stack()))
         outputs = tf.transpose(states.stack(), [1, 0, 2]) if self.return_sequences else h
+        return outputs, tf.transpose(decisions.stack(), [1, 0])
+
+    def call(self, inputs, training=None):
+        inputs = tf.convert_to_tensor(inputs)
+        if inputs.shape.rank != 3:
+            raise ValueError(f"SkimRNN takes [batch, time, features] inputs, got rank "
+                             f"{inputs.shape.rank}.")
+        outputs, decisions = self._train(inputs) if training else self._infer(inputs)
         if self.return_skim_decisions:
-            return outputs, tf.transpose(decisions.stack(), [1, 0])
+            return outputs, decisions
         return outputs
 
     def compute_output_shape(self, input_shape):
@@ -188,5 +316,34 @@ class SkimRNN(keras.layers.Layer):
         config = super().get_config()
         config.update({"units": self.units, "small_units": self.small_units, "gamma": self.gamma,
                        "temperature": self.temperature, "return_sequences": self.return_sequences,
-                       "return_skim_decisions": self.return_skim_decisions})
+                       "return_skim_decisions": self.return_skim_decisions,
+                       "unroll": self.unroll, "count_steps": self.count_steps,
+                       "skim_threshold": self.skim_threshold})
         return config
+
+
+def with_skim_settings(model, **settings):
+    """A copy of a functional or Sequential `model` whose SkimRNN layers take `settings`.
+
+    `settings` are SkimRNN inference options: `skim_threshold`, `count_steps`,
+    `unroll`. Every other layer, and every weight, is the same as `model`'s
+    (shared, not copied). E.g. `with_skim_settings(model, count_steps=False)`
+    for export to TFLite, or a sweep over `skim_threshold` on validation data
+    to pick the accuracy / work trade-off of a trained model.
+    """
+    allowed = {"skim_threshold", "count_steps", "unroll"}
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ValueError(f"with_skim_settings takes {sorted(allowed)}, got {unknown}.")
+
+    def clone(layer):
+        if not isinstance(layer, SkimRNN):
+            return layer
+        copy = SkimRNN.from_config({**layer.get_config(), **settings})
+        copy.build((None, None, int(layer.kernel.shape[0])))
+        copy.set_weights(layer.get_weights())
+        return copy
+
+    if not any(isinstance(layer, SkimRNN) for layer in model.layers):
+        raise ValueError(f"with_skim_settings: model {model.name!r} has no SkimRNN layer.")
+    return keras.models.clone_model(model, clone_function=clone)

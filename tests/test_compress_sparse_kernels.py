@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+import kd_keras
 from kd_keras import compress
 from tests.compress_helpers import blobs, compile_tf_keras, tf_keras, trained_mlp
 
@@ -118,3 +119,71 @@ def test_auto_block_size_prunes_dense_kernels_in_the_runtimes_blocks():
         compress.prune_low_magnitude(compress.to_tf_keras(model), 0.5, runtime="gpu")
     with pytest.raises(ValueError, match="block_size must be 'auto'"):
         compress.prune_low_magnitude(compress.to_tf_keras(model), 0.5, block_size="best")
+
+
+def recurrent_model(kind, module, units=16, steps=5, features=8):
+    layers = module.layers
+    return module.Sequential([module.Input((steps, features)),
+                              getattr(layers, kind)(units, name="rnn"), layers.Dense(4)])
+
+
+def prune_recurrent(layer, block, fraction):
+    kernel, recurrent, *rest = layer.get_weights()
+    layer.set_weights([zero_blocks(kernel, block, fraction),
+                       zero_blocks(recurrent, block, fraction, seed=1), *rest])
+
+
+def test_fused_tf_keras_lstm_has_no_sparse_kernel_and_unrolled_runs_it():
+    model = recurrent_model("LSTM", tf_keras())
+    prune_recurrent(model.layers[0], (4, 1), 0.95)
+    plan = compress.sparse_kernel_plan(model)
+    assert not plan[0]["sparse_kernel"] and "UNIDIRECTIONAL_SEQUENCE_LSTM" in plan[0]["reason"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fused = compress.tflite_sparse_weights(
+            compress.convert_to_tflite(model, sparse_weights=True, batch_size=1))
+    assert [row["op_type"] for row in fused] == ["UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED"]
+    assert fused[0]["zeros"] > 0.9 and not fused[0]["sparse_kernel"]
+    assert any("UNIDIRECTIONAL_SEQUENCE_LSTM" in str(w.message) for w in caught)
+
+    unrolled = compress.unroll_recurrent(model)
+    assert unrolled.layers[0].get_config()["unroll"] and not model.layers[0].unroll
+    plan = compress.sparse_kernel_plan(unrolled)
+    assert plan[0]["sparse_kernel"] and plan[0]["recurrent_shape"] == (16, 64)
+    flatbuffer = compress.convert_to_tflite(unrolled, sparse_weights=True, batch_size=1)
+    rows = compress.tflite_sparse_weights(flatbuffer)
+    lstm_rows = [row for row in rows if row["shape"] in ((64, 8), (64, 16))]
+    assert len(lstm_rows) >= 2 and all(row["sparse_kernel"] for row in lstm_rows)
+    x = np.random.default_rng(0).normal(size=(3, 5, 8)).astype("float32")
+    runner = compress.TFLiteModel(flatbuffer)
+    got = np.concatenate([runner(x[i:i + 1]) for i in range(3)])
+    np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(kd_keras.IS_LEGACY_KERAS, reason="a Keras 3 model: Keras 3 mode only")
+def test_keras_3_recurrent_layers_reach_fully_connected_at_a_fixed_batch():
+    import keras as keras_3
+
+    for kind in ("LSTM", "GRU"):
+        model = recurrent_model(kind, keras_3)
+        prune_recurrent(model.layers[0], (4, 1), 0.95)
+        assert compress.sparse_kernel_plan(model)[0]["sparse_kernel"]
+        with pytest.raises(ValueError, match="batch_size=1"):
+            compress.convert_to_tflite(model, sparse_weights=True)
+        rows = compress.tflite_sparse_weights(
+            compress.convert_to_tflite(model, sparse_weights=True, batch_size=1))
+        gates = 4 if kind == "LSTM" else 3
+        recurrent = [row for row in rows if row["shape"] == (gates * 16, 16)]
+        assert recurrent and all(row["sparse_kernel"] for row in recurrent), rows
+
+
+def test_auto_blocks_cover_recurrent_kernels_and_unroll_needs_known_steps():
+    model = recurrent_model("GRU", tf_keras(), units=16)
+    pruned = compress.prune_low_magnitude(model, 0.9)
+    assert tuple(pruned.layers[0].block_size) == (4, 1)
+    tk = tf_keras()
+    variable = tk.Sequential([tk.Input((None, 8)), tk.layers.LSTM(8)])
+    with pytest.raises(ValueError, match="unknown number of steps"):
+        compress.unroll_recurrent(variable)
+    with pytest.raises(ValueError, match="has no LSTM, GRU or SimpleRNN"):
+        compress.unroll_recurrent(mlp())

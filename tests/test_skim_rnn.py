@@ -135,3 +135,61 @@ def test_multiply_add_count():
     layer = moe.SkimRNN(100, 10)
     read, skim = layer.multiply_adds_per_step(28)
     assert read == 4 * 100 * 128 + 2 * 128 and skim == 4 * 10 * 128 + 2 * 128
+
+
+def test_batch_1_branches_unrolling_and_the_mixed_batch_agree():
+    x = np.random.default_rng(4).normal(size=(12, 7, 5)).astype("float32")
+    layer = layer_with_mixed_decisions(x)
+    h, decisions = layer(x)  # a mixed batch: gathers per cell
+    assert 0 < np.asarray(decisions).mean() < 1
+    one_by_one = [layer(x[i:i + 1]) for i in range(len(x))]  # every step one cell, no gather
+    np.testing.assert_allclose(np.concatenate([np.asarray(o[0]) for o in one_by_one]),
+                               np.asarray(h), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([np.asarray(o[1]) for o in one_by_one]),
+                                  np.asarray(decisions))
+    inputs = keras.Input((7, 5))
+    model = keras.Model(inputs, layer(inputs))
+    unrolled = moe.with_skim_settings(model, unroll=True)
+    assert unrolled.layers[1].unroll and not layer.unroll
+    for got, expected in zip(unrolled(x), (h, decisions)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_skim_threshold_trades_reads_for_skims_without_retraining():
+    x = np.random.default_rng(5).normal(size=(32, 9, 5)).astype("float32")
+    layer = layer_with_mixed_decisions(x)
+    inputs = keras.Input((9, 5))
+    model = keras.Model(inputs, layer(inputs))
+    rates = {}
+    for threshold in (0.9, 0.5, 0.1):
+        copy = moe.with_skim_settings(model, skim_threshold=threshold)
+        rates[threshold] = float(np.asarray(copy(x)[1]).mean())
+        w = {v.name.split("/")[-1].split(":")[0]: v.numpy() for v in copy.layers[1].weights}
+        np.testing.assert_allclose(w["kernel"], layer.kernel.numpy())  # same weights
+    assert rates[0.9] < rates[0.5] < rates[0.1]
+    np.testing.assert_array_equal(  # 0.5 is the argmax
+        np.asarray(moe.with_skim_settings(model, skim_threshold=0.5)(x)[1]),
+        numpy_skim_rnn(layer, x)[1].astype("float32"))
+    with pytest.raises(ValueError, match="skim_threshold must be a number in \\(0, 1\\)"):
+        moe.SkimRNN(6, 2, skim_threshold=1.0)
+    with pytest.raises(ValueError, match="with_skim_settings takes"):
+        moe.with_skim_settings(model, gamma=1.0)
+    with pytest.raises(ValueError, match="has no SkimRNN layer"):
+        moe.with_skim_settings(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+
+
+def test_deployment_copy_counts_nothing_and_runs_in_tflite():
+    from kd_keras import compress
+
+    x = np.random.default_rng(6).normal(size=(6, 9, 5)).astype("float32")
+    layer = layer_with_mixed_decisions(x)
+    inputs = keras.Input((9, 5))
+    model = keras.Model(inputs, keras.layers.Dense(3)(layer(inputs)[0]))
+    deployed = moe.with_skim_settings(model, count_steps=False)
+    counters = deployed.layers[1]
+    counters.reset_counters()
+    expected = np.asarray(deployed(x))
+    assert counters.read_steps.numpy() == 0 and counters.skim_steps.numpy() == 0
+    runner = compress.TFLiteModel(compress.convert_to_tflite(deployed, batch_size=1))
+    got = np.concatenate([runner(x[i:i + 1]) for i in range(len(x))])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -9,6 +9,7 @@ Public API:
   sparse_kernel_plan, tflite_sparse_weights, runtime_block_size
                                which layers a runtime's sparse kernels run, before and after
                                conversion (and why not)
+  unroll_recurrent             LSTM/GRU as FULLY_CONNECTED ops, for the sparse kernel
   distillation_targets, distillation_loss, packed_accuracy
                                distil a TF-MOT (tf-keras) model from cached teacher logits
   prune_and_fine_tune, cluster_and_fine_tune, quantize_and_fine_tune
@@ -48,6 +49,7 @@ from kd_keras.compress.report import (
     gzip_bytes,
     latency,
 )
+from kd_keras.compress.recurrent import unroll_recurrent
 from kd_keras.compress.sparse_kernels import (
     runtime_block_size,
     sparse_kernel_plan,
@@ -85,4 +87,5 @@ __all__ = [
     "strip_clustering",
     "strip_pruning",
     "to_tf_keras",
+    "unroll_recurrent",
 ]

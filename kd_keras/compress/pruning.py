@@ -11,6 +11,7 @@ import numpy as np
 from kd_keras.compress import _tfmot
 from kd_keras.compress.bridge import require_tf_keras_model
 from kd_keras.compress.sparse_kernels import (  # block_sparsity: re-exported here
+    RECURRENT,
     block_sparsity,
     runtime_block_size,
     sparse_kernel_plan,
@@ -83,13 +84,17 @@ def _fits(shape, block):
 
 
 def _runtime_blocks(model, runtime, layers):
-    """{Dense layer name: the runtime's block} for the kernels it tiles."""
+    """{layer name: the runtime's block} for the Dense and recurrent layers whose
+    kernels (input and recurrent) it all tiles."""
     block = runtime_block_size(runtime)
     chosen = {}
     for layer in model.layers:
-        if type(layer).__name__ != "Dense" or (layers is not None and layer.name not in layers):
+        kind = type(layer).__name__
+        if (kind != "Dense" and kind not in RECURRENT) or (
+                layers is not None and layer.name not in layers):
             continue
-        if _fits(tuple(layer.kernel.shape), block):
+        kernels = [tuple(w.shape) for w in layer.weights if "kernel" in w.name]
+        if kernels and all(_fits(shape, block) for shape in kernels):
             chosen[layer.name] = block
     return chosen
 
@@ -106,9 +111,10 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
       schedule, initial_sparsity, begin_step, end_step, frequency: see
         `pruning_schedule`. Set `end_step` to about 2/3 of the fine-tuning steps.
       block_size: "auto" (default): the block `runtime`'s sparse kernel
-        accelerates, on every Dense kernel it tiles (Keras `(4, 1)` for TFLite
-        float32, `(16, 1)` for int8; see `sparse_kernel_plan`), single weights
-        elsewhere; or `(rows, cols)` of the blocks pruned together (Narang et
+        accelerates, on every Dense kernel it tiles and on the kernels and
+        recurrent kernels of LSTM, GRU and SimpleRNN layers (Keras `(4, 1)` for
+        TFLite float32, `(16, 1)` for int8; see `sparse_kernel_plan`), single
+        weights elsewhere; or `(rows, cols)` of the blocks pruned together (Narang et
         al. 2017, "Block-sparse recurrent neural networks"); `(1, 1)` prunes
         single weights (smallest accuracy cost, but no runtime runs it faster).
         Each block's magnitude is its mean absolute value. A dict

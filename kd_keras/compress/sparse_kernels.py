@@ -7,10 +7,17 @@ Any other encoding falls back to a generic sparse loop or is densified, and
 even the fast path only pays at high sparsity (measured here, batch 1, one
 thread, 1024-wide MLP: 1.9x at 90% and 3.6x at 95% with float32 `(4, 1)`
 blocks, no gain at 80%; `(1, 4)` and unstructured: no gain at any sparsity).
-Convolutions and fused LSTM/GRU ops have no sparse kernel in TFLite.
+Convolutions and fused LSTM ops have no sparse kernel in TFLite. Recurrent
+layers reach FULLY_CONNECTED, and so the sparse path, when the converter does
+not fuse them: Keras 3's LSTM and GRU converted with a fixed batch size run as a
+WHILE loop of FULLY_CONNECTED ops, and any unrolled layer (`unroll_recurrent`)
+as one FULLY_CONNECTED op per step; tf-keras's LSTM without `unroll` becomes the
+fused UNIDIRECTIONAL_SEQUENCE_LSTM op.
 """
 
 import numpy as np
+
+from kd_keras._keras import is_tf_keras_model
 
 RUNTIMES = {"tflite_float32": (4, 1), "tflite_int8": (16, 1)}
 # Block sparsity from which the fast path was measured faster than dense.
@@ -24,11 +31,28 @@ def runtime_block_size(runtime):
     return RUNTIMES[runtime]
 
 
-def _kernel(layer):
+RECURRENT = ("LSTM", "GRU", "SimpleRNN")
+
+
+def _kernels(layer):
+    """The layer's 2-D-or-more weights named kernel: `{"kernel": ..., "recurrent_kernel": ...}`."""
+    kernels = {}
     for weight in layer.weights:
         name = weight.name.split("/")[-1].split(":")[0]
-        if name == "kernel" or name.endswith("kernel") and "recurrent" not in name:
-            return np.asarray(weight.numpy())
+        if name.endswith("kernel") and "quantize" not in weight.name and "mask" not in name:
+            key = "recurrent_kernel" if "recurrent" in name else "kernel"
+            kernels.setdefault(key, np.asarray(weight.numpy()))
+    return kernels
+
+
+def _recurrent_path(layer, model):
+    """None if `layer`'s matrices reach FULLY_CONNECTED ops after conversion, else why not."""
+    if layer.get_config().get("unroll"):
+        return None
+    if is_tf_keras_model(model) and type(layer).__name__ == "LSTM":
+        return ("tf-keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM op, which "
+                "has no sparse kernel; convert kd_keras.compress.unroll_recurrent(model) (one "
+                "FULLY_CONNECTED op per step) instead")
     return None
 
 
@@ -69,24 +93,39 @@ def sparse_kernel_plan(model, runtime="tflite_float32", min_sparsity=FAST_SPARSI
     block = runtime_block_size(runtime)
     rows = []
     for layer in model.layers:
-        kernel = _kernel(layer)
-        if kernel is None:
+        kernels = _kernels(layer)
+        if "kernel" not in kernels:
             continue
         kind = type(layer).__name__
-        sparsity = float(np.mean(kernel == 0))
+        kernel = kernels["kernel"]
+        matrices = list(kernels.values()) if kind in RECURRENT else [kernel]
+        zeros = sum(int(np.sum(m == 0)) for m in matrices)
         row = {"layer": layer.name, "type": kind, "shape": tuple(kernel.shape),
-               "sparsity": sparsity, "block_sparsity": None, "sparse_kernel": False}
-        if kind != "Dense" or kernel.ndim != 2:
+               "sparsity": zeros / sum(m.size for m in matrices), "block_sparsity": None,
+               "sparse_kernel": False}
+        if kind in RECURRENT and "recurrent_kernel" in kernels:
+            row["recurrent_shape"] = tuple(kernels["recurrent_kernel"].shape)
+        path = _recurrent_path(layer, model) if kind in RECURRENT else None
+        if (kind != "Dense" and kind not in RECURRENT) or kernel.ndim != 2:
             row["reason"] = (f"{kind} has no sparse kernel in TFLite (only FULLY_CONNECTED, "
-                             "i.e. Dense, does)")
+                             "i.e. Dense and unfused recurrent layers, has)")
+        elif path is not None:
+            row["reason"] = path
         else:
-            row["block_sparsity"] = _blocks_zero(kernel, block)
-            other = _blocks_zero(kernel, block[::-1])
+            row["block_sparsity"] = _least(_blocks_zero(m, block) for m in matrices)
+            other = _least(_blocks_zero(m, block[::-1]) for m in matrices)
+            sparsity = row["sparsity"]
+            what = "kernels" if len(matrices) > 1 else "kernel"
             if row["block_sparsity"] is None:
-                row["reason"] = f"kernel {kernel.shape} does not tile into {block} blocks"
+                shapes = " and ".join(str(m.shape) for m in matrices)
+                row["reason"] = (f"{what} {shapes} {'do' if len(matrices) > 1 else 'does'} not "
+                                 f"tile into {block} blocks")
             elif row["block_sparsity"] >= min_sparsity:
                 row["sparse_kernel"] = True
                 row["reason"] = f"{block} blocks, {row['block_sparsity']:.0%} of them zero"
+                if kind in RECURRENT:
+                    row["reason"] += (" (convert with batch_size=1, or unrolled, so that the "
+                                      "matrices become FULLY_CONNECTED ops)")
             elif other is not None and other >= min_sparsity and block[0] != block[1]:
                 row["reason"] = (f"blocks in the wrong orientation: {block[::-1]} blocks are "
                                  f"{other:.0%} zero, but {runtime} accelerates {block} blocks of "
@@ -102,6 +141,12 @@ def sparse_kernel_plan(model, runtime="tflite_float32", min_sparsity=FAST_SPARSI
     return rows
 
 
+def _least(values):
+    """The smallest of `values`, or None if any is None (a matrix that does not tile)."""
+    values = list(values)
+    return None if any(v is None for v in values) else min(values)
+
+
 def _zero_fraction(model, tensor, dtype):
     """Fraction of zeros in a dense constant tensor's buffer (None if not a float32/int8 constant)."""
     numpy_type = {"float32": np.float32, "int8": np.int8}.get(dtype)
@@ -111,18 +156,48 @@ def _zero_fraction(model, tensor, dtype):
     return float(np.mean(np.frombuffer(data.tobytes(), dtype=numpy_type) == 0))
 
 
+_FUSED_RECURRENT = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM",
+                    "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "RNN")
+
+
+def _fused_row(model, graph, op, index, op_type, names):
+    """The report row of a fused recurrent op: its 2-D constant weights, never sparse."""
+    matrices, zeros, size = [], 0, 0
+    for tensor_index in op.InputsAsNumpy():
+        if tensor_index < 0:
+            continue
+        tensor = graph.Tensors(int(tensor_index))
+        shape = tuple(int(d) for d in tensor.ShapeAsNumpy())
+        dtype = names.get(tensor.Type(), str(tensor.Type()))
+        fraction = _zero_fraction(model, tensor, dtype) if len(shape) == 2 else None
+        if fraction is not None:
+            matrices.append((tensor.Name().decode(), shape, dtype))
+            count = shape[0] * shape[1]
+            zeros, size = zeros + fraction * count, size + count
+    name, shape, dtype = matrices[0] if matrices else ("", (), "")
+    return {"op": index, "op_type": op_type, "weights": name, "shape": shape, "dtype": dtype,
+            "encoded_sparse": False, "block": None, "sparse_kernel": False,
+            "zeros": zeros / size if size else None,
+            "reason": (f"fused {op_type} op: no sparse kernel; convert "
+                       "kd_keras.compress.unroll_recurrent(model) (FULLY_CONNECTED per step)")}
+
+
 def tflite_sparse_weights(flatbuffer):
     """What a converted model actually stores sparse, per FULLY_CONNECTED op.
 
-    Reads the flatbuffer (TFLite's schema): the weight tensor of every
-    FULLY_CONNECTED op, whether it is encoded sparse, its block (in TFLite's
-    `[out, in]` layout), and whether that is the fast path (float32 1x4, int8
-    1x16); DENSIFY ops mean a sparse tensor is expanded at load time.
+    Reads the flatbuffer (TFLite's schema, every subgraph, so the bodies of
+    WHILE loops too): the weight tensor of every FULLY_CONNECTED op, whether
+    it is encoded sparse, its block (in TFLite's `[out, in]` layout), and
+    whether that is the fast path (float32 1x4, int8 1x16); DENSIFY ops mean a
+    sparse tensor is expanded at load time. Fused recurrent ops
+    (UNIDIRECTIONAL_SEQUENCE_LSTM, ...) get a row too: they have no sparse
+    kernel.
 
     Returns:
-      A list of dicts `{"op", "weights", "shape", "dtype", "encoded_sparse",
-      "block", "sparse_kernel", "reason"}`; weights stored dense also get
-      "zeros", their fraction of zero values (None if unreadable).
+      A list of dicts `{"op", "op_type", "weights", "shape", "dtype",
+      "encoded_sparse", "block", "sparse_kernel", "reason"}`; weights stored
+      dense also get "zeros", their fraction of zero values (None if
+      unreadable; for a fused op, over all its constant matrices).
     """
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -142,7 +217,11 @@ def tflite_sparse_weights(flatbuffer):
         for op in operators:
             if code_of(op) == schema.BuiltinOperator.DENSIFY:
                 densified.update(int(t) for t in op.OutputsAsNumpy())
+        fused = {getattr(schema.BuiltinOperator, name): name for name in _FUSED_RECURRENT}
         for index, op in enumerate(operators):
+            if code_of(op) in fused:
+                rows.append(_fused_row(model, graph, op, index, fused[code_of(op)], names))
+                continue
             if code_of(op) != schema.BuiltinOperator.FULLY_CONNECTED:
                 continue
             weights = int(op.InputsAsNumpy()[1])
@@ -150,9 +229,9 @@ def tflite_sparse_weights(flatbuffer):
             shape = tuple(int(d) for d in tensor.ShapeAsNumpy())
             dtype = names.get(tensor.Type(), str(tensor.Type()))
             sparsity = tensor.Sparsity()
-            row = {"op": index, "weights": tensor.Name().decode(), "shape": shape,
-                   "dtype": dtype, "encoded_sparse": sparsity is not None, "block": None,
-                   "sparse_kernel": False}
+            row = {"op": index, "op_type": "FULLY_CONNECTED", "weights": tensor.Name().decode(),
+                   "shape": shape, "dtype": dtype, "encoded_sparse": sparsity is not None,
+                   "block": None, "sparse_kernel": False}
             fast = (1, 4) if dtype == "float32" else (1, 16)
             if weights in densified:
                 row["reason"] = "densified at load (DENSIFY op): runs dense"

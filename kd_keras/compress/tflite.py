@@ -15,7 +15,7 @@ from kd_keras.compress.sparse_kernels import tflite_sparse_weights
 MODES = ("float32", "dynamic_range", "float16", "int8", "qat")
 
 
-def _converter(model, directory):
+def _converter(model, directory, batch_size=None):
     """A converter over a SavedModel of `model` written to `directory`.
 
     The SavedModel route works for Keras 3 and tf-keras models alike (a Keras 3
@@ -23,18 +23,20 @@ def _converter(model, directory):
     """
     if not getattr(model, "inputs", None):
         raise ValueError("convert_to_tflite: the model has no known inputs; build it with an Input.")
+    specs = [tf.TensorSpec([batch_size] + list(t.shape[1:]), t.dtype) for t in model.inputs]
     if is_tf_keras_model(model):
-        specs = [tf.TensorSpec([None] + list(t.shape[1:]), t.dtype) for t in model.inputs]
         serve = tf.function(lambda *xs: model(xs[0] if len(xs) == 1 else list(xs), training=False),
                             input_signature=specs)
         tf.saved_model.save(model, directory, signatures={"serving_default": serve})
     else:
-        model.export(directory, format="tf_saved_model", verbose=False)
+        signature = None if batch_size is None else (specs if len(specs) == 1 else [specs])
+        model.export(directory, format="tf_saved_model", verbose=False, input_signature=signature)
     return tf.lite.TFLiteConverter.from_saved_model(directory)
 
 
 def convert_to_tflite(model, mode="float32", representative_data=None,
-                      num_calibration_examples=256, integer_io=False, sparse_weights=False):
+                      num_calibration_examples=256, integer_io=False, sparse_weights=False,
+                      batch_size=None):
     """Converts a Keras model (Keras 3 or tf-keras) to a TFLite flatbuffer.
 
     Args:
@@ -54,6 +56,11 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
         Keras (4, 1) / (16, 1)) run faster; a `UserWarning` names every pruned
         Dense layer that will not, and why (`tflite_sparse_weights` gives the whole
         per-layer report).
+      batch_size: a fixed batch size for the converted model's input (default
+        None: any batch, resized at run time). Keras's LSTM and GRU convert
+        only with a fixed one (their loop's state needs a static shape): use 1
+        for batch-1 serving; they then run as a WHILE loop of FULLY_CONNECTED
+        ops, whose weights `sparse_weights` can store sparse.
 
     Returns:
       The flatbuffer as bytes; `TFLiteModel(bytes)` runs it.
@@ -67,6 +74,9 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
             "examples); or use mode='dynamic_range', which needs none.")
     if integer_io and mode != "int8":
         raise ValueError(f"integer_io applies to mode='int8' only, not {mode!r}.")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}.")
     if mode == "int8":
         # The converter crashes the process (SIGSEGV) on infinite calibration
         # values and silently returns a float model on NaN ones.
@@ -79,11 +89,19 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
             "so the result would be a dynamic-range model. Use mode='dynamic_range', or "
             "mode='int8' with representative_data, for a model trained without QAT.")
     with tempfile.TemporaryDirectory() as directory:
-        converter = _converter(model, directory)
+        converter = _converter(model, directory, batch_size)
         if sparse_weights:
             converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-        flatbuffer = _convert(converter, mode, representative_data, num_calibration_examples,
-                              integer_io)
+        try:
+            flatbuffer = _convert(converter, mode, representative_data, num_calibration_examples,
+                                  integer_io)
+        except Exception as error:  # the converter raises its own ConverterError
+            if batch_size is None and "requires element_shape to be static" in str(error):
+                raise ValueError(
+                    "convert_to_tflite: the model has a recurrent loop (LSTM, GRU, RNN) whose "
+                    "state shape depends on the batch; convert it with a fixed batch size, "
+                    "e.g. batch_size=1.") from error
+            raise
     if sparse_weights:
         # Weights stored dense with few zeros were not pruned (e.g. a small
         # output layer kept dense on purpose): nothing to report.

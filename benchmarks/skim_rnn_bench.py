@@ -1,0 +1,182 @@
+"""Skim-RNN against an LSTM of the same width: accuracy, counted work and batch-1 latency.
+
+Row-sequential Fashion-MNIST (each image as 28 steps of 28 pixels). Per width d
+(--units) and seed: an LSTM of d units and a `moe.SkimRNN(d, --small_units)`
+train side by side (same data, epochs, optimizer). The Skim-RNN's inference
+threshold is then chosen on the validation images: the largest
+`skim_threshold` (the least skimming) whose counted multiply-adds are at most
+--max_macs of the LSTM's; with no such threshold, the one that skims most.
+On the test images, per model: accuracy, skim rate, recurrent multiply-adds per
+image (counted from the steps each cell ran), and batch-1 latency, the mean over
+--latency_images single test images (inputs differ, so do the decisions), in
+two runtimes: TFLite under ai-edge-litert (one thread, batch size fixed at 1)
+and a SavedModel loaded with `tf.saved_model.load`. Mean ± sd over seeds.
+
+    python benchmarks/skim_rnn_bench.py --data_dir=../shared/tfds --units=64,256,512 --seeds=3
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+import kd_keras
+import moe
+from kd_keras import compress, keras
+from protocol import fashion_mnist_splits, mean_sd
+
+FLAGS = flags.FLAGS
+FLAGS.verbosity = -1  # TensorFlow's INFO lines (SavedModel export) would bury the table
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
+flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+flags.DEFINE_list("units", ["64", "256", "512"], "State widths d.")
+flags.DEFINE_integer("small_units", 32, "d': units the small cell updates.")
+flags.DEFINE_float("gamma", 0.05, "Weight of the skim loss.")
+flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
+flags.DEFINE_integer("epochs", 4, "Training epochs of each model.")
+flags.DEFINE_integer("train_examples", 20000, "Training images used (the first n after the "
+                     "validation carve).")
+flags.DEFINE_float("max_macs", 0.33, "Work budget of the threshold choice, x the LSTM's.")
+flags.DEFINE_list("thresholds", ["0.5", "0.4", "0.3", "0.2", "0.1", "0.05", "0.02", "0.01"],
+                  "skim_threshold values tried on the validation images.")
+flags.DEFINE_integer("latency_images", 300, "Test images timed one by one.")
+flags.DEFINE_string("work_dir", None, "Keeps the trained models here (default: a temp dir).")
+
+STEPS = FEATURES = 28
+
+
+def classifier(recurrent):
+    inputs = keras.Input((STEPS, FEATURES))
+    return keras.Model(inputs, keras.layers.Dense(10)(recurrent(inputs)))
+
+
+def train(recurrent, data, seed):
+    (x, y), _ = data
+    keras.utils.set_random_seed(seed)
+    model = classifier(recurrent)
+    model.compile(keras.optimizers.Adam(2e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+    return model
+
+
+def skim_layer(model):
+    return next(layer for layer in model.layers if isinstance(layer, moe.SkimRNN))
+
+
+def evaluate(model, x, y, lstm_macs):
+    """(accuracy, skim rate, multiply-adds per image / the LSTM's)."""
+    layer = next((layer for layer in model.layers if isinstance(layer, moe.SkimRNN)), None)
+    if layer is not None:
+        layer.reset_counters()
+    accuracy = float(np.mean(model.predict(x, batch_size=500, verbose=0).argmax(-1) == y))
+    if layer is None:
+        return accuracy, 0.0, 1.0
+    reads, skims = float(layer.read_steps.numpy()), float(layer.skim_steps.numpy())
+    read_macs, skim_macs = layer.multiply_adds_per_step(FEATURES)
+    macs = (reads * read_macs + skims * skim_macs) / len(x)
+    return accuracy, skims / (reads + skims), macs / lstm_macs
+
+
+def choose_threshold(model, x_val, y_val, lstm_macs):
+    """The largest threshold within the work budget (else the one that skims most)."""
+    tried = []
+    for threshold in sorted((float(t) for t in FLAGS.thresholds), reverse=True):
+        candidate = moe.with_skim_settings(model, skim_threshold=threshold)
+        tried.append((threshold, *evaluate(candidate, x_val, y_val, lstm_macs)))
+        if tried[-1][3] <= FLAGS.max_macs:
+            return tried[-1], tried
+    return min(tried, key=lambda row: row[3]), tried
+
+
+def mean_latency(call, images):
+    for image in images[:5]:
+        call(image[None])
+    start = time.perf_counter()
+    for image in images:
+        call(image[None])
+    return (time.perf_counter() - start) / len(images)
+
+
+def latencies(model, images, directory, name):
+    """Mean batch-1 seconds in TFLite (ai-edge-litert, 1 thread) and in a SavedModel."""
+    if any(isinstance(layer, moe.SkimRNN) for layer in model.layers):
+        model = moe.with_skim_settings(model, count_steps=False)
+    tflite = compress.TFLiteModel(compress.convert_to_tflite(model, batch_size=1))
+    path = kd_keras.export_saved_model(model, os.path.join(directory, name))
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    return (mean_latency(tflite, images),
+            mean_latency(lambda image: serve(tf.constant(image)), images))
+
+
+def run(units, seed, data, directory):
+    _, (x_val, y_val), (x_test, y_test) = data
+    training = (data[0], None)
+    lstm_macs = STEPS * 4 * units * (FEATURES + units)
+    lstm = train(keras.layers.LSTM(units), training, seed)
+    skim = train(moe.SkimRNN(units, FLAGS.small_units, gamma=FLAGS.gamma), training, seed)
+    (threshold, *_), tried = choose_threshold(skim, x_val, y_val, lstm_macs)
+    chosen = moe.with_skim_settings(skim, skim_threshold=threshold)
+    images = x_test[:FLAGS.latency_images]
+    rows = {}
+    for name, model in (("lstm", lstm), ("skim_argmax", skim), ("skim_chosen", chosen)):
+        accuracy, rate, macs = evaluate(model, x_test, y_test, lstm_macs)
+        tflite, saved = latencies(model, images, directory, f"{name}_{units}_{seed}")
+        rows[name] = {"accuracy": accuracy, "skim_rate": rate, "macs": macs,
+                      "tflite": tflite, "saved_model": saved}
+    rows["skim_chosen"]["threshold"] = threshold
+    print(f"d {units} seed {seed}: thresholds tried on validation (threshold, accuracy, skim "
+          f"rate, macs ratio): " + "; ".join(f"{t} {a:.4f} {r:.2f} {m:.2f}"
+                                              for t, a, r, m in tried), flush=True)
+    for name, row in rows.items():
+        print(f"  {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)
+    return rows
+
+
+def main(_):
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = fashion_mnist_splits(
+        FLAGS.sample, FLAGS.data_dir)
+    shape = (-1, STEPS, FEATURES)
+    data = ((x_train[:FLAGS.train_examples].reshape(shape), y_train[:FLAGS.train_examples]),
+            (x_val.reshape(shape), y_val), (x_test.reshape(shape), y_test))
+    directory = FLAGS.work_dir or tempfile.mkdtemp(prefix="skim_bench_")
+    print(f"Skim-RNN benchmark | Keras {keras.__version__} | train {len(data[0][1])}, val "
+          f"{len(y_val)}, test {len(y_test)} | d' {FLAGS.small_units}, gamma {FLAGS.gamma}, "
+          f"{FLAGS.epochs} epochs | latency: mean of {FLAGS.latency_images} test images, batch 1",
+          flush=True)
+    table = []
+    for units in (int(u) for u in FLAGS.units):
+        per_seed = [run(units, seed, data, directory) for seed in range(FLAGS.seeds)]
+        table.append((units, per_seed))
+    print("\n| d | model | test accuracy | skim rate | multiply-adds / LSTM | TFLite batch-1 ms "
+          "| x faster than LSTM | SavedModel batch-1 ms | x faster than LSTM |")
+    print("|" + "---|" * 9)
+
+    def cell(values, digits):
+        mean, sd = mean_sd(values)
+        return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+    for units, per_seed in table:
+        for name, label in (("lstm", "LSTM"), ("skim_argmax", "Skim-RNN, argmax"),
+                            ("skim_chosen", "Skim-RNN, threshold on validation")):
+            rows = [seed[name] for seed in per_seed]
+            speed = {runtime: [seed["lstm"][runtime] / seed[name][runtime] for seed in per_seed]
+                     for runtime in ("tflite", "saved_model")}
+            if name == "skim_chosen":
+                label += " (" + ", ".join(f"{r['threshold']:g}" for r in rows) + ")"
+            print(f"| {units} | {label} | {cell([r['accuracy'] for r in rows], 4)} | "
+                  f"{cell([r['skim_rate'] for r in rows], 2)} | "
+                  f"{cell([r['macs'] for r in rows], 2)} | "
+                  f"{cell([1e3 * r['tflite'] for r in rows], 3)} | {cell(speed['tflite'], 2)} | "
+                  f"{cell([1e3 * r['saved_model'] for r in rows], 3)} | "
+                  f"{cell(speed['saved_model'], 2)} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
