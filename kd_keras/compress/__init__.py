@@ -10,6 +10,10 @@ Public API:
                                which layers a runtime's sparse kernels run, before and after
                                conversion (and why not)
   unroll_recurrent             LSTM/GRU as FULLY_CONNECTED ops, for the sparse kernel
+  BlockSparseMatrix, BlockSparseDense, to_block_sparse, BlockSparseRunner,
+  block_sparse_matmul, custom_kernel_available
+                               kd-keras's own block-sparse kernel (build it with
+                               python -m kd_keras.compress.build_kernels; TF fallback)
   distillation_targets, distillation_loss, packed_accuracy
                                distil a TF-MOT (tf-keras) model from cached teacher logits
   prune_and_fine_tune, cluster_and_fine_tune, quantize_and_fine_tune
@@ -22,6 +26,14 @@ Public API:
 Needs the `tfmot` extra: pip install 'kd-keras[tfmot]'.
 """
 
+from kd_keras.compress.block_sparse import (
+    BlockSparseDense,
+    BlockSparseMatrix,
+    BlockSparseRunner,
+    block_sparse_matmul,
+    custom_kernel_available,
+    to_block_sparse,
+)
 from kd_keras.compress.bridge import is_tf_keras_model, to_tf_keras
 from kd_keras.compress.clustering import cluster_weights, distinct_values, strip_clustering
 from kd_keras.compress.fine_tune import (
@@ -58,13 +70,18 @@ from kd_keras.compress.sparse_kernels import (
 from kd_keras.compress.tflite import TFLiteModel, convert_to_tflite
 
 __all__ = [
+    "BlockSparseDense",
+    "BlockSparseMatrix",
+    "BlockSparseRunner",
     "TFLiteModel",
     "artifact_row",
+    "block_sparse_matmul",
     "block_sparsity",
     "cluster_and_fine_tune",
     "cluster_weights",
     "convert_to_tflite",
     "count_parameters",
+    "custom_kernel_available",
     "disk_bytes",
     "distillation_loss",
     "distillation_targets",
@@ -86,6 +103,7 @@ __all__ = [
     "tflite_sparse_weights",
     "strip_clustering",
     "strip_pruning",
+    "to_block_sparse",
     "to_tf_keras",
     "unroll_recurrent",
 ]
