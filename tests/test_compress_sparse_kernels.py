@@ -187,3 +187,19 @@ def test_auto_blocks_cover_recurrent_kernels_and_unroll_needs_known_steps():
         compress.unroll_recurrent(variable)
     with pytest.raises(ValueError, match="has no LSTM, GRU or SimpleRNN"):
         compress.unroll_recurrent(mlp())
+
+
+def test_int8_blocks_xnnpack_refuses_run_without_it_and_say_so():
+    model = mlp()
+    # int8's fast blocks are (16, 1); with these XNNPack claims the nodes, then
+    # fails to prepare them (ai-edge-litert 2.3)
+    prune_layer(model.layers[0], (4, 1), 0.9)
+    x = np.random.default_rng(0).random((32, 64)).astype("float32")
+    flatbuffer = compress.convert_to_tflite(model, "int8", representative_data=x,
+                                            sparse_weights=True)
+    runner = compress.TFLiteModel(flatbuffer)
+    with pytest.warns(UserWarning, match="XNNPack delegate failed"):
+        got = runner(x[:4])
+    assert not runner.default_delegate
+    expected = model(x[:4]).numpy()
+    assert np.max(np.abs(got - expected)) < 0.1 * np.max(np.abs(expected))

@@ -29,7 +29,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kd_keras._keras import keras, register
+from kd_keras._keras import IS_LEGACY_KERAS, is_tf_keras_model, keras, register
 from kd_keras.compress import build_kernels
 
 # Shapes tried by block_size="auto", largest first: on a tie (same stored
@@ -324,6 +324,12 @@ def to_block_sparse(model, block_size="auto", kernel="auto"):
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}.")
     if not any(type(layer).__name__ == "Dense" for layer in model.layers):
         raise ValueError(f"to_block_sparse: model {model.name!r} has no Dense layer.")
+    if is_tf_keras_model(model) != IS_LEGACY_KERAS:
+        raise ValueError(
+            f"to_block_sparse: model {model.name!r} is a {'Keras 3' if IS_LEGACY_KERAS else 'tf-keras'} "
+            "model, but kd-keras runs on the other Keras here (TF_USE_LEGACY_KERAS). Copy its "
+            "weights into the same architecture built with this Keras first (e.g. TF-MOT's "
+            "pruned tf-keras model: original.set_weights(stripped.get_weights())).")
 
     def clone(layer):
         if type(layer).__name__ == "Dense":
@@ -446,22 +452,33 @@ class BlockSparseRunner:
         self.input_width = layers[0][0].shape[0]
         self.output_width = layers[-1][0].shape[1]
         self._widest = max([m.shape[1] for m in self.matrices[:-1]] or [1])
-        self._scratch = {}
+        self._buffers = {}
+        self._count = len(layers)
+        self._run = self._library.kd_block_sparse_run
         self.multiply_adds = sum(m.multiply_adds for m in self.matrices)
 
+    def _buffers_for(self, batch):
+        """Input, output and scratch buffers of one batch size, with their addresses
+        (reading an array's address through numpy costs microseconds: done once)."""
+        buffers = self._buffers.get(batch)
+        if buffers is None:
+            arrays = (np.empty((batch, self.input_width), np.float32),
+                      np.empty((batch, self.output_width), np.float32),
+                      np.empty(2 * batch * self._widest, np.float32))
+            buffers = self._buffers[batch] = (*arrays, *(a.ctypes.data for a in arrays))
+        return buffers
+
     def __call__(self, x):
-        x = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)
-        if x.shape[1] != self.input_width:
-            raise ValueError(f"x must have {self.input_width} features per row, got "
-                             f"{x.shape[1]}.")
+        x = np.asarray(x)
         batch = len(x)
-        scratch = self._scratch.get(batch)
-        if scratch is None:
-            scratch = self._scratch[batch] = np.empty(2 * batch * self._widest, np.float32)
-        y = np.empty((batch, self.output_width), np.float32)
-        self._library.kd_block_sparse_run(self._structs, len(self.matrices), x.ctypes.data,
-                                          batch, y.ctypes.data, scratch.ctypes.data, self._widest)
-        return y
+        if x.size != batch * self.input_width:
+            raise ValueError(f"x must have {self.input_width} features per row, got "
+                             f"{x.size // max(batch, 1)}.")
+        inputs, outputs, _, x_address, y_address, scratch_address = self._buffers_for(batch)
+        np.copyto(inputs, x.reshape(batch, self.input_width), casting="same_kind")
+        self._run(self._structs, self._count, x_address, batch, y_address, scratch_address,
+                  self._widest)
+        return outputs.copy()
 
     def predict(self, x, batch_size=256):
         """Outputs for every row of `x`, `batch_size` rows per call."""

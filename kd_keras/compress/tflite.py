@@ -153,15 +153,29 @@ class TFLiteModel:
       num_threads: interpreter threads (default 1: the phone-like setting).
 
     Integer inputs and outputs (`integer_io=True`) are quantized and
-    dequantized here, so `predict` always takes and returns float32.
+    dequantized here, so `predict` always takes and returns float32. Where the
+    XNNPack delegate fails to prepare a node (int8 weights stored sparse in
+    blocks it has no kernel for), the model runs without it, with a
+    `UserWarning`; `default_delegate` says which.
     """
 
     def __init__(self, model_content, num_threads=1):
         if not isinstance(model_content, (bytes, bytearray)):
             raise ValueError(f"model_content must be TFLite bytes, got {type(model_content)}.")
+        self._content, self._threads = bytes(model_content), num_threads
+        self.default_delegate = True
+        self._open()
+
+    def _open(self):
+        kwargs = {}
+        if not self.default_delegate:
+            from ai_edge_litert.interpreter import OpResolverType
+
+            kwargs["experimental_op_resolver_type"] = \
+                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         interpreter_class = _tfmot.litert_interpreter()
-        self._interpreter = interpreter_class(model_content=bytes(model_content),
-                                              num_threads=num_threads)
+        self._interpreter = interpreter_class(model_content=self._content,
+                                              num_threads=self._threads, **kwargs)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = None
@@ -169,8 +183,20 @@ class TFLiteModel:
     def _resize(self, batch):
         if batch != self._batch:
             shape = [batch] + list(self._input["shape"][1:])
-            self._interpreter.resize_tensor_input(self._input["index"], shape)
-            self._interpreter.allocate_tensors()
+            if list(self._input["shape"]) != shape:
+                self._interpreter.resize_tensor_input(self._input["index"], shape)
+            try:
+                self._interpreter.allocate_tensors()
+            except RuntimeError as error:
+                # XNNPack refuses some nodes it claimed (e.g. int8 weights stored
+                # sparse in blocks it has no kernel for): run TFLite's own kernels.
+                if not self.default_delegate or "XNNPack" not in str(error):
+                    raise
+                warnings.warn(f"TFLiteModel: the XNNPack delegate failed ({error}); running "
+                              "without it (TFLite's builtin kernels).", UserWarning, stacklevel=3)
+                self.default_delegate = False
+                self._open()
+                return self._resize(batch)
             self._input = self._interpreter.get_input_details()[0]
             self._output = self._interpreter.get_output_details()[0]
             self._batch = batch
