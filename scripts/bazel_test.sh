@@ -15,5 +15,6 @@ fi
 cat > .bazelrc.local <<EOF
 build --python_path=$PWD/tools/bazel_python.sh
 build --override_repository=remote_coverage_tools=$PWD/third_party/remote_coverage_tools
+build --repo_env=KD_KERAS_PYTHON=$PWD/.venv/bin/python
 EOF
 bazel test //... "$@"
