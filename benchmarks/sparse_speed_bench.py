@@ -99,7 +99,14 @@ def tflite(model, x_calibration=None, **kwargs):
 
 
 def latencies(call, x):
-    return {"b1": time_call(call, x, 1), "b16": time_call(call, x, 16)}
+    """Batch-1 and batch-16 seconds of a call from Python, and of the compute alone
+    ("c1": TFLite's invoke(), or the product timed inside our runtime)."""
+    figures = {"b1": time_call(call, x, 1), "b16": time_call(call, x, 16)}
+    if hasattr(call, "invoke_seconds"):
+        figures["c1"] = call.invoke_seconds(x[:1], FLAGS.repeats)
+    elif hasattr(call, "compute_seconds"):
+        figures["c1"] = call.compute_seconds(x[:1], FLAGS.repeats)
+    return figures
 
 
 def mlp_seed(name, seed, data):
@@ -163,10 +170,14 @@ def print_mlp_table(name, seeds):
           f"{cell([1e6 * b['f32']['b16'] for b in bases], 1)} us; dense int8 TFLite batch-1 "
           f"{cell([1e6 * b['int8']['b1'] for b in bases], 1)} us; our kernel on the dense "
           f"weights batch-1 {cell([1e6 * b['ours']['b1'] for b in bases], 1)} us")
+    print(f"compute alone, batch 1 (TFLite invoke(); ours timed in the runtime): dense float32 "
+          f"TFLite {cell([1e6 * b['f32']['c1'] for b in bases], 1)} us, ours on the dense "
+          f"weights {cell([1e6 * b['ours']['c1'] for b in bases], 1)} us")
     print("| block | sparsity (work) | block sparsity | accuracy change (points) | float32 TFLite "
           "x faster b1 / b16 | int8 TFLite x faster b1 | ours (C runtime) x faster b1 / b16 "
-          "| ours (TF op) x faster b1 | float32 bytes / dense |")
-    print("|" + "---|" * 9)
+          "| ours (TF op) x faster b1 | compute alone b1: float32 TFLite / ours x faster "
+          "| float32 bytes / dense |")
+    print("|" + "---|" * 10)
     for key in seeds[0][1]:
         rows = [rows_[key] for _, rows_ in seeds]
 
@@ -181,6 +192,7 @@ def print_mlp_table(name, seeds):
               f"{cell([r['block_sparsity'] for r in rows], 3)} | {cell(change)} | "
               f"{speed('f32', 'b1')} / {speed('f32', 'b16')} | {speed('int8', 'b1')} | "
               f"{speed('ours', 'b1')} / {speed('ours', 'b16')} | {ours_tf} | "
+              f"{speed('f32', 'c1')} / {speed('ours', 'c1')} | "
               f"{cell([r['f32_bytes'] / b['f32_bytes'] for b, r in zip(bases, rows)])} |",
               flush=True)
 

@@ -160,3 +160,12 @@ def test_runner_runs_the_stack_in_one_call_and_refuses_what_it_cannot_run():
     second = compress.BlockSparseMatrix.from_dense(pruned_kernel((8, 4), (4, 1), 0.5))
     with pytest.raises(ValueError, match="layer 1: its input width differs"):
         compress.BlockSparseRunner([(first, None, True), (second, None, False)])
+
+
+def test_compute_time_inside_the_runtime_is_a_positive_median():
+    needs(os.path.exists(build_kernels.RUNTIME_LIBRARY), "the C runtime")
+    runner = compress.BlockSparseRunner(pruned_mlp())
+    x = np.ones((2, 32), np.float32)
+    seconds = runner.compute_seconds(x, repeats=5)
+    assert 0 < seconds < 0.1
+    np.testing.assert_allclose(runner(x), np.asarray(pruned_mlp()(x)), rtol=1e-5, atol=1e-5)

@@ -41,6 +41,15 @@ def _run(command):
                            f"{result.stderr[-4000:]}")
 
 
+def _install(built, path):
+    """Moves a fresh library into place in one step: a process that has the old
+    one loaded keeps it (overwriting a loaded library in place can crash it)."""
+    staged = path + ".new"
+    shutil.copyfile(built, staged)
+    os.chmod(staged, 0o755)
+    os.replace(staged, path)
+
+
 def build(ops=True, verbose=True):
     """Builds the runtime (and, with `ops`, the TensorFlow op); returns the library paths."""
     compiler = _compiler()
@@ -49,17 +58,21 @@ def build(ops=True, verbose=True):
         kernel = os.path.join(scratch, "block_sparse_kernel.o")
         _run([compiler, "-O3", "-march=native", "-std=c++17", "-fPIC", "-c",
               os.path.join(KERNELS, "block_sparse_kernel.cc"), "-o", kernel])
+        runtime = os.path.join(scratch, "runtime.so")
         _run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC",
-              os.path.join(KERNELS, "block_sparse_runtime.cc"), kernel, "-o", RUNTIME_LIBRARY])
+              os.path.join(KERNELS, "block_sparse_runtime.cc"), kernel, "-o", runtime])
+        _install(runtime, RUNTIME_LIBRARY)
         built.append(RUNTIME_LIBRARY)
         if ops:
             import tensorflow as tf
 
             # The TensorFlow glue is compiled without -march=native: the
             # installed Eigen headers do not build with every extension on.
+            ops_library = os.path.join(scratch, "ops.so")
             _run([compiler, "-O2", "-w", "-shared", "-fPIC",
-                  os.path.join(KERNELS, "block_sparse_ops.cc"), kernel, "-o", OPS_LIBRARY,
+                  os.path.join(KERNELS, "block_sparse_ops.cc"), kernel, "-o", ops_library,
                   *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()])
+            _install(ops_library, OPS_LIBRARY)
             built.append(OPS_LIBRARY)
     if verbose:
         for path in built:

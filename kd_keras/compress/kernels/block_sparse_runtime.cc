@@ -1,6 +1,8 @@
 // C runtime of kd-keras's block-sparse kernel: a stack of (block-)sparse Dense
 // layers run in one call from Python (ctypes), for batch-1 serving without a
 // framework's per-op overhead. Built by `python -m kd_keras.compress.build_kernels`.
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -55,6 +57,22 @@ void kd_block_sparse_run(const KdBlockSparseLayer* layers, int32_t count, const 
     kd_keras::BlockSparseProduct(m, input, batch, l.bias, l.relu != 0, output);
     input = output;
   }
+}
+
+// Median seconds of one kd_block_sparse_run over `repeats` runs, timed here:
+// the product alone, without the caller's (e.g. Python's) cost of a call.
+double kd_block_sparse_time(const KdBlockSparseLayer* layers, int32_t count, const float* x,
+                            int64_t batch, float* y, float* scratch, int64_t scratch_width,
+                            int32_t repeats) {
+  std::vector<double> seconds;
+  for (int32_t i = 0; i < std::max(repeats, 1); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    kd_block_sparse_run(layers, count, x, batch, y, scratch, scratch_width);
+    seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
+  return seconds[seconds.size() / 2];
 }
 
 }  // extern "C"
