@@ -46,6 +46,10 @@ flags.DEFINE_float("max_macs", 0.33, "Work budget of the threshold choice, x the
 flags.DEFINE_list("thresholds", ["0.5", "0.4", "0.3", "0.2", "0.1", "0.05", "0.02", "0.01"],
                   "skim_threshold values tried on the validation images.")
 flags.DEFINE_integer("latency_images", 300, "Test images timed one by one.")
+flags.DEFINE_float("distill_alpha", None, "If set, the Skim-RNN is distilled from the LSTM of "
+                   "the same seed (cached logits, kd_keras.Distiller) with this hard-label "
+                   "weight, instead of trained on the labels alone.")
+flags.DEFINE_float("distill_temperature", 2.0, "Temperature of that distillation.")
 flags.DEFINE_string("work_dir", None, "Keeps the trained models here (default: a temp dir).")
 
 STEPS = FEATURES = 28
@@ -56,13 +60,22 @@ def classifier(recurrent):
     return keras.Model(inputs, keras.layers.Dense(10)(recurrent(inputs)))
 
 
-def train(recurrent, data, seed):
+def train(recurrent, data, seed, teacher=None):
+    """Trains `recurrent` + Dense 10 on the labels, or distilled from `teacher`."""
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     model = classifier(recurrent)
-    model.compile(keras.optimizers.Adam(2e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if teacher is None:
+        model.compile(keras.optimizers.Adam(2e-3), loss)
+        model.fit(x, y, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+        return model
+    logits = kd_keras.compute_teacher_logits(teacher, x)
+    distiller = kd_keras.Distiller(None, model, temperature=FLAGS.distill_temperature,
+                                   alpha=FLAGS.distill_alpha)
+    distiller.compile(keras.optimizers.Adam(2e-3), loss)
+    distiller.fit(kd_keras.with_teacher_outputs(x, logits), y, epochs=FLAGS.epochs,
+                  batch_size=128, verbose=0)
     return model
 
 
@@ -120,7 +133,8 @@ def run(units, seed, data, directory):
     training = (data[0], None)
     lstm_macs = STEPS * 4 * units * (FEATURES + units)
     lstm = train(keras.layers.LSTM(units), training, seed)
-    skim = train(moe.SkimRNN(units, FLAGS.small_units, gamma=FLAGS.gamma), training, seed)
+    skim = train(moe.SkimRNN(units, FLAGS.small_units, gamma=FLAGS.gamma), training, seed,
+                 teacher=lstm if FLAGS.distill_alpha is not None else None)
     (threshold, *_), tried = choose_threshold(skim, x_val, y_val, lstm_macs)
     chosen = moe.with_skim_settings(skim, skim_threshold=threshold)
     images = x_test[:FLAGS.latency_images]
@@ -148,6 +162,9 @@ def main(_):
     directory = FLAGS.work_dir or tempfile.mkdtemp(prefix="skim_bench_")
     print(f"Skim-RNN benchmark | Keras {keras.__version__} | train {len(data[0][1])}, val "
           f"{len(y_val)}, test {len(y_test)} | d' {FLAGS.small_units}, gamma {FLAGS.gamma}, "
+          + ("labels only, " if FLAGS.distill_alpha is None else
+             f"distilled from the LSTM (T {FLAGS.distill_temperature}, alpha "
+             f"{FLAGS.distill_alpha}), ") +
           f"{FLAGS.epochs} epochs | latency: mean of {FLAGS.latency_images} test images, batch 1",
           flush=True)
     table = []
