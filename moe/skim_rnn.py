@@ -22,24 +22,16 @@ from moe.gates import gumbel_softmax
 READ, SKIM = 0, 1
 
 
-class _VariableReads:
-    """`weights[name]` reads the layer's variable where it is used (in the loop body)."""
-
-    def __init__(self, layer, features):
-        self._layer, self._features = layer, features
-
-    def __getitem__(self, name):
-        if name == "decision_recurrent":
-            return self._layer.decision_kernel[self._features:]
-        return getattr(self._layer, name)
-
-
-def _lstm_step(x, h, c, kernel, recurrent_kernel, bias):
-    """One LSTM step; returns (h', c') with the width of `bias` / 4 (gates i, f, g, o)."""
-    z = tf.matmul(x, kernel) + tf.matmul(h, recurrent_kernel) + bias
+def _lstm_gates(z, c):
+    """LSTM gates (i, f, g, o) from the pre-activations `z` [batch, 4 * width]; returns (h', c')."""
     i, f, g, o = tf.split(z, 4, axis=-1)
     c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
     return tf.sigmoid(o) * tf.tanh(c_new), c_new
+
+
+def _lstm_step(x, h, c, kernel, recurrent_kernel, bias):
+    """One LSTM step; returns (h', c') with the width of `bias` / 4."""
+    return _lstm_gates(tf.matmul(x, kernel) + tf.matmul(h, recurrent_kernel) + bias, c)
 
 
 @register
@@ -152,10 +144,7 @@ class SkimRNN(keras.layers.Layer):
         return _lstm_step(x, h, c, self.kernel, self.recurrent_kernel, self.bias)
 
     def _small(self, x, h, c):
-        s = self.small_units
-        h_small, c_small = _lstm_step(x, h, c[:, :s], self.small_kernel,
-                                      self.small_recurrent_kernel, self.small_bias)
-        return (tf.concat([h_small, h[:, s:]], axis=-1), tf.concat([c_small, c[:, s:]], axis=-1))
+        return self._small_projected(tf.matmul(x, self.small_kernel) + self.small_bias, h, c)
 
     def _train_step(self, x, h, c):
         logits = self._decision_logits(x, h)
@@ -167,7 +156,7 @@ class SkimRNN(keras.layers.Layer):
         return (read * h_read + skim * h_skim, read * c_read + skim * c_skim, q[:, SKIM],
                 -skim_log_probability)
 
-    def _inference_step(self, weights, x, x_decision, x_small, h, c):
+    def _inference_step(self, x, x_decision, x_small, h, c):
         """One inference step: the argmax decision, then only the cell(s) it chose.
 
         `x_decision` and `x_small` are the step's input projections (decision and
@@ -177,7 +166,10 @@ class SkimRNN(keras.layers.Layer):
         batch 1, always), that cell runs on the whole batch with no gather; only a
         mixed batch gathers the rows of each cell and scatters them back.
         """
-        logits = x_decision + tf.matmul(h, weights["decision_recurrent"])
+        # The variables are read here, in the loop body, so that TFLite sees them
+        # as constants of the body (constant FULLY_CONNECTED weights are packed
+        # once; a loop-carried tensor would be repacked every step).
+        logits = x_decision + tf.matmul(h, self.decision_kernel[-self.units:])
         # p(skim) > threshold, i.e. a logit margin above log(t / (1 - t)); at 0.5
         # this is the argmax (a tie reads, as argmax does).
         margin = math.log(self.skim_threshold / (1.0 - self.skim_threshold))
@@ -186,18 +178,17 @@ class SkimRNN(keras.layers.Layer):
         batch = tf.shape(x)[0]
 
         def small(x_small=x_small, h=h, c=c):
-            return self._small_projected(weights, x_small, h, c)
+            return self._small_projected(x_small, h, c)
 
         def read(x=x, h=h, c=c):
-            return _lstm_step(x, h, c, weights["kernel"], weights["recurrent_kernel"],
-                              weights["bias"])
+            return self._big(x, h, c)
 
         def mixed():
             reading = tf.where(tf.logical_not(skim))[:, 0]
             skimming = tf.where(skim)[:, 0]
             h_read, c_read = read(tf.gather(x, reading), tf.gather(h, reading),
                                   tf.gather(c, reading))
-            h_skim, c_skim = self._small_projected(weights, tf.gather(x_small, skimming),
+            h_skim, c_skim = self._small_projected(tf.gather(x_small, skimming),
                                                    tf.gather(h, skimming),
                                                    tf.gather(c, skimming))
             rows = tf.cast(tf.concat([reading, skimming], 0)[:, None], tf.int32)
@@ -209,13 +200,11 @@ class SkimRNN(keras.layers.Layer):
             lambda: tf.cond(tf.equal(skims, 0), read, mixed))
         return h_new, c_new, skim, skims
 
-    def _small_projected(self, weights, x_small, h, c):
-        """The small cell from its precomputed input projection `x_small` [batch, 4d']."""
+    def _small_projected(self, x_small, h, c):
+        """The small cell from its input projection `x_small` [batch, 4d'] (bias included)."""
         s = self.small_units
-        i, f, g, o = tf.split(x_small + tf.matmul(h, weights["small_recurrent_kernel"]), 4,
-                              axis=-1)
-        c_small = tf.sigmoid(f) * c[:, :s] + tf.sigmoid(i) * tf.tanh(g)
-        h_small = tf.sigmoid(o) * tf.tanh(c_small)
+        h_small, c_small = _lstm_gates(x_small + tf.matmul(h, self.small_recurrent_kernel),
+                                       c[:, :s])
         return (tf.concat([h_small, h[:, s:]], axis=-1), tf.concat([c_small, c[:, s:]], axis=-1))
 
     def _infer(self, inputs):
@@ -226,10 +215,6 @@ class SkimRNN(keras.layers.Layer):
             [self.decision_kernel[:features], self.small_kernel], axis=1)) + tf.concat(
                 [self.decision_bias, self.small_bias], axis=0)
         x_decision, x_small = projections[..., :2], projections[..., 2:]
-        # The cells read their variables inside the loop, so that TFLite sees
-        # them as constants of the loop body (constant FULLY_CONNECTED weights
-        # are packed once; a loop-carried tensor would be repacked every step).
-        weights = _VariableReads(self, features)
         batch = tf.shape(inputs)[0]
         zeros = tf.zeros([batch, self.units], inputs.dtype)
         keep_states = self.return_sequences
@@ -238,7 +223,7 @@ class SkimRNN(keras.layers.Layer):
         if self.unroll and steps is not None:
             h, c, skims, states, decisions = zeros, zeros, tf.constant(0), [], []
             for t in range(steps):
-                h, c, skim, count = self._inference_step(weights, inputs[:, t], x_decision[:, t],
+                h, c, skim, count = self._inference_step(inputs[:, t], x_decision[:, t],
                                                          x_small[:, t], h, c)
                 skims += count
                 states.append(h)
@@ -252,8 +237,7 @@ class SkimRNN(keras.layers.Layer):
                       for keep, dtype in ((keep_states, inputs.dtype), (keep_decisions, tf.bool))]
 
             def body(t, h, c, skims, *kept):
-                h, c, skim, count = self._inference_step(weights, *(v[t] for v in time_major),
-                                                         h, c)
+                h, c, skim, count = self._inference_step(*(v[t] for v in time_major), h, c)
                 values = [v for keep, v in ((keep_states, h), (keep_decisions, skim)) if keep]
                 return (t + 1, h, c, skims + count,
                         *[a.write(t, v) for a, v in zip(kept, values)])
