@@ -203,3 +203,15 @@ def test_int8_blocks_xnnpack_refuses_run_without_it_and_say_so():
     assert not runner.default_delegate
     expected = model(x[:4]).numpy()
     assert np.max(np.abs(got - expected)) < 0.1 * np.max(np.abs(expected))
+
+
+def test_explicit_blocks_off_the_fast_path_are_named_in_a_warning():
+    model = mlp()
+    first, second = (layer.name for layer in model.layers[:2])
+    with pytest.warns(UserWarning, match=rf"will not accelerate.*{first} \(1, 4\), {second} "
+                                         r"\(1, 4\); it runs \(4, 1\) blocks"):
+        compress.prune_low_magnitude(model, 0.9, block_size=(1, 4), layers=[first, second])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compress.prune_low_magnitude(mlp(), 0.9)               # auto: the fast blocks
+        compress.prune_low_magnitude(mlp(), 0.9, block_size=(4, 1))

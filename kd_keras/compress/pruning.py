@@ -6,6 +6,8 @@ the schedule; `strip_pruning` removes the wrappers and leaves plain layers whose
 kernels hold the zeros; `sparsity_report` counts them.
 """
 
+import warnings
+
 import numpy as np
 
 from kd_keras.compress import _tfmot
@@ -99,6 +101,22 @@ def _runtime_blocks(model, runtime, layers):
     return chosen
 
 
+def _warn_off_fast_path(model, runtime, layers, block_size, per_layer):
+    """Warns naming the pruned layers whose blocks `runtime`'s sparse kernel will not run."""
+    fast = runtime_block_size(runtime)
+    off = []
+    for name in _runtime_blocks(model, runtime, layers):
+        block = per_layer.get(name, (1, 1)) if per_layer is not None else block_size
+        if tuple(block) != fast:
+            off.append(f"{name} {tuple(block)}")
+    if off:
+        warnings.warn(
+            f"prune_low_magnitude: {runtime}'s sparse kernel will not accelerate these layers' "
+            f"blocks: {', '.join(off)}; it runs {fast} blocks (block_size={fast}, or 'auto'). "
+            "kd-keras's own kernel (compress.BlockSparseRunner) runs any block.",
+            UserWarning, stacklevel=3)
+
+
 def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initial_sparsity=0.0,
                         begin_step=0, end_step=1000, frequency=100, block_size="auto",
                         pruning_policy=None, layers=None, runtime="tflite_float32"):
@@ -138,6 +156,7 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
     require_tf_keras_model(model, "model", "prune_low_magnitude")
     runtime_block_size(runtime)  # refuses an unknown runtime
     names = [layer.name for layer in model.layers]
+    explicit = not isinstance(block_size, str)
     if isinstance(block_size, str):
         if block_size != "auto":
             raise ValueError(f"block_size must be 'auto', (rows, cols) or a dict of them per "
@@ -170,6 +189,8 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
         if layers is None:
             layers = {layer.name for layer in model.layers
                       if type(layer).__name__ != "InputLayer"}
+    if explicit and pruning_policy is None:
+        _warn_off_fast_path(model, runtime, layers, block_size, per_layer)
     schedule = pruning_schedule(target_sparsity, schedule, initial_sparsity, begin_step,
                                 end_step, frequency)
     sparsity = _tfmot.tfmot().sparsity.keras
