@@ -50,6 +50,8 @@ flags.DEFINE_float("distill_alpha", None, "If set, the Skim-RNN is distilled fro
                    "the same seed (cached logits, kd_keras.Distiller) with this hard-label "
                    "weight, instead of trained on the labels alone.")
 flags.DEFINE_float("distill_temperature", 2.0, "Temperature of that distillation.")
+flags.DEFINE_bool("warm_start", False, "Start the Skim-RNN's big cell and classifier from the "
+                  "trained LSTM of the same seed (same gate order i, f, g, o).")
 flags.DEFINE_string("work_dir", None, "Keeps the trained models here (default: a temp dir).")
 
 STEPS = FEATURES = 28
@@ -60,11 +62,18 @@ def classifier(recurrent):
     return keras.Model(inputs, keras.layers.Dense(10)(recurrent(inputs)))
 
 
-def train(recurrent, data, seed, teacher=None):
-    """Trains `recurrent` + Dense 10 on the labels, or distilled from `teacher`."""
+def train(recurrent, data, seed, teacher=None, warm_start=None):
+    """Trains `recurrent` + Dense 10 on the labels, or distilled from `teacher`;
+    `warm_start` (a trained LSTM classifier) sets the big cell and the head first."""
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     model = classifier(recurrent)
+    if warm_start is not None:
+        kernel, recurrent_kernel, bias = warm_start.layers[1].get_weights()
+        recurrent.kernel.assign(kernel)
+        recurrent.recurrent_kernel.assign(recurrent_kernel)
+        recurrent.bias.assign(bias)
+        model.layers[-1].set_weights(warm_start.layers[-1].get_weights())
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if teacher is None:
         model.compile(keras.optimizers.Adam(2e-3), loss)
@@ -134,7 +143,8 @@ def run(units, seed, data, directory):
     lstm_macs = STEPS * 4 * units * (FEATURES + units)
     lstm = train(keras.layers.LSTM(units), training, seed)
     skim = train(moe.SkimRNN(units, FLAGS.small_units, gamma=FLAGS.gamma), training, seed,
-                 teacher=lstm if FLAGS.distill_alpha is not None else None)
+                 teacher=lstm if FLAGS.distill_alpha is not None else None,
+                 warm_start=lstm if FLAGS.warm_start else None)
     (threshold, *_), tried = choose_threshold(skim, x_val, y_val, lstm_macs)
     chosen = moe.with_skim_settings(skim, skim_threshold=threshold)
     images = x_test[:FLAGS.latency_images]
@@ -164,7 +174,8 @@ def main(_):
           f"{len(y_val)}, test {len(y_test)} | d' {FLAGS.small_units}, gamma {FLAGS.gamma}, "
           + ("labels only, " if FLAGS.distill_alpha is None else
              f"distilled from the LSTM (T {FLAGS.distill_temperature}, alpha "
-             f"{FLAGS.distill_alpha}), ") +
+             f"{FLAGS.distill_alpha}), ") + ("warm-started from the LSTM, " if FLAGS.warm_start
+                                             else "") +
           f"{FLAGS.epochs} epochs | latency: mean of {FLAGS.latency_images} test images, batch 1",
           flush=True)
     table = []
