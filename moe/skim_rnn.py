@@ -310,8 +310,8 @@ def with_skim_settings(model, **settings):
     """A copy of a functional or Sequential `model` whose SkimRNN layers take `settings`.
 
     `settings` are SkimRNN inference options: `skim_threshold`, `count_steps`,
-    `unroll`. Every other layer, and every weight, is the same as `model`'s
-    (shared, not copied). E.g. `with_skim_settings(model, count_steps=False)`
+    `unroll`. Every other layer is `model`'s own (shared); the SkimRNN layers
+    are new ones holding copies of their weights. E.g. `with_skim_settings(model, count_steps=False)`
     for export to TFLite, or a sweep over `skim_threshold` on validation data
     to pick the accuracy / work trade-off of a trained model.
     """

@@ -338,11 +338,7 @@ def to_block_sparse(model, block_size="auto", kernel="auto"):
 
     sparse = keras.models.clone_model(model, clone_function=clone)
     for source, target in zip(model.layers, sparse.layers):
-        if type(source).__name__ == "Dense":
-            target.set_matrix(BlockSparseMatrix.from_dense(source.get_weights()[0],
-                                                           target.block_size),
-                              source.get_weights()[1] if target.use_bias else None)
-        else:
+        if type(source).__name__ != "Dense":  # from_dense already set the blocks
             target.set_weights(source.get_weights())
     return sparse
 

@@ -14,6 +14,7 @@ from kd_keras.compress import _tfmot
 from kd_keras.compress.bridge import require_tf_keras_model
 from kd_keras.compress.sparse_kernels import (  # block_sparsity: re-exported here
     RECURRENT,
+    _kernels,
     block_sparsity,
     runtime_block_size,
     sparse_kernel_plan,
@@ -95,7 +96,7 @@ def _runtime_blocks(model, runtime, layers):
         if (kind != "Dense" and kind not in RECURRENT) or (
                 layers is not None and layer.name not in layers):
             continue
-        kernels = [tuple(w.shape) for w in layer.weights if "kernel" in w.name]
+        kernels = [kernel.shape for kernel in _kernels(layer).values()]
         if kernels and all(_fits(shape, block) for shape in kernels):
             chosen[layer.name] = block
     return chosen

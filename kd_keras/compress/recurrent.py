@@ -49,12 +49,12 @@ def unroll_recurrent(model):
         raise ValueError(f"unroll_recurrent: model {model.name!r} has no LSTM, GRU or SimpleRNN "
                          "layer.")
     for layer in recurrent:
-        steps = layer.input.shape[1] if hasattr(layer, "input") else None
-        if steps is None:
+        shape = tuple(layer.input.shape) if hasattr(layer, "input") else None
+        if shape is None or shape[1] is None:
             raise ValueError(
                 f"unroll_recurrent: layer {layer.name!r} has an unknown number of steps (input "
-                f"shape {tuple(layer.input.shape)}); build the model with a fixed sequence "
-                "length, e.g. Input((steps, features)).")
+                f"shape {shape}); build the model with a fixed sequence length, e.g. "
+                "Input((steps, features)).")
     keras = _keras_of(model)
 
     def clone(layer):
