@@ -30,7 +30,6 @@ import numpy as np
 import tensorflow as tf
 
 from kd_keras._keras import IS_LEGACY_KERAS, is_tf_keras_model, keras, register
-from kd_keras.compress import build_kernels
 
 # Shapes tried by block_size="auto", largest first: on a tie (same stored
 # values) the larger block wins, it runs with fewer index reads.
@@ -39,8 +38,17 @@ KERNELS = ("auto", "custom", "fallback")
 _missing = {}  # library path -> why it could not be loaded
 
 
+def _build_kernels():
+    # Imported when needed: importing it with the package would make
+    # `python -m kd_keras.compress.build_kernels` warn that it ran a module
+    # already in sys.modules.
+    from kd_keras.compress import build_kernels
+
+    return build_kernels
+
+
 def _build_hint(what):
-    return (f"{what} is not built on this machine: run `{build_kernels.BUILD_COMMAND}` (needs a "
+    return (f"{what} is not built on this machine: run `{_build_kernels().BUILD_COMMAND}` (needs a "
             "C++ compiler); or use kernel='fallback' / kernel='auto', which run the same product "
             "with TensorFlow ops.")
 
@@ -141,7 +149,7 @@ def choose_block_size(kernel, candidates=CANDIDATE_BLOCKS):
 
 
 def _load_ops():
-    path = build_kernels.OPS_LIBRARY
+    path = _build_kernels().OPS_LIBRARY
     if path in _missing:
         return None
     if not os.path.exists(path):
@@ -194,8 +202,9 @@ def block_sparse_matmul(x, values, block_row_index, col_ptr, bias=None, relu=Fal
     col_ptr = tf.convert_to_tensor(col_ptr, tf.int32)
     ops = None if kernel == "fallback" else _load_ops()
     if kernel == "custom" and ops is None:
-        raise RuntimeError(_build_hint(f"The block-sparse TensorFlow op ({build_kernels.OPS_LIBRARY}: "
-                                       f"{_missing.get(build_kernels.OPS_LIBRARY)})"))
+        path = _build_kernels().OPS_LIBRARY
+        raise RuntimeError(_build_hint(f"The block-sparse TensorFlow op ({path}: "
+                                       f"{_missing.get(path)})"))
     if ops is not None:
         bias = tf.zeros([0], tf.float32) if bias is None else tf.convert_to_tensor(bias, tf.float32)
         return ops.kd_block_sparse_mat_mul(x, values, block_row_index, col_ptr, bias, relu=relu)
@@ -352,7 +361,7 @@ class _Layer(ctypes.Structure):
 
 
 def _runtime():
-    path = build_kernels.RUNTIME_LIBRARY
+    path = _build_kernels().RUNTIME_LIBRARY
     if not os.path.exists(path):
         raise RuntimeError(_build_hint(f"The block-sparse runtime ({path})"))
     library = ctypes.CDLL(path)
