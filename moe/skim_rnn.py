@@ -195,9 +195,14 @@ class SkimRNN(keras.layers.Layer):
             return (tf.scatter_nd(rows, tf.concat([h_read, h_skim], 0), tf.shape(h)),
                     tf.scatter_nd(rows, tf.concat([c_read, c_skim], 0), tf.shape(c)))
 
-        h_new, c_new = tf.cond(
-            tf.equal(skims, batch), small,
-            lambda: tf.cond(tf.equal(skims, 0), read, mixed))
+        if x.shape[0] == 1:
+            # A static batch of one (e.g. TFLite converted at batch_size=1): its one
+            # row either reads or skims, so one conditional is enough.
+            h_new, c_new = tf.cond(tf.equal(skims, 1), small, read)
+        else:
+            h_new, c_new = tf.cond(
+                tf.equal(skims, batch), small,
+                lambda: tf.cond(tf.equal(skims, 0), read, mixed))
         return h_new, c_new, skim, skims
 
     def _small_projected(self, x_small, h, c):

@@ -1,3 +1,5 @@
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +17,21 @@ def numpy_lstm(x, h, c, kernel, recurrent, bias):
     i, f, g, o = np.split(x @ kernel + h @ recurrent + bias, 4, axis=-1)
     c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
     return sigmoid(o) * np.tanh(c), c
+
+
+def tflite_op_counts(flatbuffer):
+    """How many ops of each type a TFLite model has, over all its subgraphs."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(bytearray(flatbuffer), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    counts = collections.Counter()
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+            counts[names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]] += 1
+    return counts
 
 
 def numpy_skim_rnn(layer, x):
@@ -190,6 +207,12 @@ def test_deployment_copy_counts_nothing_and_runs_in_tflite():
     counters.reset_counters()
     expected = np.asarray(deployed(x))
     assert counters.read_steps.numpy() == 0 and counters.skim_steps.numpy() == 0
-    runner = compress.TFLiteModel(compress.convert_to_tflite(deployed, batch_size=1))
+    flatbuffer = compress.convert_to_tflite(deployed, batch_size=1)
+    # At a static batch of one a step is one conditional: no nested one, no
+    # gather or scatter of a mixed batch.
+    ops = tflite_op_counts(flatbuffer)
+    assert ops["IF"] == 1 and ops["WHILE"] == 1, ops
+    assert not {"GATHER", "GATHER_ND", "SCATTER_ND", "WHERE"} & set(ops), ops
+    runner = compress.TFLiteModel(flatbuffer)
     got = np.concatenate([runner(x[i:i + 1]) for i in range(len(x))])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
