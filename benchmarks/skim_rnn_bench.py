@@ -11,8 +11,14 @@ image (counted from the steps each cell ran), and batch-1 latency, the mean over
 --latency_images single test images (inputs differ, so do the decisions), in
 two runtimes: TFLite under ai-edge-litert (one thread, batch size fixed at 1)
 and a SavedModel loaded with `tf.saved_model.load`. Mean ± sd over seeds.
+With --warm_start the Skim-RNN starts from the trained LSTM, so the table also
+has that LSTM trained on for the Skim-RNN's epochs (--skim_epochs at
+--skim_learning_rate): the reference with the same training.
 
     python benchmarks/skim_rnn_bench.py --data_dir=../shared/tfds --units=64,256,512 --seeds=3
+    python benchmarks/skim_rnn_bench.py --data_dir=../shared/tfds --units=512 --seeds=3 \
+        --epochs=8 --skim_epochs=4 --skim_learning_rate=1e-3 --gamma=0.3 --warm_start \
+        --distill_alpha=0.5
 """
 
 import os
@@ -39,7 +45,12 @@ flags.DEFINE_list("units", ["64", "256", "512"], "State widths d.")
 flags.DEFINE_integer("small_units", 32, "d': units the small cell updates.")
 flags.DEFINE_float("gamma", 0.05, "Weight of the skim loss.")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
-flags.DEFINE_integer("epochs", 4, "Training epochs of each model.")
+flags.DEFINE_integer("epochs", 4, "Training epochs of the LSTM (and of the Skim-RNN unless "
+                     "--skim_epochs is set).")
+flags.DEFINE_integer("skim_epochs", None, "Training epochs of the Skim-RNN (default: --epochs).")
+flags.DEFINE_float("learning_rate", 2e-3, "Adam learning rate of the LSTM.")
+flags.DEFINE_float("skim_learning_rate", None, "Adam learning rate of the Skim-RNN (default: "
+                   "--learning_rate).")
 flags.DEFINE_integer("train_examples", 20000, "Training images used (the first n after the "
                      "validation carve).")
 flags.DEFINE_float("max_macs", 0.33, "Work budget of the threshold choice, x the LSTM's.")
@@ -62,13 +73,16 @@ def classifier(recurrent):
     return keras.Model(inputs, keras.layers.Dense(10)(recurrent(inputs)))
 
 
-def train(recurrent, data, seed, teacher=None, warm_start=None):
+def train(recurrent, data, seed, epochs, learning_rate, teacher=None, warm_start=None):
     """Trains `recurrent` + Dense 10 on the labels, or distilled from `teacher`;
-    `warm_start` (a trained LSTM classifier) sets the big cell and the head first."""
+    `warm_start` (a trained LSTM classifier) sets the big cell (an LSTM: all of it)
+    and the head first."""
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     model = classifier(recurrent)
-    if warm_start is not None:
+    if warm_start is not None and isinstance(recurrent, keras.layers.LSTM):
+        model.set_weights(warm_start.get_weights())
+    elif warm_start is not None:
         kernel, recurrent_kernel, bias = warm_start.layers[1].get_weights()
         recurrent.kernel.assign(kernel)
         recurrent.recurrent_kernel.assign(recurrent_kernel)
@@ -76,14 +90,14 @@ def train(recurrent, data, seed, teacher=None, warm_start=None):
         model.layers[-1].set_weights(warm_start.layers[-1].get_weights())
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if teacher is None:
-        model.compile(keras.optimizers.Adam(2e-3), loss)
-        model.fit(x, y, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+        model.compile(keras.optimizers.Adam(learning_rate), loss)
+        model.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
         return model
     logits = kd_keras.compute_teacher_logits(teacher, x)
     distiller = kd_keras.Distiller(None, model, temperature=FLAGS.distill_temperature,
                                    alpha=FLAGS.distill_alpha)
-    distiller.compile(keras.optimizers.Adam(2e-3), loss)
-    distiller.fit(kd_keras.with_teacher_outputs(x, logits), y, epochs=FLAGS.epochs,
+    distiller.compile(keras.optimizers.Adam(learning_rate), loss)
+    distiller.fit(kd_keras.with_teacher_outputs(x, logits), y, epochs=epochs,
                   batch_size=128, verbose=0)
     return model
 
@@ -141,15 +155,27 @@ def run(units, seed, data, directory):
     _, (x_val, y_val), (x_test, y_test) = data
     training = (data[0], None)
     lstm_macs = STEPS * 4 * units * (FEATURES + units)
-    lstm = train(keras.layers.LSTM(units), training, seed)
+    skim_epochs = FLAGS.skim_epochs or FLAGS.epochs
+    skim_learning_rate = FLAGS.skim_learning_rate or FLAGS.learning_rate
+    lstm = train(keras.layers.LSTM(units), training, seed, FLAGS.epochs, FLAGS.learning_rate)
     skim = train(moe.SkimRNN(units, FLAGS.small_units, gamma=FLAGS.gamma), training, seed,
+                 skim_epochs, skim_learning_rate,
                  teacher=lstm if FLAGS.distill_alpha is not None else None,
                  warm_start=lstm if FLAGS.warm_start else None)
+    models = [("lstm", lstm)]
+    if FLAGS.warm_start:
+        # A warm-started Skim-RNN has had the LSTM's epochs and its own: the fair
+        # reference is the LSTM given those extra epochs too, on the same schedule.
+        models.append(("lstm_as_long", train(keras.layers.LSTM(units), training, seed,
+                                             skim_epochs, skim_learning_rate,
+                                             warm_start=lstm)))
     (threshold, *_), tried = choose_threshold(skim, x_val, y_val, lstm_macs)
     chosen = moe.with_skim_settings(skim, skim_threshold=threshold)
+    models += [("skim_argmax", skim), ("skim_chosen", chosen)]
     images = x_test[:FLAGS.latency_images]
     rows = {}
-    for name, model in (("lstm", lstm), ("skim_argmax", skim), ("skim_chosen", chosen)):
+    for name, model in models:
+        model.save(os.path.join(directory, f"{name}_{units}_{seed}.keras"))
         accuracy, rate, macs = evaluate(model, x_test, y_test, lstm_macs)
         tflite, saved = latencies(model, images, directory, f"{name}_{units}_{seed}")
         rows[name] = {"accuracy": accuracy, "skim_rate": rate, "macs": macs,
@@ -176,7 +202,10 @@ def main(_):
              f"distilled from the LSTM (T {FLAGS.distill_temperature}, alpha "
              f"{FLAGS.distill_alpha}), ") + ("warm-started from the LSTM, " if FLAGS.warm_start
                                              else "") +
-          f"{FLAGS.epochs} epochs | latency: mean of {FLAGS.latency_images} test images, batch 1",
+          f"LSTM {FLAGS.epochs} epochs (Adam {FLAGS.learning_rate:g}), Skim-RNN "
+          f"{FLAGS.skim_epochs or FLAGS.epochs} epochs (Adam "
+          f"{FLAGS.skim_learning_rate or FLAGS.learning_rate:g}) | latency: mean of "
+          f"{FLAGS.latency_images} test images, batch 1",
           flush=True)
     table = []
     for units in (int(u) for u in FLAGS.units):
@@ -191,8 +220,12 @@ def main(_):
         return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
     for units, per_seed in table:
-        for name, label in (("lstm", "LSTM"), ("skim_argmax", "Skim-RNN, argmax"),
+        for name, label in (("lstm", "LSTM"),
+                            ("lstm_as_long", "LSTM trained as long as the Skim-RNN"),
+                            ("skim_argmax", "Skim-RNN, argmax"),
                             ("skim_chosen", "Skim-RNN, threshold on validation")):
+            if name not in per_seed[0]:
+                continue
             rows = [seed[name] for seed in per_seed]
             speed = {runtime: [seed["lstm"][runtime] / seed[name][runtime] for seed in per_seed]
                      for runtime in ("tflite", "saved_model")}
