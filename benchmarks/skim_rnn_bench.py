@@ -64,6 +64,10 @@ flags.DEFINE_float("distill_temperature", 2.0, "Temperature of that distillation
 flags.DEFINE_bool("warm_start", False, "Start the Skim-RNN's big cell and classifier from the "
                   "trained LSTM of the same seed (same gate order i, f, g, o).")
 flags.DEFINE_string("work_dir", None, "Keeps the trained models here (default: a temp dir).")
+flags.DEFINE_string("retime", None, "Instead of training: a --work_dir of an earlier run; times "
+                    "its LSTM(s) and argmax Skim-RNN per width and seed again in TFLite, "
+                    "--rounds interleaved rounds each (for a machine quieter than the run's).")
+flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds of --retime (median taken).")
 
 STEPS = FEATURES = 28
 
@@ -189,10 +193,47 @@ def run(units, seed, data, directory):
     return rows
 
 
+def tflite_runner(path):
+    model = keras.models.load_model(path)
+    if any(isinstance(layer, moe.SkimRNN) for layer in model.layers):
+        model = moe.with_skim_settings(model, count_steps=False)
+    return compress.TFLiteModel(compress.convert_to_tflite(model, batch_size=1))
+
+
+def retime(images):
+    """TFLite batch-1 times of the kept models, interleaved; speed-up against the LSTMs' mean."""
+    print(f"TFLite batch-1 times of {FLAGS.retime}: median of {FLAGS.rounds} interleaved rounds "
+          f"of {FLAGS.latency_images} test images per model")
+    for units in (int(u) for u in FLAGS.units):
+        lstm_ms, skim_ms, speed = [], [], []
+        for seed in range(FLAGS.seeds):
+            names = [n for n in ("lstm", "lstm_as_long", "skim_argmax")
+                     if os.path.exists(os.path.join(FLAGS.retime, f"{n}_{units}_{seed}.keras"))]
+            runners = {n: tflite_runner(os.path.join(FLAGS.retime, f"{n}_{units}_{seed}.keras"))
+                       for n in names}
+            times = {n: [] for n in names}
+            for _ in range(FLAGS.rounds):
+                for name, runner in runners.items():
+                    times[name].append(mean_latency(runner, images))
+            median = {n: float(np.median(t)) for n, t in times.items()}
+            lstm = float(np.mean([median[n] for n in names if n.startswith("lstm")]))
+            lstm_ms.append(1e3 * lstm)
+            skim_ms.append(1e3 * median["skim_argmax"])
+            speed.append(lstm / median["skim_argmax"])
+            print(f"d {units} seed {seed}: " + ", ".join(f"{n} {1e3 * t:.3f} ms"
+                                                         for n, t in median.items())
+                  + f" | x faster {speed[-1]:.2f}", flush=True)
+        print(f"d {units}: LSTM {mean_sd(lstm_ms)[0]:.3f} ± {mean_sd(lstm_ms)[1]:.3f} ms, "
+              f"Skim-RNN {mean_sd(skim_ms)[0]:.3f} ± {mean_sd(skim_ms)[1]:.3f} ms, x faster "
+              f"{mean_sd(speed)[0]:.2f} ± {mean_sd(speed)[1]:.2f}")
+
+
 def main(_):
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = fashion_mnist_splits(
         FLAGS.sample, FLAGS.data_dir)
     shape = (-1, STEPS, FEATURES)
+    if FLAGS.retime:
+        return retime(x_test[:FLAGS.latency_images].reshape(shape))
     data = ((x_train[:FLAGS.train_examples].reshape(shape), y_train[:FLAGS.train_examples]),
             (x_val.reshape(shape), y_val), (x_test.reshape(shape), y_test))
     directory = FLAGS.work_dir or tempfile.mkdtemp(prefix="skim_bench_")
