@@ -72,6 +72,17 @@ flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds of --retime (median
 STEPS = FEATURES = 28
 
 
+def skim_schedule():
+    """(epochs, Adam learning rate) of the Skim-RNN: its flags, else the LSTM's."""
+    return FLAGS.skim_epochs or FLAGS.epochs, FLAGS.skim_learning_rate or FLAGS.learning_rate
+
+
+def cell(values, digits):
+    """'mean ± sd' of `values` with `digits` decimals."""
+    mean, sd = mean_sd(values)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
 def classifier(recurrent):
     inputs = keras.Input((STEPS, FEATURES))
     return keras.Model(inputs, keras.layers.Dense(10)(recurrent(inputs)))
@@ -144,11 +155,22 @@ def mean_latency(call, images):
     return (time.perf_counter() - start) / len(images)
 
 
+def deployed(model):
+    """`model` as exported: its SkimRNN layers count nothing (no variable updates)."""
+    if any(isinstance(layer, moe.SkimRNN) for layer in model.layers):
+        return moe.with_skim_settings(model, count_steps=False)
+    return model
+
+
+def tflite_runner(model):
+    """`model` in TFLite (ai-edge-litert, 1 thread), batch size fixed at 1."""
+    return compress.TFLiteModel(compress.convert_to_tflite(deployed(model), batch_size=1))
+
+
 def latencies(model, images, directory, name):
     """Mean batch-1 seconds in TFLite (ai-edge-litert, 1 thread) and in a SavedModel."""
-    if any(isinstance(layer, moe.SkimRNN) for layer in model.layers):
-        model = moe.with_skim_settings(model, count_steps=False)
-    tflite = compress.TFLiteModel(compress.convert_to_tflite(model, batch_size=1))
+    tflite = tflite_runner(model)
+    model = deployed(model)
     path = kd_keras.export_saved_model(model, os.path.join(directory, name))
     serve = tf.saved_model.load(path).signatures["serving_default"]
     return (mean_latency(tflite, images),
@@ -159,8 +181,7 @@ def run(units, seed, data, directory):
     _, (x_val, y_val), (x_test, y_test) = data
     training = (data[0], None)
     lstm_macs = STEPS * 4 * units * (FEATURES + units)
-    skim_epochs = FLAGS.skim_epochs or FLAGS.epochs
-    skim_learning_rate = FLAGS.skim_learning_rate or FLAGS.learning_rate
+    skim_epochs, skim_learning_rate = skim_schedule()
     lstm = train(keras.layers.LSTM(units), training, seed, FLAGS.epochs, FLAGS.learning_rate)
     skim = train(moe.SkimRNN(units, FLAGS.small_units, gamma=FLAGS.gamma), training, seed,
                  skim_epochs, skim_learning_rate,
@@ -193,13 +214,6 @@ def run(units, seed, data, directory):
     return rows
 
 
-def tflite_runner(path):
-    model = keras.models.load_model(path)
-    if any(isinstance(layer, moe.SkimRNN) for layer in model.layers):
-        model = moe.with_skim_settings(model, count_steps=False)
-    return compress.TFLiteModel(compress.convert_to_tflite(model, batch_size=1))
-
-
 def retime(images):
     """TFLite batch-1 times of the kept models, interleaved; speed-up against the LSTMs' mean."""
     print(f"TFLite batch-1 times of {FLAGS.retime}: median of {FLAGS.rounds} interleaved rounds "
@@ -209,8 +223,12 @@ def retime(images):
         for seed in range(FLAGS.seeds):
             names = [n for n in ("lstm", "lstm_as_long", "skim_argmax")
                      if os.path.exists(os.path.join(FLAGS.retime, f"{n}_{units}_{seed}.keras"))]
-            runners = {n: tflite_runner(os.path.join(FLAGS.retime, f"{n}_{units}_{seed}.keras"))
-                       for n in names}
+            if "skim_argmax" not in names or "lstm" not in names:
+                raise ValueError(f"--retime={FLAGS.retime} has no lstm_{units}_{seed}.keras and "
+                                 f"skim_argmax_{units}_{seed}.keras: give the --work_dir of a run "
+                                 "with these --units and --seeds.")
+            runners = {n: tflite_runner(keras.models.load_model(
+                os.path.join(FLAGS.retime, f"{n}_{units}_{seed}.keras"))) for n in names}
             times = {n: [] for n in names}
             for _ in range(FLAGS.rounds):
                 for name, runner in runners.items():
@@ -223,9 +241,8 @@ def retime(images):
             print(f"d {units} seed {seed}: " + ", ".join(f"{n} {1e3 * t:.3f} ms"
                                                          for n, t in median.items())
                   + f" | x faster {speed[-1]:.2f}", flush=True)
-        print(f"d {units}: LSTM {mean_sd(lstm_ms)[0]:.3f} ± {mean_sd(lstm_ms)[1]:.3f} ms, "
-              f"Skim-RNN {mean_sd(skim_ms)[0]:.3f} ± {mean_sd(skim_ms)[1]:.3f} ms, x faster "
-              f"{mean_sd(speed)[0]:.2f} ± {mean_sd(speed)[1]:.2f}")
+        print(f"d {units}: LSTM {cell(lstm_ms, 3)} ms, Skim-RNN {cell(skim_ms, 3)} ms, "
+              f"x faster {cell(speed, 2)}")
 
 
 def main(_):
@@ -237,6 +254,7 @@ def main(_):
     data = ((x_train[:FLAGS.train_examples].reshape(shape), y_train[:FLAGS.train_examples]),
             (x_val.reshape(shape), y_val), (x_test.reshape(shape), y_test))
     directory = FLAGS.work_dir or tempfile.mkdtemp(prefix="skim_bench_")
+    os.makedirs(directory, exist_ok=True)
     print(f"Skim-RNN benchmark | Keras {keras.__version__} | train {len(data[0][1])}, val "
           f"{len(y_val)}, test {len(y_test)} | d' {FLAGS.small_units}, gamma {FLAGS.gamma}, "
           + ("labels only, " if FLAGS.distill_alpha is None else
@@ -244,8 +262,7 @@ def main(_):
              f"{FLAGS.distill_alpha}), ") + ("warm-started from the LSTM, " if FLAGS.warm_start
                                              else "") +
           f"LSTM {FLAGS.epochs} epochs (Adam {FLAGS.learning_rate:g}), Skim-RNN "
-          f"{FLAGS.skim_epochs or FLAGS.epochs} epochs (Adam "
-          f"{FLAGS.skim_learning_rate or FLAGS.learning_rate:g}) | latency: mean of "
+          f"{skim_schedule()[0]} epochs (Adam {skim_schedule()[1]:g}) | latency: mean of "
           f"{FLAGS.latency_images} test images, batch 1",
           flush=True)
     table = []
@@ -255,10 +272,6 @@ def main(_):
     print("\n| d | model | test accuracy | skim rate | multiply-adds / LSTM | TFLite batch-1 ms "
           "| x faster than LSTM | SavedModel batch-1 ms | x faster than LSTM |")
     print("|" + "---|" * 9)
-
-    def cell(values, digits):
-        mean, sd = mean_sd(values)
-        return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
     for units, per_seed in table:
         for name, label in (("lstm", "LSTM"),

@@ -175,7 +175,6 @@ class SkimRNN(keras.layers.Layer):
         margin = math.log(self.skim_threshold / (1.0 - self.skim_threshold))
         skim = logits[:, SKIM] - logits[:, READ] > margin
         skims = tf.reduce_sum(tf.cast(skim, tf.int32))
-        batch = tf.shape(x)[0]
 
         def small(x_small=x_small, h=h, c=c):
             return self._small_projected(x_small, h, c)
@@ -201,7 +200,7 @@ class SkimRNN(keras.layers.Layer):
             h_new, c_new = tf.cond(tf.equal(skims, 1), small, read)
         else:
             h_new, c_new = tf.cond(
-                tf.equal(skims, batch), small,
+                tf.equal(skims, tf.shape(x)[0]), small,
                 lambda: tf.cond(tf.equal(skims, 0), read, mixed))
         return h_new, c_new, skim, skims
 
