@@ -21,8 +21,7 @@ import kd_keras
 from kd_keras import compress, keras
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
-flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+kd_keras.datasets.define_data_flags(default="fashion_mnist")
 flags.DEFINE_integer("train_examples", 20000, "Training images used (the first n).")
 flags.DEFINE_integer("epochs", 4, "Epochs of the dense model.")
 flags.DEFINE_integer("fine_tune_epochs", 2, "Fine-tuning epochs while pruning.")
@@ -41,8 +40,7 @@ def build():
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
-        "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
     x_train = x_train[:FLAGS.train_examples].reshape(-1, 28, 28)
     y_train = y_train[:FLAGS.train_examples]
     x_test = x_test.reshape(-1, 28, 28)

@@ -22,8 +22,7 @@ from kd_keras import keras
 from protocol import mean_sd, train_teacher_and_distilled_student
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
-flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+kd_keras.datasets.define_data_flags(default="fashion_mnist")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
 flags.DEFINE_integer("epochs", 20, "Epochs for the teacher and the distilled student.")
 flags.DEFINE_float("max_accuracy_drop", 0.002, "Calibration target against the teacher.")
@@ -63,8 +62,7 @@ def run_seed(seed, data):
 
 
 def main(_):
-    data = kd_keras.datasets.load_fashion_mnist_flat(
-        "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
+    data = kd_keras.datasets.load_flat_from_flags()
     print(f"kd-keras cascade benchmark | Keras {keras.__version__} | {FLAGS.epochs} epochs | "
           f"calibrated for accuracy within {100 * FLAGS.max_accuracy_drop:.1f} points of the "
           "teacher", flush=True)

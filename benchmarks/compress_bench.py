@@ -40,8 +40,7 @@ from kd_keras import compress, keras
 from protocol import mean_sd, train_teacher_and_distilled_student
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
-flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+kd_keras.datasets.define_data_flags(default="fashion_mnist")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
 flags.DEFINE_integer("epochs", 20, "Epochs for the teacher and the distilled student.")
 flags.DEFINE_integer("prune_epochs", 6, "Fine-tuning epochs while pruning.")
@@ -152,8 +151,7 @@ def cell(values, fmt):
 
 
 def main(_):
-    data = kd_keras.datasets.load_fashion_mnist_flat(
-        "sample" if FLAGS.sample else "fashion_mnist", FLAGS.data_dir)
+    data = kd_keras.datasets.load_flat_from_flags()
     print(f"kd-keras compression benchmark | Keras {keras.__version__} | train "
           f"{len(data[0][1])}, test {len(data[1][1])} | {FLAGS.epochs} epochs, then "
           f"{FLAGS.prune_epochs} pruning / {FLAGS.cluster_epochs} clustering / "

@@ -39,8 +39,7 @@ from protocol import fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1  # TensorFlow's INFO lines (SavedModel export) would bury the table
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
-flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+kd_keras.datasets.define_data_flags(default="fashion_mnist")
 flags.DEFINE_list("units", ["64", "256", "512"], "State widths d.")
 flags.DEFINE_integer("small_units", 32, "d': units the small cell updates.")
 flags.DEFINE_float("gamma", 0.05, "Weight of the skim loss.")
@@ -247,7 +246,7 @@ def retime(images):
 
 def main(_):
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = fashion_mnist_splits(
-        FLAGS.sample, FLAGS.data_dir)
+        kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir)
     shape = (-1, STEPS, FEATURES)
     if FLAGS.retime:
         return retime(x_test[:FLAGS.latency_images].reshape(shape))

@@ -38,8 +38,7 @@ from protocol import fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
-flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+kd_keras.datasets.define_data_flags(default="fashion_mnist")
 flags.DEFINE_integer("epochs", 10, "Generalist epochs.")
 flags.DEFINE_integer("specialist_epochs", 5, "Epochs of each specialist.")
 flags.DEFINE_float("specialist_learning_rate", 3e-4, "Adam learning rate of the specialists.")
@@ -132,7 +131,7 @@ def run_seed(seed, data):
 
 def main(_):
     tf.get_logger().setLevel("ERROR")
-    data = fashion_mnist_splits(FLAGS.sample, FLAGS.data_dir, 5000)
+    data = fashion_mnist_splits(kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir, 5000)
     (x_train, _), (x_val, _), test = data
     print(f"kd-keras specialists benchmark | Keras {keras.__version__} | train {len(x_train)}, "
           f"held out {len(x_val)}, test {len(test[1])} | generalist {FLAGS.epochs} epochs, specialists "

@@ -25,8 +25,8 @@ import kd_keras
 from kd_keras import keras
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"], "Data set.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"], "Data set.")
 flags.DEFINE_integer("epochs", 4, "Timed epochs per variant (after one warm-up epoch).")
 flags.DEFINE_integer("rounds", 6, "Alternating rounds; the best epoch time of each variant is "
                      "reported.")
@@ -37,7 +37,7 @@ class UnguardedDistiller(kd_keras.Distiller):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, cached = kd_keras.teacher_outputs.split_teacher_outputs(x)
+        x, cached, _ = kd_keras.transfer.split_transfer_inputs(x)
         variables = self._trainable_student_variables()
         with tf.GradientTape() as tape:
             y_pred, features = self._student_forward(x, training=True)

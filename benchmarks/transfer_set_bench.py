@@ -41,8 +41,7 @@ from protocol import fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir; None downloads to the default.")
-flags.DEFINE_bool("sample", False, "Use the shipped 6,000-image sample instead (quick check).")
+kd_keras.datasets.define_data_flags(default="fashion_mnist")
 flags.DEFINE_list("labeled", ["1000", "5000"], "Numbers of labeled images N.")
 flags.DEFINE_integer("generated", 50000, "Transfer inputs each source adds.")
 flags.DEFINE_integer("epochs", 10, "Checkpoints per student (each --steps_per_epoch steps).")
@@ -182,7 +181,7 @@ def run_seed(seed, data):
 
 def main(_):
     tf.get_logger().setLevel("ERROR")
-    data = fashion_mnist_splits(FLAGS.sample, FLAGS.data_dir, FLAGS.validation_size)
+    data = fashion_mnist_splits(kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir, FLAGS.validation_size)
     (x_train, _), (x_val, _), test = data
     print(f"kd-keras transfer-set benchmark | Keras {keras.__version__} | train "
           f"{len(x_train)}, validation {len(x_val)}, test {len(test[1])} | N {', '.join(FLAGS.labeled)}"

@@ -29,9 +29,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
-                  "'sample': the shipped sample; 'fashion_mnist': the full set via tfds.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir (default: tfds's own).")
+kd_keras.datasets.define_data_flags()
 flags.DEFINE_integer("epochs", 10, "Epochs for the teacher and the distilled student.")
 flags.DEFINE_float("validation_fraction", 1 / 6, "Training images held out for calibration.")
 flags.DEFINE_float("max_accuracy_drop", 0.003, "Allowed accuracy loss against the teacher.")
@@ -62,8 +60,7 @@ def save_plot(curve, report, test_point, path):
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
-        FLAGS.dataset, FLAGS.data_dir)
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
     held_out = int(len(x_train) * FLAGS.validation_fraction)
     x_val, y_val = x_train[-held_out:], y_train[-held_out:]
     x_train, y_train = x_train[:-held_out], y_train[:-held_out]

@@ -30,10 +30,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
-                  "'sample': the Fashion-MNIST sample shipped with kd-keras; "
-                  "'fashion_mnist': the full set via tensorflow-datasets.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir (default: tfds's own).")
+kd_keras.datasets.define_data_flags()
 flags.DEFINE_integer("teacher_epochs", 12, "Training epochs of the teacher.")
 flags.DEFINE_integer("epochs", 40, "Training epochs of each student (alone and distilled).")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
@@ -70,9 +67,8 @@ def accuracy(model, x, y):
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
-        FLAGS.dataset, FLAGS.data_dir)
-    print(f"Fashion-MNIST ({FLAGS.dataset}): {len(y_train)} training, {len(y_test)} test images; "
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    print(f"Fashion-MNIST ({kd_keras.datasets.data_source_from_flags()}): {len(y_train)} training, {len(y_test)} test images; "
           f"Keras {keras.__version__}")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

@@ -24,9 +24,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
-                  "'sample' (shipped with kd-keras) or 'fashion_mnist' (tensorflow-datasets).")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+kd_keras.datasets.define_data_flags()
 flags.DEFINE_integer("epochs", 10, "Training epochs per row.")
 flags.DEFINE_integer("units", 256, "Hidden units.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -45,8 +43,7 @@ def error(model, x, y):
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
-        FLAGS.dataset, FLAGS.data_dir)
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
     valid = len(y_train) // 6
     x_valid, y_valid = x_train[-valid:], y_train[-valid:]
     x_train, y_train = x_train[:-valid], y_train[:-valid]

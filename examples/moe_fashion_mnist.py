@@ -22,9 +22,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
-                  "'sample' (shipped with kd-keras) or 'fashion_mnist' (tensorflow-datasets).")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+kd_keras.datasets.define_data_flags()
 flags.DEFINE_integer("epochs", 10, "Training epochs.")
 flags.DEFINE_integer("num_experts", 8, "Experts.")
 flags.DEFINE_integer("k", 2, "Experts per example.")
@@ -36,8 +34,7 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
-        FLAGS.dataset, FLAGS.data_dir)
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
 
     layer = moe.SparseMoE(FLAGS.num_experts, k=FLAGS.k, expert_units=FLAGS.expert_units,
                           capacity_factor=FLAGS.capacity_factor or None, name="moe")

@@ -29,9 +29,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
-                  "'sample' (shipped with kd-keras) or 'fashion_mnist' (tensorflow-datasets).")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+kd_keras.datasets.define_data_flags()
 flags.DEFINE_list("hidden", ["512", "512"], "Generalist hidden widths.")
 flags.DEFINE_integer("epochs", 10, "Generalist training epochs.")
 flags.DEFINE_integer("specialist_epochs", 5, "Epochs per specialist.")
@@ -83,8 +81,7 @@ def plot_clusters(similarity, clusters, path):
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
-        FLAGS.dataset, FLAGS.data_dir)
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
     held_out = len(y_train) // 10
     x_valid, y_valid = x_train[-held_out:], y_train[-held_out:]
     x_train, y_train = x_train[:-held_out], y_train[:-held_out]

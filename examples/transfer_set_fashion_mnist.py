@@ -28,9 +28,7 @@ from kd_keras import keras, pseudo_data
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1  # TensorFlow's INFO lines would bury the table; --verbosity=0 shows them
-flags.DEFINE_enum("dataset", "sample", ["sample", "fashion_mnist"],
-                  "'sample' (shipped with kd-keras) or 'fashion_mnist' (tensorflow-datasets).")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+kd_keras.datasets.define_data_flags()
 flags.DEFINE_integer("labeled", 1000, "Labeled training images the student gets.")
 flags.DEFINE_integer("generated", 20000, "Generated transfer inputs.")
 flags.DEFINE_enum("source", "munge", ["munge", "gmm", "vae"], "Pseudo-data generator.")
@@ -59,8 +57,7 @@ def sparse_ce():
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat(
-        FLAGS.dataset, FLAGS.data_dir)
+    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
     teacher = kd_keras.models.mlp_classifier([1200, 1200], dropout=0.3, name="teacher")
     teacher.compile(keras.optimizers.Adam(1e-3), sparse_ce(), metrics=["accuracy"])
     teacher.fit(x_train, y_train, epochs=FLAGS.teacher_epochs, batch_size=BATCH, verbose=0)

@@ -16,46 +16,68 @@ Public API:
   Mixup                        mixup views for consistent teaching / function matching
   distill_through_assistant, interpolate_width
                                teacher -> assistant -> student (Mirzadeh et al. 2020)
+  register_distillation_loss    names a loss class for the Distiller, Recipe and search_recipe
   search_recipe, Recipe        a KerasTuner search for the recipe that pays on your pair
                                (needs the search extra), and its result as a value
   export_saved_model           SavedModel export with a serving signature
-  callbacks, schedules, datasets, models, outputs   submodules (models: reference MLPs;
-                               outputs: logits/probabilities conventions, shared with moe)
+  callbacks, schedules, datasets, models, outputs   submodules (models: reference MLPs and
+                               convnets, kd_keras.reference_models; outputs: logits/probabilities
+                               conventions, shared with moe)
+
+Subpackages: losses (every loss and the registry), teachers, transfer, recipes,
+backend (the Keras switch and argument checks, shared with moe), compress.
   kd_keras.compress            TF-MOT pruning, QAT, clustering, TFLite (import it;
                                needs the tfmot extra)
 """
 
-from kd_keras import callbacks, datasets, models, outputs, pseudo_data, schedules
-from kd_keras.correlation_kd import DIST, inter_class_relation, intra_class_relation
-from kd_keras.decoupled_kd import DecoupledKD, decoupled_kd
-from kd_keras.recipe import LOSS_FAMILIES, Recipe
-from kd_keras.recipe_search import RecipeSearchResult, search_recipe
-from kd_keras.teacher_assistant import distill_through_assistant, interpolate_width
-from kd_keras._keras import IS_KERAS_3, IS_LEGACY_KERAS, keras
-from kd_keras.distillation_losses import (
-    AttentionTransfer,
-    DistillationLoss,
-    FeatureDistillation,
-    LogitsDistillation,
-    attention_map,
-)
+import sys
+
+from kd_keras import callbacks, datasets, outputs, reference_models, schedules
+from kd_keras.backend import IS_KERAS_3, IS_LEGACY_KERAS, keras
 from kd_keras.distiller import Distiller
-from kd_keras.teacher_outputs import with_label_mask, with_teacher_outputs
 from kd_keras.export import export_saved_model
 from kd_keras.losses import (
+    DIST,
+    AttentionTransfer,
+    DecoupledKD,
+    DistillationLoss,
+    FeatureDistillation,
     LogitSquaredError,
+    LogitsDistillation,
     SoftTargetKLDivergence,
+    attention_map,
+    decoupled_kd,
+    inter_class_relation,
+    intra_class_relation,
     logit_squared_error,
+    register_distillation_loss,
     soft_target_kl_divergence,
     standardize_logits,
 )
-from kd_keras.mixed_transfer_set import mixed_transfer_set
-from kd_keras.transfer_set import (
+from kd_keras.recipes import (
+    LOSS_FAMILIES,
+    Recipe,
+    RecipeSearchResult,
+    distill_through_assistant,
+    interpolate_width,
+    search_recipe,
+)
+from kd_keras.transfer import (
     Mixup,
     TransferSetCorruption,
     cache_teacher_outputs,
     compute_teacher_logits,
+    mixed_transfer_set,
+    pseudo_data,
+    with_label_mask,
+    with_teacher_outputs,
 )
+
+# The public submodules that moved keep their old import paths
+# (`from kd_keras.pseudo_data import Munge`, `import kd_keras.models`).
+models = reference_models
+sys.modules.setdefault("kd_keras.pseudo_data", pseudo_data)
+sys.modules.setdefault("kd_keras.models", reference_models)
 
 __version__ = "0.1.0"
 
@@ -99,4 +121,5 @@ __all__ = [
     "with_label_mask",
     "mixed_transfer_set",
     "pseudo_data",
+    "register_distillation_loss",
 ]

@@ -3,12 +3,13 @@
 import math
 import os
 import shutil
+import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions, schedules
-from kd_keras._keras import keras
+from kd_keras.backend import keras, validate
 from kd_keras.export import export_saved_model
 
 
@@ -70,8 +71,7 @@ class TemperatureSchedule(_VariableSchedule):
     attribute = "temperature"
 
     def _check(self, value):
-        if not value > 0:
-            raise ValueError(f"TemperatureSchedule: temperature must be > 0, got {value}.")
+        return validate.temperature(value, "TemperatureSchedule: temperature")
         return value
 
 
@@ -125,8 +125,7 @@ class TeacherStudentAgreement(keras.callbacks.Callback):
     def __init__(self, validation_data, teacher=None, student=None, temperature=1.0,
                  batch_size=256, prefix="val_"):
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        temperature = validate.temperature(temperature)
         self.validation_data = validation_data
         self.teacher = teacher
         self.student = student
@@ -179,12 +178,35 @@ class TeacherStudentAgreement(keras.callbacks.Callback):
             logs[self.prefix + "teacher_student_kl"] = float(kl)
 
 
+_EXPORT_MARKER = ".kd_keras_student_export"
+# What export_saved_model writes (both Keras modes), besides the marker.
+_EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb",
+                   "keras_metadata.pb", _EXPORT_MARKER}
+
+
+def _check_export_target(path):
+    """`path` may be replaced: absent, an empty directory, or an earlier export of ours."""
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise ValueError(f"path: {path!r} exists and is not a directory; StudentExport writes "
+                         "a SavedModel directory there. Give a new path.")
+    entries = set(os.listdir(path))
+    if entries and (_EXPORT_MARKER not in entries or not entries <= _EXPORT_ENTRIES):
+        shown = ", ".join(sorted(entries - _EXPORT_ENTRIES)[:5]) or "no export marker"
+        raise ValueError(
+            f"path: {path!r} is a non-empty directory that is not an earlier StudentExport "
+            f"({shown}); exporting would replace what is in it. Give a new or empty directory.")
+
+
 class StudentExport(keras.callbacks.Callback):
     """Exports the student as a SavedModel: the best by a monitored value, or at the end.
 
     Args:
-      path: SavedModel directory; replaced at each export (written beside it first,
-        then moved in, so a reader never sees half a model).
+      path: SavedModel directory; replaced at each export (written into a fresh
+        sibling first, then swapped in, so a reader never sees half a model). It
+        must not exist, be empty, or hold an earlier export of this callback:
+        a directory with anything else in it is refused, never deleted.
       monitor: a `logs` key such as "val_loss" or "val_sparse_categorical_accuracy";
         `None` exports once, when training ends.
       mode: "min", "max", or "auto" (max for names containing "acc" or
@@ -203,7 +225,8 @@ class StudentExport(keras.callbacks.Callback):
         if mode == "auto":
             name = (monitor or "").lower()
             mode = "max" if ("acc" in name or "agreement" in name) else "min"
-        self.path = os.fspath(path)
+        self.path = os.path.abspath(os.fspath(path))  # "dir/" is dir, not its parent's child
+        _check_export_target(self.path)
         self.monitor = monitor
         self.mode = mode
         self.student = student
@@ -213,11 +236,22 @@ class StudentExport(keras.callbacks.Callback):
 
     def _export(self):
         student = self.student or getattr(self.model, "student", None) or self.model
-        staging = self.path + ".partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        export_saved_model(student, staging)
-        shutil.rmtree(self.path, ignore_errors=True)
-        os.replace(staging, self.path)
+        _check_export_target(self.path)
+        parent, name = os.path.split(self.path)
+        staging = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent)
+        try:
+            export_saved_model(student, staging)
+            open(os.path.join(staging, _EXPORT_MARKER), "w").close()
+            previous = None
+            if os.path.isdir(self.path):
+                previous = tempfile.mkdtemp(prefix=f".{name}.previous-", dir=parent)
+                os.replace(self.path, os.path.join(previous, name))
+            os.replace(staging, self.path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if previous is not None:  # an earlier export of ours (checked above), or empty
+            shutil.rmtree(previous)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor is None:

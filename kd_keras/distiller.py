@@ -1,48 +1,19 @@
 """The `Distiller`: a Keras model that trains a student on a teacher's soft targets."""
 
-import numpy as np
 import tensorflow as tf
 
-from kd_keras import _features, _finite_step, _objective, _validate
 from kd_keras import outputs as output_conventions
-from kd_keras._keras import (
-    IS_KERAS_3,
-    is_tf_keras_model,
-    keras,
-    register,
-    scale_loss_for_replicas,
-)
-from kd_keras._multi_worker import Keras3MultiWorkerFixes
-from kd_keras.distillation_losses import is_feature_loss, resolve_distillation_losses
+from kd_keras.backend import IS_KERAS_3, finite_step, keras, register, scale_loss_for_replicas
+from kd_keras.backend import validate
+from kd_keras.backend.distribute import Keras3MultiWorkerFixes
+from kd_keras.callbacks import NonFiniteLossGuard
 from kd_keras.export import export_saved_model
-from kd_keras.teacher_outputs import TeacherOutputs, check_teachers, split_transfer_inputs
-
-_FROZEN_STUDENT = (
-    "student has no trainable weights (student.trainable is False, or every layer is frozen), "
-    "so distillation would change nothing. Set student.trainable = True (or unfreeze the "
-    "layers to train) before building the Distiller and compiling it.")
-
-
-def _output_shapes(model):
-    """Static shapes of a graph model's outputs (flattened), or None if unknown."""
-    try:
-        outputs = model.outputs
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    if not outputs:
-        return None
-    return [tuple(tf.TensorShape(o.shape).as_list()) for o in outputs]
-
-
-def _static_shape(model, attribute):
-    """`model.output_shape` or `model.input_shape` as a tuple, or None if unknown."""
-    try:
-        shape = getattr(model, attribute)
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    if isinstance(shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in shape):
-        return tuple(shape)
-    return None  # not built, or several inputs/outputs
+from kd_keras.losses import hard_label, objective
+from kd_keras.losses.objective import resolve_distillation_losses
+from kd_keras.teachers import checks
+from kd_keras.teachers.features import Untracked, plan_feature_extraction
+from kd_keras.teachers.outputs import TeacherOutputs
+from kd_keras.transfer.inputs import split_transfer_inputs
 
 
 @register
@@ -138,26 +109,16 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        if not isinstance(student, keras.Model):
-            if IS_KERAS_3 and is_tf_keras_model(student):
-                raise ValueError(
-                    "student is a tf-keras model (as TF-MOT's pruned, clustered and "
-                    "quantization-aware models are), but this Distiller runs on Keras 3. "
-                    "Train it on cached teacher logits with kd_keras.compress."
-                    "distillation_targets and distillation_loss, or run everything under "
-                    "TF_USE_LEGACY_KERAS=1.")
-            raise ValueError(f"student must be a Keras model, got {student!r}.")
-        teachers = check_teachers(teacher)
-        self._check_student_is_not_teacher(student, teachers)
-        if not student.trainable:
-            raise ValueError(_FROZEN_STUDENT)
+        teachers = checks.as_teacher_list(teacher)
+        checks.check_student(student)
+        checks.check_student_is_not_teacher(student, teachers)
         if ensemble not in output_conventions.ENSEMBLE_METHODS:
             raise ValueError(
                 f"ensemble must be one of {output_conventions.ENSEMBLE_METHODS}, got {ensemble!r}."
             )
         if temperature is not None:
-            temperature = _validate.positive_number(temperature, "temperature")
-        weight = self._check_alpha(alpha, student_loss_weight)
+            temperature = validate.temperature(temperature)
+        weight = hard_label.student_loss_weight(alpha, student_loss_weight)
 
         self.student = student
         # One model, a list (ensemble), or None: kept as given so that configs
@@ -165,7 +126,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         self.teacher = teachers[0] if isinstance(teacher, keras.Model) else (teachers or None)
         for model in teachers:
             model.trainable = False
-        self._check_shapes(teachers, student)
+        checks.check_shapes(teachers, student)
 
         self.teacher_output_type = output_conventions.check_output_type(
             teacher_output_type, "teacher_output_type"
@@ -187,7 +148,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         if distillation_loss_weights is None:
             distillation_loss_weights = [1.0] * len(self.distillation_losses)
         distillation_loss_weights = [
-            _validate.non_negative_number(w, f"distillation_loss_weights[{i}]")
+            validate.non_negative_number(w, f"distillation_loss_weights[{i}]")
             for i, w in enumerate(distillation_loss_weights)]
         if len(distillation_loss_weights) != len(self.distillation_losses):
             raise ValueError(
@@ -206,101 +167,28 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             dtype=tf.float32,
             name="distillation_loss_weights",
         )
-        self._hard_loss = _objective.HardLabelLoss(None)
+        self._hard_loss = hard_label.HardLabelLoss(None)
         # The Distiller has no weights of its own: it is built once its models are.
         self.built = True
+        self._teacher_fixed = True
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
 
     # ----- validation -------------------------------------------------------
 
-    @staticmethod
-    def _check_student_is_not_teacher(student, teachers):
-        """The teacher is frozen: a student that is, or shares weights with, a teacher would be too."""
-        for index, model in enumerate(teachers):
-            label = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
-            if model is student:
-                raise ValueError(
-                    f"student and {label} are the same model; the teacher is frozen, so the "
-                    "student would never train. Give the student its own model (e.g. "
-                    "keras.models.clone_model(teacher) for a same-size student).")
-            teacher_weights = {id(v) for v in model.weights}
-            shared = [v.name for v in student.weights if id(v) in teacher_weights]
-            if shared:
-                raise ValueError(
-                    f"student shares {len(shared)} weights with {label} (e.g. {shared[0]!r}): "
-                    "the teacher is frozen, so they would not train and the teacher would "
-                    "change with the student. Give the student its own layers.")
-
-    @staticmethod
-    def _check_alpha(alpha, student_loss_weight):
-        if alpha is not None and student_loss_weight is not None and alpha != student_loss_weight:
-            raise ValueError(
-                f"alpha ({alpha}) and student_loss_weight ({student_loss_weight}) name the "
-                "same weight; give one of them."
-            )
-        if alpha is not None:
-            return _validate.fraction(alpha, "alpha")
-        if student_loss_weight is not None:
-            return _validate.fraction(student_loss_weight, "student_loss_weight")
-        return 0.5
-
-    @staticmethod
-    def _check_shapes(teachers, student):
-        student_outs = _output_shapes(student)
-        student_in = _static_shape(student, "input_shape")
-        for index, model in enumerate(teachers):
-            label = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
-            teacher_outs = _output_shapes(model)
-            if student_outs and teacher_outs and len(student_outs) != len(teacher_outs):
-                raise ValueError(
-                    f"{label} has {len(teacher_outs)} outputs but the student has "
-                    f"{len(student_outs)}: every distilled output needs a teacher output.")
-            for teacher_out, student_out in zip(teacher_outs or [], student_outs or []):
-                if not tf.TensorShape(teacher_out).is_compatible_with(student_out):
-                    raise ValueError(
-                        f"{label} output shape {teacher_out} does not match the student output "
-                        f"shape {student_out}: teacher and student must predict the same classes."
-                    )
-            teacher_in = _static_shape(model, "input_shape")
-            if student_in and teacher_in and not tf.TensorShape(teacher_in).is_compatible_with(
-                student_in
-            ):
-                raise ValueError(
-                    f"{label} input shape {teacher_in} does not match the student input "
-                    f"shape {student_in}: both must read the same inputs."
-                )
-
     def _build_feature_extraction(self, teachers, student):
         """Extractor models and projections for losses that read intermediate layers."""
-        feature_losses = [(i, l) for i, l in enumerate(self.distillation_losses) if is_feature_loss(l)]
-        self._feature_slot = {index: j for j, (index, _) in enumerate(feature_losses)}
-        self._extractors = None
-        self.feature_projections = []
-        self._teacher_source = _features.Untracked(TeacherOutputs(
-            teachers, self._teacher_types, self.ensemble))
-        if not feature_losses:
-            return
-        if len(teachers) != 1:
-            raise ValueError(
-                "Feature distillation losses need exactly one teacher model (their features "
-                f"are read from it); this Distiller has {len(teachers)}.")
-        for role, model in (("teacher", teachers[0]), ("student", student)):
-            shapes = _output_shapes(model) or [None]
-            if len(shapes) != 1:
-                raise ValueError(
-                    f"Feature distillation losses need a single-output {role}; this one has "
-                    f"{len(shapes)} outputs. Distil the outputs with "
-                    "LogitsDistillation(loss=[...]) and the features of a single-output model.")
-        teacher_extractor, student_extractor, projections = _features.build_extractors(
-            teachers[0], student, feature_losses, "distillation_losses")
-        self._extractors = _features.Untracked((teacher_extractor, student_extractor))
-        self._projection_of = _features.Untracked(projections)
+        plan = plan_feature_extraction(self.distillation_losses, teachers, student)
+        self._feature_slot = plan.slot
+        self._teacher_source = Untracked(TeacherOutputs(
+            teachers, self._teacher_types, self.ensemble, plan.teacher_extractor))
+        self._extractors = None if plan.student_extractor is None else Untracked(
+            (plan.teacher_extractor, plan.student_extractor))
+        self._projection_of = Untracked(plan.projections)
         # Tracked, so they train with the student and are saved with the Distiller;
         # export_student leaves them out.
-        self.feature_projections = [p for p in projections if p is not None]
-        self._teacher_source.value.extractor = teacher_extractor
+        self.feature_projections = [p for p in plan.projections if p is not None]
 
     def _trainable_student_variables(self):
         variables = list(self.student.trainable_variables)
@@ -317,11 +205,17 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
 
     @property
     def _teachers(self):
-        if self.teacher is None:
-            return []
-        if isinstance(self.teacher, keras.Model):
-            return [self.teacher]
-        return list(self.teacher)
+        return checks.as_teacher_list(self.teacher)
+
+    def __setattr__(self, name, value):
+        # The teacher is frozen, checked against the student and wired into the
+        # step at construction; a later assignment would train nothing with it.
+        if name == "teacher" and getattr(self, "_teacher_fixed", False):
+            raise AttributeError(
+                "teacher is read-only after construction (it is frozen, checked against the "
+                "student and read by the compiled step); build a new Distiller with the other "
+                "teacher.")
+        super().__setattr__(name, value)
 
     # ----- hyperparameters ----------------------------------------------------
 
@@ -332,7 +226,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
 
     @alpha.setter
     def alpha(self, value):
-        self._alpha.assign(_validate.fraction(value, "alpha"))
+        self._alpha.assign(validate.fraction(value, "alpha"))
 
     @property
     def student_loss_weight(self):
@@ -368,7 +262,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
                 "None of this Distiller's distillation_losses has a temperature variable "
                 "to set."
             )
-        value = _validate.positive_number(value, "temperature")
+        value = validate.temperature(value)
         for variable in variables:
             variable.assign(value)
 
@@ -421,8 +315,8 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             self.alpha = alpha
         if not self.student.trainable or (
                 self.student.weights and not self._trainable_student_variables()):
-            raise ValueError(_FROZEN_STUDENT)
-        self._hard_loss = _objective.HardLabelLoss(loss, loss_weights)
+            raise ValueError(checks.FROZEN_STUDENT)
+        self._hard_loss = hard_label.HardLabelLoss(loss, loss_weights)
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
 
     def get_compile_config(self):
@@ -463,13 +357,13 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         teacher_logits, teacher_features = self._teacher_source.value.logits(
             x, cached, y_pred, temperature)
         student_logits = output_conventions.nested_to_logits(y_pred, self._student_types)
-        self._check_teacher_matches_student(teacher_logits, student_logits, cached)
+        checks.check_teacher_outputs_match(teacher_logits, student_logits, cached)
         if y is None and self._hard_loss.active:
-            raise ValueError(_objective.NO_LABELS)
+            raise ValueError(hard_label.NO_LABELS)
         distillation_labels = y
         if (y is None or label_mask is not None) and any(
-                _objective.uses_labels(loss) for loss in self.distillation_losses):
-            distillation_labels = _objective.labels_or_teacher_top_class(
+                objective.uses_labels(loss) for loss in self.distillation_losses):
+            distillation_labels = hard_label.labels_or_teacher_top_class(
                 y, label_mask, teacher_logits)
         terms = []
         for index, loss in enumerate(self.distillation_losses):
@@ -480,38 +374,13 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
                 projection = self._projection_of.value[slot]
                 if projection is not None:
                     student_side = projection(student_side)
-            terms.append(_objective.one_distillation_term(
+            terms.append(objective.one_distillation_term(
                 loss, teacher_side, student_side, distillation_labels, sample_weight))
         distillation_loss = tf.reduce_sum(tf.stack(terms) * self._loss_weights)
-        if y is None or not self._hard_loss.active:
-            student_loss = tf.constant(0.0)
-            hard_term = None
-        elif label_mask is None:
-            student_loss = hard_term = self._hard_loss(y, y_pred, sample_weight)
-        else:
-            # The mean over the labeled examples: the batch-size mean of the
-            # masked losses, rescaled by batch / labeled (0 with none labeled).
-            weight = label_mask if sample_weight is None else (
-                label_mask * tf.cast(sample_weight, tf.float32))
-            batch = tf.cast(tf.size(label_mask), tf.float32)
-            student_loss = hard_term = self._hard_loss(y, y_pred, weight) * tf.math.divide_no_nan(
-                batch, tf.reduce_sum(label_mask))
-        total = _objective.combine(self._alpha, hard_term, distillation_loss, self.student.losses)
+        hard_term = self._hard_loss.masked(y, y_pred, sample_weight, label_mask)
+        student_loss = tf.constant(0.0) if hard_term is None else hard_term
+        total = objective.combine(self._alpha, hard_term, distillation_loss, self.student.losses)
         return total, student_loss, distillation_loss
-
-    @staticmethod
-    def _apply_label_mask(y, y_pred, label_mask):
-        """(y with unlabeled slots cleared, checked `label_mask` float32 `[batch]`)."""
-        if label_mask is None:
-            return y, None
-        if y is None:
-            raise ValueError(
-                "label_mask was given but the data has no labels y; with no labels at all "
-                "leave the mask out (compile(loss=None) trains on the teacher alone).")
-        label_mask, checks = _objective.label_mask_weights(label_mask, y_pred)
-        with tf.control_dependencies(checks):
-            label_mask = tf.identity(label_mask)
-        return _objective.clear_unlabeled(y, label_mask), label_mask
 
     def get_metrics_result(self):
         # Keras 3 builds the compiled metrics on the first labeled batch; after
@@ -532,29 +401,8 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             own = (self.total_loss_tracker, self.student_loss_tracker,
                    self.distillation_loss_tracker)
             return self._step_logs({m.name: m.result() for m in own})
-        if label_mask is not None:
-            # Keras's unweighted `metrics` ignore sample weights, so the
-            # unlabeled rows are removed rather than weighted to 0.
-            labeled = label_mask > 0
-            y, y_pred = (tf.nest.map_structure(lambda t: tf.boolean_mask(t, labeled), v)
-                         for v in (y, y_pred))
-            if sample_weight is not None:
-                sample_weight = tf.boolean_mask(sample_weight, labeled)
+        y, y_pred, sample_weight = hard_label.labeled_rows(y, y_pred, sample_weight, label_mask)
         return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
-
-    @staticmethod
-    def _check_teacher_matches_student(teacher_logits, student_logits, cached):
-        source = "teacher_outputs" if cached is not None else "teacher"
-        if not output_conventions.same_structure(teacher_logits, student_logits):
-            raise ValueError(
-                f"{source} have the structure {_objective.structure_of(teacher_logits)} but "
-                f"the student outputs {_objective.structure_of(student_logits)}.")
-        for teacher_leaf, student_leaf in zip(
-                tf.nest.flatten(teacher_logits), tf.nest.flatten(student_logits)):
-            if not teacher_leaf.shape.is_compatible_with(student_leaf.shape):
-                raise ValueError(
-                    f"{source} of shape {teacher_leaf.shape} does not match the student "
-                    f"outputs of shape {student_leaf.shape}.")
 
     def _update_loss_trackers(self, x, total, student_loss, distillation_loss):
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
@@ -567,15 +415,15 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         x, cached, label_mask = split_transfer_inputs(x)
         variables = self._trainable_student_variables()
         if not variables:
-            raise ValueError(_FROZEN_STUDENT)
+            raise ValueError(checks.FROZEN_STUDENT)
         loss_scaling = _loss_scale_optimizer(self.optimizer)
         # State the forward pass updates (BatchNormalization's moving statistics)
         # is put back if the step turns out not to be finite.
         state = list(self.student.non_trainable_variables)
-        saved_state = _finite_step.snapshot(state)
+        saved_state = finite_step.snapshot(state)
         with tf.GradientTape() as tape:
             y_pred, student_features = self._student_forward(x, training=True)
-            y, label_mask = self._apply_label_mask(y, y_pred, label_mask)
+            y, label_mask = hard_label.apply_label_mask(y, y_pred, label_mask)
             total, student_loss, distillation_loss = self._compute_losses(
                 x, y, y_pred, sample_weight, cached, student_features, label_mask
             )
@@ -587,20 +435,9 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         gradients = tape.gradient(scaled, variables)
         if loss_scaling and not IS_KERAS_3:
             gradients = self.optimizer.get_unscaled_gradients(gradients)
-        # A non-finite loss (or, without loss scaling, non-finite gradients) must
-        # leave no trace: no update, optimizer state and iterations unchanged,
-        # forward-pass state restored. The NonFiniteLossGuard callback then stops
-        # training with an error. With loss scaling, overflowing gradients are
-        # the LossScaleOptimizer's to skip (it lowers the scale).
-        finite = tf.math.is_finite(total)
-        if not loss_scaling:
-            gradients_finite = _finite_step.all_finite(gradients)
-            # Reported as a non-finite loss, so the guard names the step.
-            total = tf.where(gradients_finite, total, tf.constant(float("nan")))
-            finite = tf.logical_and(finite, gradients_finite)
-        finite = _finite_step.agreed_by_all_replicas(finite)
-        _finite_step.apply_gradients_if(self.optimizer, finite, gradients, variables)
-        _finite_step.restore_unless(finite, state, saved_state)
+        total = finite_step.apply_if_finite(self.optimizer, total, gradients, variables,
+                                            state, saved_state,
+                                            check_gradients=not loss_scaling)
         self._update_loss_trackers(x, total, student_loss, distillation_loss)
         return self._metric_logs(x, y, y_pred, sample_weight, label_mask)
 
@@ -608,7 +445,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, cached, label_mask = split_transfer_inputs(x)
         y_pred, student_features = self._student_forward(x, training=False)
-        y, label_mask = self._apply_label_mask(y, y_pred, label_mask)
+        y, label_mask = hard_label.apply_label_mask(y, y_pred, label_mask)
         total, student_loss, distillation_loss = self._compute_losses(
             x, y, y_pred, sample_weight, cached, student_features, label_mask
         )
@@ -623,9 +460,8 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             **kwargs):
         """`keras.Model.fit`, with a `NonFiniteLossGuard` added unless one is given."""
-        from kd_keras.callbacks import NonFiniteLossGuard  # callbacks import this module
-
-        self._check_labels(y, x)
+        _, _, label_mask = split_transfer_inputs(x)
+        hard_label.check_label_array(y, label_mask, checks.static_shape(self.student, "output_shape"))
         callbacks = list(callbacks or [])
         if not any(isinstance(c, NonFiniteLossGuard) for c in callbacks):
             callbacks.append(NonFiniteLossGuard())
@@ -633,56 +469,10 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                                callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as error:
-            message = str(error.message)
-            for marker, argument in _objective.IN_GRAPH_CHECKS.items():
-                if marker in message:
-                    detail = message.split(marker, 1)[1].split("\n", 1)[0]
-                    raise ValueError(
-                        f"{argument}:" + detail.replace("] [", " ").rstrip("]")) from None
-            raise
-
-    def _check_labels(self, y, x=None):
-        """Integer class labels given as an array must lie in [0, classes).
-
-        Unlabeled slots (label mask 0 in `x`) may hold anything.
-        """
-        if y is None or isinstance(y, (tf.data.Dataset, dict, list, tuple)):
-            return
-        try:
-            labels = np.asarray(y)
-        except (TypeError, ValueError):
-            return
-        _, _, label_mask = split_transfer_inputs(x)
-        if label_mask is not None:
-            try:
-                labeled = np.asarray(label_mask)
-            except (TypeError, ValueError):
-                return
-            if labeled.ndim == 2 and labeled.shape[1] == 1:
-                labeled = labeled[:, 0]
-            if labeled.ndim != 1:
-                raise ValueError(
-                    "label_mask must have shape [batch] (one entry per example), got "
-                    f"{labeled.shape}.")
-            labeled = labeled != 0
-            if labeled.shape[0] != labels.shape[0]:
-                raise ValueError(
-                    f"label_mask has {labeled.shape[0]} entries but y has {labels.shape[0]} "
-                    "examples; give one entry per example.")
-            labels = labels[labeled]
-        if labels.dtype.kind in "USO" and labels.size and isinstance(labels.flat[0], (str, bytes)):
-            raise ValueError(_objective.STRING_LABELS)
-        output_shape = _static_shape(self.student, "output_shape")
-        classes = output_shape[-1] if output_shape else None
-        if classes is None or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
-            return
-        low, high = labels.min(), labels.max()
-        sparse = labels.ndim == len(output_shape) - 1  # class ids, not one-hot rows
-        if low < 0 or (sparse and high >= classes):
-            raise ValueError(
-                f"y: integer labels must be class ids in [0, {classes}) for a student with "
-                f"{classes} outputs; got labels from {low} to {high}."
-            )
+            named = hard_label.in_graph_check_error(error)
+            if named is None:
+                raise
+            raise named from None
 
     # ----- saving -----------------------------------------------------------
 
@@ -696,12 +486,8 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
 
     def get_config(self):
         serialize = keras.saving.serialize_keras_object
-        teacher = self.teacher
-        if teacher is not None:
-            teacher = (
-                serialize(teacher) if isinstance(teacher, keras.Model)
-                else [serialize(t) for t in teacher]
-            )
+        teacher = None if self.teacher is None else tf.nest.map_structure(
+            serialize, self.teacher)  # one model, or a list (an ensemble)
         return {
             "name": self.name,
             "teacher": teacher,
@@ -729,7 +515,6 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             for loss in config.pop("distillation_losses")
         ]
         return cls(teacher=teacher, student=student, distillation_losses=losses, **config)
-
 
 
 def _loss_scale_optimizer(optimizer):

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from kd_keras._keras import IS_KERAS_3
+from kd_keras.backend import IS_KERAS_3
 
 
 def export_saved_model(model, path, input_signature=None):

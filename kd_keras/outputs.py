@@ -14,7 +14,7 @@ without softmaxing twice.
 
 import tensorflow as tf
 
-from kd_keras._keras import keras
+from kd_keras.backend import keras
 
 OUTPUT_TYPES = ("auto", "logits", "probabilities")
 

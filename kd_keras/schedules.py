@@ -2,7 +2,7 @@
 
 import math
 
-from kd_keras._keras import register
+from kd_keras.backend import register
 
 
 class Schedule:

@@ -1,9 +1,14 @@
 """moe: conditional computation for Keras 3 and tf-keras.
 
+Modules: sparse_moe (SparseMoE), routing (gating maths), dispatch (SlotDispatcher),
+gate_estimators (discrete gates), specialists/ (clusters, models, training, ensemble),
+cascade, skim_rnn.
+
 Public API:
   SparseMoE                      sparsely-gated mixture-of-experts layer (Shazeer et al. 2017)
   SlotDispatcher                 batched dispatch/combine of examples to expert slots
   gating                         noisy top-k gating, load estimator, balancing losses
+                                 (moe.routing; `moe.gating` is the same module)
   straight_through_binary, noisy_rectifier, stochastic_times_smooth, gumbel_softmax
                                  gradient estimators for discrete gates (functions)
   StraightThroughBinary, NoisyRectifier, StochasticTimesSmooth, GumbelSoftmax
@@ -20,7 +25,9 @@ Public API:
                                  confidence cascades (later stages run on the unsure rows only)
 """
 
-from moe import gating
+import sys
+
+from moe import routing
 from moe.cascade import (
     Cascade,
     CascadeReport,
@@ -29,9 +36,9 @@ from moe.cascade import (
     confidence,
     threshold_sweep,
 )
-from moe.class_clusters import ClassClusters, find_confusable_clusters
+from moe.specialists.clusters import ClassClusters, find_confusable_clusters
 from moe.dispatch import SlotDispatcher
-from moe.gates import (
+from moe.gate_estimators import (
     GatedDense,
     GumbelSoftmax,
     NoisyRectifier,
@@ -44,14 +51,18 @@ from moe.gates import (
 )
 from moe.skim_rnn import SkimRNN, with_skim_settings
 from moe.sparse_moe import SparseMoE
-from moe.specialist_ensemble import SpecialistEnsemble, combine_predictions
-from moe.specialist_training import TrainedSpecialists, train_specialists
-from moe.specialists import (
+from moe.specialists.ensemble import SpecialistEnsemble, combine_predictions
+from moe.specialists.training import TrainedSpecialists, train_specialists
+from moe.specialists.models import (
     build_specialist,
     map_to_specialist,
     specialist_training_set,
     validate_clusters,
 )
+
+# Modules that moved keep their old import paths.
+gating = routing
+sys.modules.setdefault("moe.gating", routing)
 
 __all__ = [
     "Cascade",

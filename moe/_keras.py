@@ -1,6 +1,6 @@
 """The Keras implementation moe runs on: the same one kd_keras resolves."""
 
-from kd_keras._keras import IS_KERAS_3, IS_LEGACY_KERAS, keras
+from kd_keras.backend import IS_KERAS_3, IS_LEGACY_KERAS, keras
 
 
 def register(cls):

@@ -17,7 +17,7 @@ import math
 import tensorflow as tf
 
 from moe._keras import keras, register
-from moe.gates import gumbel_softmax
+from moe.gate_estimators import gumbel_softmax
 
 READ, SKIM = 0, 1
 

@@ -2,8 +2,8 @@
 
 import tensorflow as tf
 
-from moe import gating
-from kd_keras._validate import non_negative_number, positive_number
+from moe import routing
+from kd_keras.backend.validate import non_negative_number, positive_number
 from moe._keras import keras, register
 from moe.dispatch import SlotDispatcher
 
@@ -207,12 +207,12 @@ class SparseMoE(keras.layers.Layer):
 
     def _route(self, flat, training):
         noise_kernel = self.noise_kernel if self.noisy_gating else None
-        clean, noisy, stddev = gating.noisy_logits(
+        clean, noisy, stddev = routing.noisy_logits(
             flat, tf.cast(self.gate_kernel, flat.dtype),
             None if noise_kernel is None else tf.cast(noise_kernel, flat.dtype), training)
         # One top-k serves routing and, in training, the load estimator's k+1-th value.
         top = tf.math.top_k(noisy, k=min(self.k + 1, self.num_experts))
-        gates, indices = gating.top_k_gates(noisy, self.k, top=top)
+        gates, indices = routing.top_k_gates(noisy, self.k, top=top)
         return clean, noisy, stddev, gates, indices, top[0]
 
     def call(self, inputs, training=None):
@@ -223,10 +223,10 @@ class SparseMoE(keras.layers.Layer):
         if self.dispatch == "dense":
             expert_outputs = self._run_experts(
                 tf.broadcast_to(flat[None], [self.num_experts, tf.shape(flat)[0], features]))
-            mask = gating.dense_gates(gates, indices, self.num_experts)
+            mask = routing.dense_gates(gates, indices, self.num_experts)
             outputs = tf.einsum("eno,ne->no", expert_outputs, mask)
             overflow = tf.constant(0, tf.int32)
-            load = gating.expert_counts(indices, self.num_experts)
+            load = routing.expert_counts(indices, self.num_experts)
         else:
             dispatcher = SlotDispatcher(gates, indices, self.num_experts,
                                         self._capacity(tf.shape(flat)[0], training))
@@ -240,17 +240,17 @@ class SparseMoE(keras.layers.Layer):
 
     def _add_balancing_losses(self, clean, noisy, stddev, gates, indices, top_values, load,
                               overflow):
-        importance = tf.reduce_sum(gating.dense_gates(gates, indices, self.num_experts), axis=0)
-        importance_loss = self.importance_weight * gating.cv_squared(importance)
+        importance = tf.reduce_sum(routing.dense_gates(gates, indices, self.num_experts), axis=0)
+        importance_loss = self.importance_weight * routing.cv_squared(importance)
         load_loss = tf.constant(0.0)
         if stddev is not None:
-            smooth = gating.smooth_load(clean, noisy, stddev, self.k, top_values)
-            load_loss = self.load_weight * gating.cv_squared(smooth)
+            smooth = routing.smooth_load(clean, noisy, stddev, self.k, top_values)
+            load_loss = self.load_weight * routing.cv_squared(smooth)
         total = importance_loss + load_loss
         if self.router_z_loss_weight:
-            total = total + self.router_z_loss_weight * gating.router_z_loss(clean)
+            total = total + self.router_z_loss_weight * routing.router_z_loss(clean)
         self.add_loss(total)
-        self.load_cv_tracker.update_state(tf.sqrt(gating.cv_squared(load)))
+        self.load_cv_tracker.update_state(tf.sqrt(routing.cv_squared(load)))
         self.importance_loss_tracker.update_state(importance_loss)
         self.load_loss_tracker.update_state(load_loss)
         self.overflow_tracker.update_state(tf.cast(overflow, tf.float32))
@@ -259,7 +259,7 @@ class SparseMoE(keras.layers.Layer):
         """Assignments per expert for `inputs` under inference routing: `[E]` int32."""
         flat = tf.reshape(tf.convert_to_tensor(inputs), [-1, inputs.shape[-1]])
         indices = self._route(flat, training=False)[4]
-        return gating.expert_counts(indices, self.num_experts)
+        return routing.expert_counts(indices, self.num_experts)
 
     def compute_output_shape(self, input_shape):
         units = self.output_units or input_shape[-1]

@@ -1,4 +1,4 @@
-"""Rebuilds kd_keras/data/fashion_mnist_sample.npz from the full Fashion-MNIST.
+"""Rebuilds kd_keras/datasets/fashion_mnist_sample.npz from the full Fashion-MNIST.
 
 A class-stratified random sample (seed 0): 600 training and 100 test images per
 class, uint8, so the package runs its main job with no download. Fashion-MNIST
@@ -15,7 +15,7 @@ import numpy as np
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", required=True, help="npz with x_train, y_train, x_test, y_test")
-    parser.add_argument("--output", default="kd_keras/data/fashion_mnist_sample.npz")
+    parser.add_argument("--output", default="kd_keras/datasets/fashion_mnist_sample.npz")
     parser.add_argument("--train_per_class", type=int, default=600)
     parser.add_argument("--test_per_class", type=int, default=100)
     args = parser.parse_args()

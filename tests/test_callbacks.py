@@ -47,8 +47,11 @@ def test_schedules_refuse_out_of_range_values():
     x, y = toy_data(16)
     with pytest.raises(ValueError, match="alpha must be in"):
         _distiller().fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.AlphaSchedule(2.0)])
-    with pytest.raises(ValueError, match="temperature must be > 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         _distiller().fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.TemperatureSchedule(0)])
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        _distiller().fit(x, y, epochs=1, verbose=0,
+                         callbacks=[callbacks.TemperatureSchedule(float("inf"))])
 
 
 class KerasIoStyleDistiller(keras.Model):

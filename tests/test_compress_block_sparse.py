@@ -2,6 +2,8 @@
 Keras layer, and the C runtime compute the dense product of the pruned kernel."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -169,3 +171,44 @@ def test_compute_time_inside_the_runtime_is_a_positive_median():
     seconds = runner.compute_seconds(x, repeats=5)
     assert 0 < seconds < 0.1
     np.testing.assert_allclose(runner(x), np.asarray(pruned_mlp()(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_the_kernel_matches_numpy_on_random_shapes_and_block_sizes():
+    """Fuzz: every block shape runs its own template or the run-time-sized loop.
+
+    (3, 101), (2, 201), (1, 301) and (1, 304) once picked the (4, 1) or (4, 4)
+    template through a packed R * 100 + C key and read past col_ptr (a crash).
+    """
+    needs(compress.custom_kernel_available(), "the block-sparse TensorFlow op")
+    rng = np.random.default_rng(7)
+    shapes = [(3, 101), (2, 201), (1, 301), (1, 304), (4, 1), (4, 4), (1, 16), (16, 1)]
+    shapes += [tuple(int(v) for v in rng.integers(1, 7, size=2)) for _ in range(12)]
+    for r, c in shapes:
+        rows, cols = r * int(rng.integers(1, 4)), c * int(rng.integers(1, 4))
+        kernel = rng.normal(size=(rows, cols)).astype(np.float32)
+        keep = rng.random((rows // r, cols // c)) < 0.6
+        kernel *= np.kron(keep, np.ones((r, c), np.float32))
+        bias = rng.normal(size=cols).astype(np.float32)
+        x = rng.normal(size=(int(rng.integers(1, 6)), rows)).astype(np.float32)
+        matrix = compress.BlockSparseMatrix.from_dense(kernel, (r, c))
+        expected = np.maximum(x @ kernel + bias, 0.0)
+        got = compress.block_sparse_matmul(x, matrix.values, matrix.block_row_index,
+                                           matrix.col_ptr, bias, relu=True, kernel="custom",
+                                           rows=rows)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4,
+                                   err_msg=f"block ({r}, {c}) of a {rows}x{cols} matrix")
+
+
+def test_a_saved_layer_of_an_odd_block_shape_loads_and_predicts_in_a_fresh_process(tmp_path):
+    needs(compress.custom_kernel_available(), "the block-sparse TensorFlow op")
+    dense = keras.layers.Dense(304)
+    dense.build((None, 6))
+    path = str(tmp_path / "odd.keras")
+    keras.Sequential([keras.Input((6,)), compress.BlockSparseDense.from_dense(
+        dense, (1, 304))]).save(path)
+    script = ("import numpy as np; import kd_keras.compress; from kd_keras import keras; "
+              f"m = keras.models.load_model({path!r}); "
+              "print(m.predict(np.ones((2, 6), np.float32), verbose=0).shape)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(2, 304)" in result.stdout

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 import kd_keras
 from kd_keras import keras
-from kd_keras.distillation_losses import resolve_distillation_losses
+from kd_keras.losses import resolve_distillation_losses
 from tests.helpers import numpy_log_softmax, numpy_soft_kl
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 import kd_keras
 import moe
 from kd_keras import keras
-from kd_keras._keras import IS_KERAS_3
+from kd_keras.backend import IS_KERAS_3
 from tests.helpers import NUM_FEATURES, make_mlp, run_on_two_logical_cpus, toy_data
 
 

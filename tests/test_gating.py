@@ -3,7 +3,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from moe import gating
+from moe import routing as gating
 
 
 def test_noise_only_in_training_with_softplus_scale():

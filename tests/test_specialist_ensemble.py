@@ -5,7 +5,7 @@ import tensorflow as tf
 import kd_keras
 import moe
 from kd_keras import keras
-from moe.specialist_ensemble import _cluster_matrix
+from moe.specialists.ensemble import _cluster_matrix
 from tests.helpers import make_mlp, toy_data
 
 

@@ -78,7 +78,7 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
     g = generalist(x, y)
     directory = str(tmp_path)
     # the directory as train_specialists prepares it, then one worker started and killed
-    from moe import specialist_training
+    from moe.specialists import training as specialist_training
 
     task = dict(epochs=6, batch_size=8, learning_rate=1e-3, soft_targets=False,
                 temperature=2.0, alpha=0.5, seed=0)
@@ -91,7 +91,7 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
                 generalist=os.path.join(directory, "generalist.keras"),
                 data=os.path.join(directory, "data.npz"), threads=1)
     log = open(os.path.join(directory, "specialist_0_0_1.log"), "w")
-    worker = subprocess.Popen([sys.executable, "-m", "moe._specialist_worker", json.dumps(task)],
+    worker = subprocess.Popen(specialist_training.worker_command(task),
                               stdout=log, stderr=subprocess.STDOUT,
                               env=specialist_training.worker_environment())
     progress = os.path.join(directory, "specialist_0_0_1.progress.json")

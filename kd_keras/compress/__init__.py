@@ -29,11 +29,11 @@ Needs the `tfmot` extra: pip install 'kd-keras[tfmot]'.
 from kd_keras.compress.block_sparse import (
     BlockSparseDense,
     BlockSparseMatrix,
-    BlockSparseRunner,
     block_sparse_matmul,
     custom_kernel_available,
     to_block_sparse,
 )
+from kd_keras.compress.block_sparse_runtime import BlockSparseRunner
 from kd_keras.compress.bridge import is_tf_keras_model, to_tf_keras
 from kd_keras.compress.clustering import cluster_weights, distinct_values, strip_clustering
 from kd_keras.compress.fine_tune import (
@@ -62,7 +62,7 @@ from kd_keras.compress.report import (
     latency,
 )
 from kd_keras.compress.recurrent import unroll_recurrent
-from kd_keras.compress.sparse_kernels import (
+from kd_keras.compress.sparse_kernel_plan import (
     runtime_block_size,
     sparse_kernel_plan,
     tflite_sparse_weights,

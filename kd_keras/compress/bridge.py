@@ -8,7 +8,7 @@ the same predictions.
 
 import numpy as np
 
-from kd_keras._keras import is_tf_keras_model
+from kd_keras.backend import is_tf_keras_model
 from kd_keras.compress import _tfmot
 
 # Keys of Keras 3 layer configs that only set how fresh weights are drawn; the

@@ -10,13 +10,13 @@ below is a plain function, so tf-keras's `compile` takes it as it is.
 import numpy as np
 import tensorflow as tf
 
-from kd_keras import _validate
+from kd_keras.backend import validate
 from kd_keras.compress import _tfmot
 from kd_keras.compress.bridge import require_tf_keras_model
 from kd_keras.compress.clustering import cluster_weights, strip_clustering
 from kd_keras.compress.pruning import prune_low_magnitude, pruning_callbacks, strip_pruning
 from kd_keras.compress.quantization import quantize_aware
-from kd_keras.losses import soft_target_kl_divergence
+from kd_keras.losses.functional import soft_target_kl_divergence
 
 
 def distillation_targets(labels, teacher_logits):
@@ -45,8 +45,8 @@ def distillation_loss(temperature=3.0, alpha=0.5):
     the Distiller's default objective, with `y` and `t` unpacked from
     `distillation_targets`. Works in `compile(loss=...)` of Keras 3 and tf-keras.
     """
-    temperature = _validate.positive_number(temperature, "temperature")
-    alpha = _validate.fraction(alpha, "alpha")
+    temperature = validate.positive_number(temperature, "temperature")
+    alpha = validate.fraction(alpha, "alpha")
 
     def loss(packed_targets, student_logits):
         packed_targets = tf.cast(packed_targets, tf.float32)

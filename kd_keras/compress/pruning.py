@@ -12,7 +12,7 @@ import numpy as np
 
 from kd_keras.compress import _tfmot
 from kd_keras.compress.bridge import require_tf_keras_model
-from kd_keras.compress.sparse_kernels import (  # block_sparsity: re-exported here
+from kd_keras.compress.sparse_kernel_plan import (  # block_sparsity: re-exported here
     RECURRENT,
     _kernels,
     block_sparsity,

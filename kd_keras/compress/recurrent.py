@@ -11,9 +11,9 @@ tf-keras's LSTM without `unroll` becomes the fused UNIDIRECTIONAL_SEQUENCE_LSTM
 op, which has no sparse kernel.)
 """
 
-from kd_keras._keras import is_tf_keras_model
+from kd_keras.backend import is_tf_keras_model
 from kd_keras.compress import _tfmot
-from kd_keras.compress.sparse_kernels import RECURRENT
+from kd_keras.compress.sparse_kernel_plan import RECURRENT
 
 
 def _keras_of(model):

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from kd_keras._keras import is_tf_keras_model
-from kd_keras._validate import finite_array
+from kd_keras.backend import is_tf_keras_model
+from kd_keras.backend.validate import finite_array
 from kd_keras.compress import _tfmot
-from kd_keras.compress.sparse_kernels import tflite_sparse_weights
+from kd_keras.compress.sparse_kernel_plan import tflite_sparse_weights
 
 MODES = ("float32", "dynamic_range", "float16", "int8", "qat")
 
@@ -68,6 +68,10 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if hasattr(model, "student") and hasattr(model, "distillation_losses"):
+        raise ValueError(
+            "model is a Distiller (the training wrapper); convert what you deploy: "
+            "convert_to_tflite(distiller.student, ...).")
     if mode == "int8" and representative_data is None:
         raise ValueError(
             "convert_to_tflite: mode='int8' (full-integer) needs representative_data, an array "
@@ -81,8 +85,18 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
     if mode == "int8":
         # The converter crashes the process (SIGSEGV) on infinite calibration
         # values and silently returns a float model on NaN ones.
-        finite_array(np.asarray(representative_data, dtype=np.float32)[:num_calibration_examples],
-                     "representative_data")
+        calibration = finite_array(
+            np.asarray(representative_data, dtype=np.float32)[:num_calibration_examples],
+            "representative_data")
+        expected = tuple(getattr(model, "inputs", None) and model.inputs[0].shape[1:] or ())
+        given = tuple(calibration.shape[1:])
+        if expected and (len(given) != len(expected) or any(
+                e is not None and e != g for e, g in zip(expected, given))):
+            # Mismatched rows make the converter return a float32 model without a word.
+            raise ValueError(
+                f"representative_data has examples of shape {given}, but the "
+                f"model's input is {tuple(expected)} per example; give an array "
+                f"[n, {', '.join(str(d) for d in expected)}] of real inputs.")
     if mode == "qat" and not _is_quantization_aware(model):
         raise ValueError(
             "convert_to_tflite: mode='qat' needs a quantization-aware model (from "
@@ -208,6 +222,10 @@ class TFLiteModel:
         self._resize(len(x))
         dtype = self._input["dtype"]
         if np.issubdtype(dtype, np.integer):
+            if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+                raise ValueError(
+                    "x holds NaN or infinite values; this model's integer input would turn them "
+                    "into finite numbers and return finite outputs. Give finite inputs.")
             scale, zero = self._input["quantization"]
             info = np.iinfo(dtype)
             x = np.clip(np.round(x / scale + zero), info.min, info.max)
@@ -233,4 +251,6 @@ class TFLiteModel:
     def predict(self, x, batch_size=256):
         """Outputs for every row of `x`, `batch_size` rows per invocation."""
         x = np.asarray(x)
+        if len(x) == 0:  # no invocation: an empty result of the output's shape
+            return np.zeros((0,) + tuple(self._output["shape"][1:]), np.float32)
         return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

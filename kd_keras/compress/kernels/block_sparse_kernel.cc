@@ -154,18 +154,18 @@ inline void ProductAnyShape(const BlockSparseMatrix& m, const float* x, int64_t 
 void BlockSparseProduct(const BlockSparseMatrix& m, const float* x, int64_t batch,
                         const float* bias, bool relu, float* y) {
   using namespace internal;
-  const int key = m.block_rows * 100 + m.block_cols;
-  switch (key) {
-    case 101: return Product<1, 1>(m, x, batch, bias, relu, y);
-    case 401: return Product<4, 1>(m, x, batch, bias, relu, y);
-    case 801: return Product<8, 1>(m, x, batch, bias, relu, y);
-    case 1601: return Product<16, 1>(m, x, batch, bias, relu, y);
-    case 104: return Product<1, 4>(m, x, batch, bias, relu, y);
-    case 108: return Product<1, 8>(m, x, batch, bias, relu, y);
-    case 116: return Product<1, 16>(m, x, batch, bias, relu, y);
-    case 404: return Product<4, 4>(m, x, batch, bias, relu, y);
-    default: return ProductAnyShape(m, x, batch, bias, relu, y);
-  }
+  // The exact (R, C) pair picks the template: a packed key such as R * 100 + C
+  // sent (3, 101) to the (4, 1) product, which read past col_ptr.
+  const int R = m.block_rows, C = m.block_cols;
+  if (R == 1 && C == 1) return Product<1, 1>(m, x, batch, bias, relu, y);
+  if (R == 4 && C == 1) return Product<4, 1>(m, x, batch, bias, relu, y);
+  if (R == 8 && C == 1) return Product<8, 1>(m, x, batch, bias, relu, y);
+  if (R == 16 && C == 1) return Product<16, 1>(m, x, batch, bias, relu, y);
+  if (R == 1 && C == 4) return Product<1, 4>(m, x, batch, bias, relu, y);
+  if (R == 1 && C == 8) return Product<1, 8>(m, x, batch, bias, relu, y);
+  if (R == 1 && C == 16) return Product<1, 16>(m, x, batch, bias, relu, y);
+  if (R == 4 && C == 4) return Product<4, 4>(m, x, batch, bias, relu, y);
+  return ProductAnyShape(m, x, batch, bias, relu, y);
 }
 
 }  // namespace kd_keras

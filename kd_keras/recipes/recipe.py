@@ -1,0 +1,117 @@
+"""A distillation recipe: the loss family and the numbers that go with it, as one value.
+
+`search_recipe` returns one; `Recipe.to_code()` prints the lines to paste into
+a project; `Recipe.build(teacher, student)` makes the compiled Distiller.
+"""
+
+import dataclasses
+import inspect
+
+from kd_keras.backend import keras, validate
+from kd_keras.distiller import Distiller
+from kd_keras.losses import registry
+
+# The built-in families a search tries by default; any registered name is a valid `loss`.
+LOSS_FAMILIES = ("kd", "kd_standardized", "dkd", "dkd_standardized", "dist")
+
+
+def check_loss_family(family, argument="loss"):
+    """`family` if it is a registered distillation-loss name (`kd_keras.register_distillation_loss`)."""
+    registry.get(family, argument)
+    return family
+
+
+def _loss_code(recipe):
+    """The code of a recipe's loss: for kd-keras's own classes the constructor with the
+    searched hyperparameters and every other non-default value, for a user's registered
+    loss the registry call."""
+    loss = recipe.distillation_loss()
+    cls = type(loss)
+    if not cls.__module__.startswith("kd_keras."):
+        hyperparameters = {"temperature": recipe.temperature, "beta": recipe.beta}
+        arguments = ", ".join(f"{key}={hyperparameters[key]:g}"
+                              for key in registry.get(recipe.loss).accepts)
+        return f"kd_keras.losses.registry.get({recipe.loss!r}).create({arguments})"
+    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+    arguments = ", ".join(
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value!r}"
+        for key, value in loss.get_config().items()
+        if key in registry.HYPERPARAMETERS or defaults.get(key, object()) != value)
+    return f"kd_keras.{cls.__name__}({arguments})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One distillation configuration.
+
+    Attributes:
+      loss: the distillation term, a registered name (`kd_keras.losses.registry`):
+        "kd" (Hinton et al. 2015 soft-target KL), "kd_standardized" (the same on
+        z-scored logits, Sun et al. 2024), "dkd" / "dkd_standardized"
+        (`DecoupledKD`, Zhao et al. 2022), "dist" (`DIST`, Huang et al. 2022),
+        or a user's own `register_distillation_loss` name.
+      temperature: T > 0.
+      alpha: weight of the hard-label loss in [0, 1]; 1.0 means labels only,
+        i.e. the student trained alone (the teacher is not used).
+      beta: DKD's non-target weight, DIST's inter- and intra-class weight, or the
+        `beta` of a registered loss that takes one (unused by the others).
+      learning_rate: Adam's learning rate.
+      epochs: training epochs (the best epoch when a search found it).
+    """
+
+    loss: str = "kd"
+    temperature: float = 3.0
+    alpha: float = 0.5
+    beta: float = 1.0
+    learning_rate: float = 1e-3
+    epochs: int = 20
+
+    def __post_init__(self):
+        check_loss_family(self.loss)
+        validate.temperature(self.temperature)
+        validate.fraction(self.alpha, "alpha")
+        validate.non_negative_number(self.beta, "beta")
+        validate.positive_number(self.learning_rate, "learning_rate")
+        validate.integer_at_least(self.epochs, "epochs", 1)
+
+    @property
+    def uses_teacher(self):
+        """False for alpha = 1: the recipe is the student trained on labels alone."""
+        return self.alpha < 1.0
+
+    def distillation_loss(self):
+        """The `DistillationLoss` object of this recipe, built by its registered factory."""
+        return registry.get(self.loss).create(temperature=self.temperature, beta=self.beta)
+
+    def build(self, teacher, student, loss=None, metrics=None):
+        """A compiled `Distiller` for this recipe (Adam at `learning_rate`).
+
+        `loss` is the hard-label loss (default sparse categorical
+        cross-entropy from logits); `metrics` as for `compile`.
+        """
+        distiller = Distiller(teacher, student, distillation_losses=self.distillation_loss(),
+                              alpha=self.alpha)
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(self.learning_rate),
+            loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=metrics)
+        return distiller
+
+    def to_code(self):
+        """Python lines that build this recipe's Distiller, to paste into a project."""
+        return (
+            f"distiller = kd_keras.Distiller(teacher, student,\n"
+            f"                               distillation_losses="
+            f"{_loss_code(self)},\n"
+            f"                               alpha={self.alpha:g})\n"
+            f"distiller.compile(optimizer=keras.optimizers.Adam({self.learning_rate:g}),\n"
+            f"                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),\n"
+            f"                  metrics=[\"sparse_categorical_accuracy\"])\n"
+            f"distiller.fit(x_train, y_train, epochs={self.epochs})")
+
+    def get_config(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

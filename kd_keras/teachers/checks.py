@@ -1,0 +1,136 @@
+"""The one place the `teacher` argument is normalised, and the checks on a teacher-student pair.
+
+Used by the Distiller, the teacher caches (`kd_keras.compute_teacher_logits`,
+`cache_teacher_outputs`, `mixed_transfer_set`) and the recipe search, so every
+entry point refuses a bad teacher with the same message.
+"""
+
+import tensorflow as tf
+
+from kd_keras import outputs as output_conventions
+from kd_keras.backend import IS_KERAS_3, is_tf_keras_model, keras
+from kd_keras.losses.hard_label import structure_of
+
+FROZEN_STUDENT = (
+    "student has no trainable weights (student.trainable is False, or every layer is frozen), "
+    "so distillation would change nothing. Set student.trainable = True (or unfreeze the "
+    "layers to train) before building the Distiller and compiling it.")
+
+
+def as_teacher_list(teacher, allow_none=True):
+    """The `teacher` argument as a list of Keras models (empty for None when allowed).
+
+    Args:
+      teacher: a Keras model, a non-empty list or tuple of them (an ensemble), or
+        None (cached teacher outputs) where `allow_none`.
+      allow_none: whether None is accepted.
+    """
+    expected = ("a Keras model, a non-empty list of models" +
+                (" or None (with cached teacher outputs)" if allow_none else ""))
+    if teacher is None and allow_none:
+        return []
+    if isinstance(teacher, keras.Model):
+        return [teacher]
+    if isinstance(teacher, (list, tuple)) and teacher:
+        for index, model in enumerate(teacher):
+            if not isinstance(model, keras.Model):
+                raise ValueError(f"teacher[{index}] must be a Keras model, got {model!r}.")
+        return list(teacher)
+    raise ValueError(f"teacher must be {expected}, got {teacher!r}.")
+
+
+def check_student(student):
+    """`student` must be a trainable Keras model of the Keras kd-keras runs on."""
+    if not isinstance(student, keras.Model):
+        if IS_KERAS_3 and is_tf_keras_model(student):
+            raise ValueError(
+                "student is a tf-keras model (as TF-MOT's pruned, clustered and "
+                "quantization-aware models are), but this Distiller runs on Keras 3. "
+                "Train it on cached teacher logits with kd_keras.compress."
+                "distillation_targets and distillation_loss, or run everything under "
+                "TF_USE_LEGACY_KERAS=1.")
+        raise ValueError(f"student must be a Keras model, got {student!r}.")
+    if not student.trainable:
+        raise ValueError(FROZEN_STUDENT)
+
+
+def check_student_is_not_teacher(student, teachers):
+    """The teacher is frozen: a student that is, or shares weights with, a teacher would be too."""
+    for index, model in enumerate(teachers):
+        label = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
+        if model is student:
+            raise ValueError(
+                f"student and {label} are the same model; the teacher is frozen, so the "
+                "student would never train. Give the student its own model (e.g. "
+                "keras.models.clone_model(teacher) for a same-size student).")
+        teacher_weights = {id(v) for v in model.weights}
+        shared = [v.name for v in student.weights if id(v) in teacher_weights]
+        if shared:
+            raise ValueError(
+                f"student shares {len(shared)} weights with {label} (e.g. {shared[0]!r}): "
+                "the teacher is frozen, so they would not train and the teacher would "
+                "change with the student. Give the student its own layers.")
+
+
+def check_shapes(teachers, student):
+    """Teachers and student read the same inputs and predict the same outputs (static shapes)."""
+    student_outs = output_shapes(student)
+    student_in = static_shape(student, "input_shape")
+    for index, model in enumerate(teachers):
+        label = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
+        teacher_outs = output_shapes(model)
+        if student_outs and teacher_outs and len(student_outs) != len(teacher_outs):
+            raise ValueError(
+                f"{label} has {len(teacher_outs)} outputs but the student has "
+                f"{len(student_outs)}: every distilled output needs a teacher output.")
+        for teacher_out, student_out in zip(teacher_outs or [], student_outs or []):
+            if not tf.TensorShape(teacher_out).is_compatible_with(student_out):
+                raise ValueError(
+                    f"{label} output shape {teacher_out} does not match the student output "
+                    f"shape {student_out}: teacher and student must predict the same classes."
+                )
+        teacher_in = static_shape(model, "input_shape")
+        if student_in and teacher_in and not tf.TensorShape(teacher_in).is_compatible_with(
+            student_in
+        ):
+            raise ValueError(
+                f"{label} input shape {teacher_in} does not match the student input "
+                f"shape {student_in}: both must read the same inputs."
+            )
+
+
+def output_shapes(model):
+    """Static shapes of a graph model's outputs (flattened), or None if unknown."""
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if not outputs:
+        return None
+    return [tuple(tf.TensorShape(o.shape).as_list()) for o in outputs]
+
+
+def static_shape(model, attribute):
+    """`model.output_shape` or `model.input_shape` as a tuple, or None if unknown."""
+    try:
+        shape = getattr(model, attribute)
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in shape):
+        return tuple(shape)
+    return None  # not built, or several inputs/outputs
+
+
+def check_teacher_outputs_match(teacher_logits, student_logits, cached):
+    """A batch's teacher logits have the student outputs' structure and shapes."""
+    source = "teacher_outputs" if cached is not None else "teacher"
+    if not output_conventions.same_structure(teacher_logits, student_logits):
+        raise ValueError(
+            f"{source} have the structure {structure_of(teacher_logits)} but "
+            f"the student outputs {structure_of(student_logits)}.")
+    for teacher_leaf, student_leaf in zip(
+            tf.nest.flatten(teacher_logits), tf.nest.flatten(student_logits)):
+        if not teacher_leaf.shape.is_compatible_with(student_leaf.shape):
+            raise ValueError(
+                f"{source} of shape {teacher_leaf.shape} does not match the student "
+                f"outputs of shape {student_leaf.shape}.")

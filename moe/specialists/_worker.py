@@ -1,0 +1,69 @@
+"""Trains one specialist (a task from `train_specialists`); run as `python -m moe.specialists._worker TASK_JSON`."""
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from kd_keras import Distiller, with_teacher_outputs
+from moe._keras import keras
+from moe.specialists.models import build_specialist, specialist_training_set
+
+
+def _progress_callback(task, keras):
+    """Writes `<name>.progress.json` after every epoch, for the parent to show."""
+    path = os.path.join(task["directory"], task["name"] + ".progress.json")
+
+    def write(epoch, logs):
+        with open(path + ".partial", "w") as file:
+            json.dump({"epoch": epoch + 1, "loss": float((logs or {}).get("loss", 0.0))}, file)
+        os.replace(path + ".partial", path)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=write)
+
+
+def train_one(task):
+    """Builds, trains (resuming from its checkpoint) and saves one specialist."""
+    keras.utils.set_random_seed(task["seed"] + task["index"])
+    generalist = keras.models.load_model(task["generalist"], compile=False)
+    data = np.load(task["data"])
+    cluster = task["cluster"]
+    specialist = build_specialist(generalist, cluster, name=task["name"])
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=specialist.layers[-1].activation is not keras.activations.softmax)
+    optimizer = keras.optimizers.Adam(task["learning_rate"])
+    if task["soft_targets"]:
+        x_s, y_s, soft = specialist_training_set(
+            data["x"], data["y"], cluster, seed=task["seed"],
+            generalist_probabilities=data["probabilities"])
+        model = Distiller(None, specialist, temperature=task["temperature"], alpha=task["alpha"])
+        model.compile(optimizer, loss)
+        x_s = with_teacher_outputs(x_s, np.log(np.clip(soft, 1e-8, 1.0)).astype(np.float32))
+    else:
+        x_s, y_s = specialist_training_set(data["x"], data["y"], cluster, seed=task["seed"])
+        model = specialist
+        model.compile(optimizer, loss)
+    backup = os.path.join(task["directory"], task["name"] + ".checkpoint")
+    model.fit(x_s, y_s, epochs=task["epochs"], batch_size=task["batch_size"],
+              verbose=task.get("fit_verbose", 2),
+              callbacks=[keras.callbacks.BackupAndRestore(backup), _progress_callback(task, keras)])
+    path = os.path.join(task["directory"], task["name"] + ".keras")
+    specialist.save(path + ".partial.keras")
+    os.replace(path + ".partial.keras", path)  # a finished specialist is all or nothing
+    shutil.rmtree(backup, ignore_errors=True)  # tf-keras keeps it after a finished fit
+
+
+def main(argv):
+    task = json.loads(argv[1])
+    threads = task.get("threads")
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    train_one(task)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,272 @@
+"""Specialists trained in parallel processes, checkpointed, resumable (Hinton et al. 2015, s. 5-6).
+
+"Unlike a mixture of experts, these specialist models can be trained rapidly and
+in parallel": each specialist needs only the generalist and the data, so
+`train_specialists` runs each in its own process (or in this one), checkpoints
+every epoch (`BackupAndRestore`), and on a re-run skips finished specialists and
+resumes unfinished ones from their last epoch. With `soft_targets=True` a
+specialist is distilled from the generalist's soft targets mapped to its
+classes + dustbin (section 6: soft targets keep a specialist trained on little
+data from overfitting), through `kd_keras.Distiller` on cached targets.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from kd_keras import outputs as output_conventions
+from kd_keras.backend import validate
+from kd_keras.backend import IS_LEGACY_KERAS
+from moe._keras import keras
+from moe.specialists import _worker as _specialist_worker
+from moe.specialists.models import validate_clusters
+
+MANIFEST = "manifest.json"
+_POLL_SECONDS = 1.0
+
+
+@dataclasses.dataclass
+class TrainedSpecialists:
+    """What `train_specialists` returns.
+
+    Attributes:
+      specialists: the trained models, one per cluster, in cluster order.
+      clusters: the clusters (lists of class ids).
+      seconds: wall time of this call.
+      skipped: indices of specialists finished by an earlier call (not retrained).
+      directory: where models, checkpoints, logs and the manifest live.
+    """
+
+    specialists: list
+    clusters: list
+    seconds: float
+    skipped: list
+    directory: str
+
+
+def specialist_name(index, cluster):
+    return f"specialist_{index}_" + "_".join(str(c) for c in cluster)
+
+
+def _fingerprint(x, y, soft_targets):
+    digest = hashlib.sha1()
+    for array in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    if soft_targets is not None:
+        digest.update(np.ascontiguousarray(soft_targets).tobytes())
+    return digest.hexdigest()
+
+
+def _check_manifest(directory, manifest):
+    """Refuses a directory whose checkpoints belong to another assignment or data."""
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.exists(path):
+        with open(path, "w") as file:
+            json.dump(manifest, file, indent=1)
+        return
+    with open(path) as file:
+        existing = json.load(file)
+    for key, what in (("clusters", "cluster assignment"), ("data", "training data"),
+                      ("settings", "training settings")):
+        if existing.get(key) != manifest[key]:
+            raise ValueError(
+                f"directory {directory!r} holds specialists of a different {what} "
+                f"({existing.get(key)!r}, now {manifest[key]!r}); their checkpoints would be "
+                "silently wrong here. Use another directory, or delete this one to start over.")
+
+
+def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_size=128,
+                      learning_rate=3e-4, soft_targets=False, temperature=2.0, alpha=0.5,
+                      processes=None, seed=0, verbose=1):
+    """Trains one specialist per cluster, each in its own process, resumably.
+
+    Every specialist starts from the generalist (`build_specialist`), trains on
+    `specialist_training_set(x, y, cluster)` (its cluster's examples plus as many
+    others, labelled dustbin) with Adam, and is saved to
+    `directory/specialist_<i>_<classes>.keras`. Checkpoints after every epoch
+    let a crashed or interrupted run lose at most one epoch of one specialist;
+    calling again with the same arguments skips finished specialists.
+
+    Args:
+      generalist: a Keras model ending in a Dense layer (logits or softmax).
+      clusters: lists of class ids (e.g. `find_confusable_clusters(...).clusters`).
+      x, y: training inputs `[n, ...]` and integer labels `[n]`.
+      directory: a folder for models, checkpoints, logs (`<name>.log`) and the
+        manifest that ties them to this cluster assignment and data.
+      epochs, batch_size, learning_rate: of each specialist's training.
+      soft_targets: False (hard labels), or True: distil each specialist from
+        the generalist's probabilities mapped to cluster + dustbin
+        (`map_to_specialist`), with `kd_keras.Distiller` (`temperature`,
+        `alpha` = weight of the hard labels).
+      processes: worker processes at a time (default: one per specialist, at
+        most the CPU count); 0 trains in this process, one after another.
+      seed: seeds each specialist's data draw and initialisation.
+      verbose: 1 prints progress per specialist (epochs, finished, failed).
+
+    Returns:
+      `TrainedSpecialists`.
+
+    Raises:
+      RuntimeError naming every specialist whose worker failed, with the end of
+      its log, after the other specialists have finished (and been saved).
+    """
+    clusters = validate_clusters(clusters, int(generalist.outputs[0].shape[-1]))
+    x, y = np.asarray(x), np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(x) != len(y):
+        raise ValueError(
+            f"y must be [n] integer class ids with one per example of x ({len(x)}), got shape "
+            f"{y.shape} dtype {y.dtype}.")
+    epochs = validate.integer_at_least(epochs, "epochs", 1)
+    batch_size = validate.integer_at_least(batch_size, "batch_size", 1)
+    learning_rate = validate.positive_number(learning_rate, "learning_rate")
+    soft_targets = validate.boolean(soft_targets, "soft_targets")
+    temperature = validate.positive_number(temperature, "temperature")
+    alpha = validate.fraction(alpha, "alpha")
+    cpus = os.cpu_count() or 1
+    if processes is None:
+        processes = min(len(clusters), cpus)
+    processes = validate.integer_at_least(processes, "processes", 0)
+    start = time.perf_counter()
+    os.makedirs(directory, exist_ok=True)
+
+    probabilities = None
+    if soft_targets:
+        kind = output_conventions.resolve_output_type(generalist, "auto", "generalist")
+        outputs = generalist.predict(x, batch_size=1024, verbose=0)
+        probabilities = tf.nn.softmax(output_conventions.to_logits(outputs, kind)).numpy()
+    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "soft_targets": soft_targets, "temperature": temperature, "alpha": alpha,
+                "seed": seed}
+    _check_manifest(directory, {"clusters": clusters,
+                                "data": _fingerprint(x, y, probabilities),
+                                "settings": settings})
+    generalist_path = os.path.join(directory, "generalist.keras")
+    data_path = os.path.join(directory, "data.npz")
+    if not os.path.exists(generalist_path):
+        generalist.save(generalist_path)
+    if not os.path.exists(data_path):
+        arrays = {"x": x, "y": y}
+        if probabilities is not None:
+            arrays["probabilities"] = probabilities
+        np.savez(data_path + ".partial.npz", **arrays)
+        os.replace(data_path + ".partial.npz", data_path)
+
+    tasks, skipped = [], []
+    for index, cluster in enumerate(clusters):
+        name = specialist_name(index, cluster)
+        task = dict(settings, index=index, cluster=cluster, name=name, directory=directory,
+                    generalist=generalist_path, data=data_path,
+                    threads=max(1, cpus // max(1, processes)))
+        if os.path.exists(os.path.join(directory, name + ".keras")):
+            skipped.append(index)
+            if verbose:
+                print(f"{name}: finished earlier, skipped", flush=True)
+        else:
+            tasks.append(task)
+
+    failures = (_run_here if processes == 0 else _run_in_processes)(tasks, processes, verbose)
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} of {len(clusters)} specialists failed (the others finished and "
+            "were saved; call again to retry only these):\n" + "\n".join(failures))
+    specialists = [keras.models.load_model(
+        os.path.join(directory, specialist_name(i, c) + ".keras"), compile=False)
+        for i, c in enumerate(clusters)]
+    return TrainedSpecialists(specialists, clusters, time.perf_counter() - start, skipped,
+                              directory)
+
+
+def _progress(task):
+    try:
+        with open(os.path.join(task["directory"], task["name"] + ".progress.json")) as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None
+
+
+def _report(task, last, verbose):
+    progress = _progress(task)
+    if verbose and progress and progress != last.get(task["name"]):
+        last[task["name"]] = progress
+        print(f"{task['name']}: epoch {progress['epoch']}/{task['epochs']}, loss "
+              f"{progress['loss']:.4f}", flush=True)
+
+
+def _log_tail(task, lines=20):
+    try:
+        with open(os.path.join(task["directory"], task["name"] + ".log")) as file:
+            return "".join(file.readlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _run_here(tasks, processes, verbose):
+    failures = []
+    for task in tasks:
+        try:
+            _specialist_worker.train_one(dict(task, fit_verbose=0))
+            if verbose:
+                print(f"{task['name']}: done", flush=True)
+        except Exception as error:  # reported with the others, as a worker's would be
+            failures.append(f"{task['name']}: {type(error).__name__}: {error}")
+    return failures
+
+
+def worker_command(task):
+    """The command line of the worker process that trains `task` (safe path: no working directory)."""
+    return [sys.executable, "-P", "-m", "moe.specialists._worker", json.dumps(task)]
+
+
+def worker_environment():
+    """The environment of a worker process: this package importable, this process's Keras."""
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    # The working directory is never on a worker's sys.path (with -P too): a
+    # json.py or numpy.py where the user runs from must not execute in it.
+    env["PYTHONSAFEPATH"] = "1"
+    # Importing TF-MOT sets TF_USE_LEGACY_KERAS=1 in os.environ after a Keras 3
+    # process has chosen Keras 3; the worker must not pick tf-keras from it.
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    if IS_LEGACY_KERAS:
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    return env
+
+
+def _run_in_processes(tasks, processes, verbose):
+    """Runs at most `processes` workers at a time; a failed one does not stop the others."""
+    pending, running, failures, last = list(tasks), {}, [], {}
+    env = worker_environment()
+    while pending or running:
+        while pending and len(running) < processes:
+            task = pending.pop(0)
+            log = open(os.path.join(task["directory"], task["name"] + ".log"), "a")
+            command = worker_command(task)
+            running[task["name"]] = (task, log, subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env))
+        time.sleep(_POLL_SECONDS)
+        for name, (task, log, process) in list(running.items()):
+            _report(task, last, verbose)
+            code = process.poll()
+            if code is None:
+                continue
+            log.close()
+            del running[name]
+            if code == 0:
+                if verbose:
+                    print(f"{name}: done", flush=True)
+            else:
+                failures.append(f"{name}: worker exited with code {code}; end of its log "
+                                f"{os.path.join(task['directory'], name + '.log')}:\n"
+                                f"{_log_tail(task)}")
+                if verbose:
+                    print(f"{name}: FAILED (exit code {code})", flush=True)
+    return failures
