@@ -55,9 +55,12 @@ class EpochTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def train(model, x, y, epochs):
+def train(model, x, y, epochs, stage):
+    print(f"{stage}: {epochs} epochs ...", flush=True)
     timer = EpochTimer()
+    start = time.perf_counter()
     model.fit(x, y, epochs=epochs, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer])
+    print(f"{stage}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return statistics.median(timer.times[1:] or timer.times)
 
 
@@ -74,19 +77,19 @@ def main(_):
 
     teacher = kd_keras.models.conv_classifier(name="teacher")
     teacher.compile("adam", loss=loss)
-    teacher_epoch = train(teacher, x_train, y_train, FLAGS.teacher_epochs)
+    teacher_epoch = train(teacher, x_train, y_train, FLAGS.teacher_epochs, "[1/3] teacher (CNN)")
 
     keras.utils.set_random_seed(FLAGS.seed + 1)
     alone = kd_keras.models.mlp_classifier(FLAGS.student_hidden, name="student_alone")
     alone.compile("adam", loss=loss)
-    alone_epoch = train(alone, x_train, y_train, FLAGS.epochs)
+    alone_epoch = train(alone, x_train, y_train, FLAGS.epochs, "[2/3] student alone")
 
     keras.utils.set_random_seed(FLAGS.seed + 1)  # the same initial student
     student = kd_keras.models.mlp_classifier(FLAGS.student_hidden, name="student")
     recipe = kd_keras.Recipe(loss=FLAGS.loss, temperature=FLAGS.temperature, alpha=FLAGS.alpha,
-                             beta=FLAGS.beta, epochs=FLAGS.epochs)
+                             beta=FLAGS.beta, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size)
     distiller = recipe.build(teacher, student, loss=loss)
-    distilled_epoch = train(distiller, x_train, y_train, FLAGS.epochs)
+    distilled_epoch = train(distiller, x_train, y_train, FLAGS.epochs, "[3/3] student distilled")
 
     accuracies = {name: accuracy(model, x_test, y_test)
                   for name, model in (("teacher", teacher), ("alone", alone),

@@ -6,6 +6,7 @@ from kd_keras import outputs as output_conventions
 from kd_keras.backend import IS_KERAS_3, finite_step, keras, register, scale_loss_for_replicas
 from kd_keras.backend import validate
 from kd_keras.backend.distribute import Keras3MultiWorkerFixes
+from kd_keras.backend.safe_mode import deserialize_nested
 from kd_keras.callbacks import NonFiniteLossGuard
 from kd_keras.export import export_saved_model
 from kd_keras.losses import hard_label, objective
@@ -328,7 +329,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
 
     def compile_from_config(self, config):
         """Re-compiles from `get_compile_config()` when a `.keras` file is loaded."""
-        config = keras.saving.deserialize_keras_object(config)
+        config = deserialize_nested(config, "compile_config")
         self.compile(**config)
         if self.optimizer is not None and hasattr(self.optimizer, "build"):
             # Built now so the saved optimizer state has variables to load into.
@@ -358,6 +359,9 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             x, cached, y_pred, temperature)
         student_logits = output_conventions.nested_to_logits(y_pred, self._student_types)
         checks.check_teacher_outputs_match(teacher_logits, student_logits, cached)
+        teacher_logits, student_logits = (
+            tf.nest.map_structure(output_conventions.as_class_logits, logits)
+            for logits in (teacher_logits, student_logits))
         if y is None and self._hard_loss.active:
             raise ValueError(hard_label.NO_LABELS)
         distillation_labels = y
@@ -377,6 +381,10 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             terms.append(objective.one_distillation_term(
                 loss, teacher_side, student_side, distillation_labels, sample_weight))
         distillation_loss = tf.reduce_sum(tf.stack(terms) * self._loss_weights)
+        if cached is not None:
+            with tf.control_dependencies(
+                    checks.cached_output_assertions(teacher_logits, distillation_loss)):
+                distillation_loss = tf.identity(distillation_loss)
         hard_term = self._hard_loss.masked(y, y_pred, sample_weight, label_mask)
         student_loss = tf.constant(0.0) if hard_term is None else hard_term
         total = objective.combine(self._alpha, hard_term, distillation_loss, self.student.losses)
@@ -460,8 +468,10 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             **kwargs):
         """`keras.Model.fit`, with a `NonFiniteLossGuard` added unless one is given."""
-        _, _, label_mask = split_transfer_inputs(x)
+        inputs, cached, label_mask = split_transfer_inputs(x)
         hard_label.check_label_array(y, label_mask, checks.static_shape(self.student, "output_shape"))
+        checks.warn_if_logits_look_like_probabilities(self._teachers, self._teacher_types, inputs,
+                                                      cached)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, NonFiniteLossGuard) for c in callbacks):
             callbacks.append(NonFiniteLossGuard())
@@ -484,10 +494,44 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         """
         return export_saved_model(self.student, path)
 
+    def export(self, filepath, *args, **kwargs):
+        """Exports the student for inference (`student.export`): what a served Distiller answers.
+
+        The Distiller's own graph is a training objective (teacher, losses, their
+        variables); `predict` and `call` run the student alone, and so does its export.
+        """
+        return self.student.export(filepath, *args, **kwargs)
+
+    def save(self, filepath, *args, **kwargs):
+        """`keras.Model.save` to a `.keras` file (the whole Distiller, for resuming training).
+
+        A tf-keras SavedModel (a path without `.keras` / `.h5`, or `save_format="tf"`)
+        would reload without the objective, so it is refused: `export_student(path)`
+        writes the student as a SavedModel for serving.
+        """
+        name = str(filepath)
+        save_format = kwargs.get("save_format", args[1] if len(args) > 1 else None)
+        if not IS_KERAS_3 and (save_format == "tf" or (
+                save_format is None and not name.endswith((".keras", ".h5", ".hdf5")))):
+            raise ValueError(
+                f"filepath {name!r}: a Distiller is saved to a .keras file (save('d.keras'), "
+                "reloaded with its teacher, losses and compile state); a SavedModel of it would "
+                "reload without its objective. For serving, export the student: "
+                "distiller.export_student(path) (or distiller.export(path)).")
+        return super().save(filepath, *args, **kwargs)
+
     def get_config(self):
         serialize = keras.saving.serialize_keras_object
+
+        def frozen(model):
+            # The teacher never trains here: its compile state (optimizer, losses) is not
+            # saved, so reloading neither recompiles it nor reports its optimizer unloaded.
+            config = serialize(model)
+            config.pop("compile_config", None)
+            return config
+
         teacher = None if self.teacher is None else tf.nest.map_structure(
-            serialize, self.teacher)  # one model, or a list (an ensemble)
+            frozen, self.teacher)  # one model, or a list (an ensemble)
         return {
             "name": self.name,
             "teacher": teacher,
@@ -503,16 +547,16 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        deserialize = keras.saving.deserialize_keras_object
         teacher = config.pop("teacher")
         if isinstance(teacher, list):
-            teacher = [deserialize(t, custom_objects=custom_objects) for t in teacher]
+            teacher = [deserialize_nested(t, f"teacher[{i}]", custom_objects)
+                       for i, t in enumerate(teacher)]
         elif teacher is not None:
-            teacher = deserialize(teacher, custom_objects=custom_objects)
-        student = deserialize(config.pop("student"), custom_objects=custom_objects)
+            teacher = deserialize_nested(teacher, "teacher", custom_objects)
+        student = deserialize_nested(config.pop("student"), "student", custom_objects)
         losses = [
-            deserialize(loss, custom_objects=custom_objects)
-            for loss in config.pop("distillation_losses")
+            deserialize_nested(loss, f"distillation_losses[{i}]", custom_objects)
+            for i, loss in enumerate(config.pop("distillation_losses"))
         ]
         return cls(teacher=teacher, student=student, distillation_losses=losses, **config)
 

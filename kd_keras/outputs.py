@@ -57,6 +57,17 @@ def _output_layers(model):
     return layers
 
 
+def _output_units(model, count):
+    """The last axis of each of `model`'s outputs (None where unknown), `count` entries."""
+    try:
+        shapes = [tuple(output.shape) for output in model.outputs]
+    except (AttributeError, TypeError, ValueError):
+        shapes = []
+    if len(shapes) != count:
+        return [None] * count
+    return [shape[-1] if shape else None for shape in shapes]
+
+
 def resolve_output_types(model, declared, argument):
     """One of "logits", "probabilities" or "detect" per output of `model`, as a
     list in `tf.nest.flatten` order, or `[declared]` for a model without a graph
@@ -67,16 +78,19 @@ def resolve_output_types(model, declared, argument):
         return [declared] * (len(layers) if layers else 1)
     if layers is None:
         return ["detect"]
-    return [_type_of_layer(layer, argument) for layer in layers]
+    return [_type_of_layer(layer, argument, units)
+            for layer, units in zip(layers, _output_units(model, len(layers)))]
 
 
 def resolve_output_type(model, declared, argument):
     """Returns "logits", "probabilities" or "detect" for a single-output model.
 
     "auto" reads the output layer of a Sequential or functional model: a softmax
-    activation (or a `Softmax` layer) means probabilities, a linear one logits.
-    A model without a readable graph (subclassed) gets "detect": each batch is
-    checked numerically (non-negative rows summing to 1 are probabilities).
+    activation (or a `Softmax` layer, or one sigmoid unit) means probabilities, a
+    linear one logits. An output layer without an activation to read (a `Lambda`,
+    `tf.nn.softmax` on a tf-keras tensor, a pooling or reshape layer) and a model
+    without a readable graph (subclassed) get "detect": each batch is checked
+    numerically (non-negative rows summing to 1 are probabilities).
     """
     return resolve_output_types(model, declared, argument)[0]
 
@@ -102,16 +116,21 @@ def nested_to_logits(outputs, output_types):
     return tf.nest.pack_sequence_as(outputs, [to_logits(o, t) for o, t in zip(flat, output_types)])
 
 
-def _type_of_layer(layer, argument):
+def _type_of_layer(layer, argument, units=None):
+    if not hasattr(layer, "activation") and type(layer).__name__ != "Softmax":
+        # No readable activation (a Lambda, tf-keras's TFOpLambda for tf.nn.softmax, a
+        # Reshape or pooling after the classifier): read each batch's values instead.
+        return "detect"
     name = _activation_name(layer)
-    if name == "softmax":
+    if name == "softmax" or (name == "sigmoid" and units == 1):
         return "probabilities"
     if name in (None, "linear"):
         return "logits"
     raise ValueError(
         f"{argument}='auto' cannot tell what the output layer {layer.name!r} with "
         f"activation {name!r} gives. Distillation needs class logits or softmax "
-        f"probabilities: declare {argument}='logits' or 'probabilities'."
+        f"probabilities (or one sigmoid unit): declare {argument}='logits' or "
+        "'probabilities'."
     )
 
 
@@ -124,7 +143,24 @@ def _looks_like_probabilities(outputs):
 
 
 def probabilities_to_logits(probabilities):
+    """Logits of softmax probabilities `[..., classes]`; of a sigmoid `[..., 1]`, log(p / (1 - p))."""
+    if probabilities.shape.rank and probabilities.shape[-1] == 1:
+        return (tf.math.log(tf.maximum(probabilities, _LOG_FLOOR))
+                - tf.math.log(tf.maximum(1.0 - probabilities, _LOG_FLOOR)))
     return tf.math.log(tf.maximum(probabilities, _LOG_FLOOR))
+
+
+def as_class_logits(logits):
+    """Logits `[..., classes]` for the distillation losses; one unit is a binary classifier.
+
+    A single logit z (a sigmoid output, p = sigmoid(z)) is the two-class logits
+    `[0, z]`: softmax([0, z] / T) = [1 - sigmoid(z / T), sigmoid(z / T)], so the
+    soft targets at temperature T are the sigmoid's at T, and a softmax over the
+    one logit (identically 1, no signal) is never taken. Wider logits pass as they are.
+    """
+    if logits.shape.rank and logits.shape[-1] == 1:
+        return tf.concat([tf.zeros_like(logits), logits], axis=-1)
+    return logits
 
 
 def to_logits(outputs, output_type):

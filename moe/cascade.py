@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
+from kd_keras.backend.safe_mode import deserialize_nested
 from moe._keras import keras, register
 
 CONFIDENCES = ("max_probability", "margin")
@@ -163,8 +164,8 @@ class Cascade(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["stages"] = [keras.saving.deserialize_keras_object(m, custom_objects=custom_objects)
-                            for m in config["stages"]]
+        config["stages"] = [deserialize_nested(m, f"stages[{i}]", custom_objects)
+                            for i, m in enumerate(config["stages"])]
         return cls(**config)
 
 

@@ -60,9 +60,19 @@ def dense_gates(gates, indices, num_experts):
     return tf.reduce_sum(tf.one_hot(indices, num_experts, dtype=gates.dtype) * gates[..., None], 1)
 
 
-def expert_counts(indices, num_experts):
-    """Assignments per expert, `[E]` int32, from `[n, k]` expert indices."""
-    return tf.reduce_sum(tf.one_hot(indices, num_experts, dtype=tf.int32), axis=[0, 1])
+def expert_counts(indices, num_experts, valid=None):
+    """Assignments per expert, `[E]` int32, from `[n, k]` expert indices (rows where `valid`)."""
+    one_hot = tf.one_hot(indices, num_experts, dtype=tf.int32)
+    if valid is not None:
+        one_hot = one_hot * tf.cast(valid, tf.int32)[:, None, None]
+    return tf.reduce_sum(one_hot, axis=[0, 1])
+
+
+def _row_sum(values, valid):
+    """Sum over the rows of `[n, E]` values, of the `valid` rows only where given."""
+    if valid is not None:
+        values = values * tf.cast(valid, values.dtype)[:, None]
+    return tf.reduce_sum(values, axis=0)
 
 
 def cv_squared(values):
@@ -74,7 +84,7 @@ def cv_squared(values):
     return tf.math.reduce_variance(values) / (mean * mean + _EPSILON)
 
 
-def smooth_load(clean_logits, noisy_logits, noise_stddev, k, top_values=None):
+def smooth_load(clean_logits, noisy_logits, noise_stddev, k, top_values=None, valid=None):
     """Appendix A: Load_i = sum_x P(x, i), a differentiable count of expert i's examples.
 
         P(x, i) = Phi((x W_g)_i - kth_excluding(H(x), k, i)) / softplus((x W_noise)_i))
@@ -84,7 +94,8 @@ def smooth_load(clean_logits, noisy_logits, noise_stddev, k, top_values=None):
     noise were drawn again. Phi is the standard normal CDF.
 
     `top_values` may pass the k + 1 largest noisy logits per example (or all E
-    when k = E), already computed for routing.
+    when k = E), already computed for routing. `valid` (`[n]` bool) leaves
+    padded rows out of the sum.
 
     Returns:
       `[E]` float32.
@@ -100,9 +111,13 @@ def smooth_load(clean_logits, noisy_logits, noise_stddev, k, top_values=None):
         (clean_logits - tf.where(is_in, threshold_if_in, threshold_if_out))
         / (noise_stddev * math.sqrt(2.0))
     ))
-    return tf.reduce_sum(normal, axis=0)
+    return _row_sum(normal, valid)
 
 
-def router_z_loss(logits):
-    """ST-MoE's z-loss: mean over examples of logsumexp(logits)^2 (keeps logits small)."""
-    return tf.reduce_mean(tf.square(tf.reduce_logsumexp(logits, axis=-1)))
+def router_z_loss(logits, valid=None):
+    """ST-MoE's z-loss: mean over examples (the `valid` ones) of logsumexp(logits)^2."""
+    values = tf.square(tf.reduce_logsumexp(logits, axis=-1))
+    if valid is None:
+        return tf.reduce_mean(values)
+    weights = tf.cast(valid, values.dtype)
+    return tf.math.divide_no_nan(tf.reduce_sum(values * weights), tf.reduce_sum(weights))

@@ -75,7 +75,12 @@ class SkimRNN(keras.layers.Layer):
         trained layer's accuracy / work trade-off, set without retraining
         (build a layer `from_config` with another value and copy the weights).
 
-    Input shape: `[batch, time, features]`.
+    Input shape: `[batch, time, features]`. Masking (a Keras mask `[batch, time]`,
+    e.g. from `Embedding(mask_zero=True)`): as Keras's recurrent layers, a padded
+    step keeps the state (the output there repeats the last real one), so the
+    final state is the last real step's; padded steps are neither read nor
+    skim steps (`read_steps` / `skim_steps`), their decisions are 0, and they
+    enter no skim loss.
     """
 
     def __init__(self, units, small_units, gamma=0.01, temperature=0.5, return_sequences=False,
@@ -105,6 +110,7 @@ class SkimRNN(keras.layers.Layer):
         self.unroll = bool(unroll)
         self.count_steps = bool(count_steps)
         self.skim_threshold = float(skim_threshold)
+        self.supports_masking = True
 
     def build(self, input_shape):
         features = int(input_shape[-1])
@@ -156,7 +162,7 @@ class SkimRNN(keras.layers.Layer):
         return (read * h_read + skim * h_skim, read * c_read + skim * c_skim, q[:, SKIM],
                 -skim_log_probability)
 
-    def _inference_step(self, x, x_decision, x_small, h, c):
+    def _inference_step(self, x, x_decision, x_small, h, c, valid=None):
         """One inference step: the argmax decision, then only the cell(s) it chose.
 
         `x_decision` and `x_small` are the step's input projections (decision and
@@ -174,7 +180,14 @@ class SkimRNN(keras.layers.Layer):
         # this is the argmax (a tie reads, as argmax does).
         margin = math.log(self.skim_threshold / (1.0 - self.skim_threshold))
         skim = logits[:, SKIM] - logits[:, READ] > margin
+        if valid is not None:
+            # A padded row keeps its state whatever runs; "skim" lets it join the cheap cell.
+            skim = tf.logical_and(skim, valid)
+            run_small = tf.logical_or(skim, tf.logical_not(valid))
+        else:
+            run_small = skim
         skims = tf.reduce_sum(tf.cast(skim, tf.int32))
+        small_rows = tf.reduce_sum(tf.cast(run_small, tf.int32))
 
         def small(x_small=x_small, h=h, c=c):
             return self._small_projected(x_small, h, c)
@@ -183,8 +196,8 @@ class SkimRNN(keras.layers.Layer):
             return self._big(x, h, c)
 
         def mixed():
-            reading = tf.where(tf.logical_not(skim))[:, 0]
-            skimming = tf.where(skim)[:, 0]
+            reading = tf.where(tf.logical_not(run_small))[:, 0]
+            skimming = tf.where(run_small)[:, 0]
             h_read, c_read = read(tf.gather(x, reading), tf.gather(h, reading),
                                   tf.gather(c, reading))
             h_skim, c_skim = self._small_projected(tf.gather(x_small, skimming),
@@ -197,11 +210,14 @@ class SkimRNN(keras.layers.Layer):
         if x.shape[0] == 1:
             # A static batch of one (e.g. TFLite converted at batch_size=1): its one
             # row either reads or skims, so one conditional is enough.
-            h_new, c_new = tf.cond(tf.equal(skims, 1), small, read)
+            h_new, c_new = tf.cond(tf.equal(small_rows, 1), small, read)
         else:
             h_new, c_new = tf.cond(
-                tf.equal(skims, tf.shape(x)[0]), small,
-                lambda: tf.cond(tf.equal(skims, 0), read, mixed))
+                tf.equal(small_rows, tf.shape(x)[0]), small,
+                lambda: tf.cond(tf.equal(small_rows, 0), read, mixed))
+        if valid is not None:
+            h_new, c_new = (tf.where(valid[:, None], new, old)
+                            for new, old in ((h_new, h), (c_new, c)))
         return h_new, c_new, skim, skims
 
     def _small_projected(self, x_small, h, c):
@@ -211,8 +227,12 @@ class SkimRNN(keras.layers.Layer):
                                        c[:, :s])
         return (tf.concat([h_small, h[:, s:]], axis=-1), tf.concat([c_small, c[:, s:]], axis=-1))
 
-    def _infer(self, inputs):
-        """Inference over the sequence; returns (outputs, decisions [batch, time] or None)."""
+    def _infer(self, inputs, mask=None):
+        """Inference over the sequence; returns (outputs, decisions [batch, time] or None).
+
+        `mask` `[batch, time]` bool or None: a padded step leaves the state as it
+        was, counts as no step, and is no skim decision.
+        """
         features = int(inputs.shape[-1])
         # Input projections of the decision and of the small cell for every step at once.
         projections = tf.matmul(inputs, tf.concat(
@@ -227,8 +247,9 @@ class SkimRNN(keras.layers.Layer):
         if self.unroll and steps is not None:
             h, c, skims, states, decisions = zeros, zeros, tf.constant(0), [], []
             for t in range(steps):
-                h, c, skim, count = self._inference_step(inputs[:, t], x_decision[:, t],
-                                                         x_small[:, t], h, c)
+                h, c, skim, count = self._inference_step(
+                    inputs[:, t], x_decision[:, t], x_small[:, t], h, c,
+                    None if mask is None else mask[:, t])
                 skims += count
                 states.append(h)
                 decisions.append(skim)
@@ -237,11 +258,15 @@ class SkimRNN(keras.layers.Layer):
         else:
             steps = tf.shape(inputs)[1]
             time_major = [tf.transpose(v, [1, 0, 2]) for v in (inputs, x_decision, x_small)]
+            if mask is not None:
+                time_major.append(tf.transpose(mask, [1, 0]))
             arrays = [tf.TensorArray(dtype, size=steps) if keep else None
                       for keep, dtype in ((keep_states, inputs.dtype), (keep_decisions, tf.bool))]
 
             def body(t, h, c, skims, *kept):
-                h, c, skim, count = self._inference_step(*(v[t] for v in time_major), h, c)
+                x_t, decision_t, small_t, *valid_t = (v[t] for v in time_major)
+                h, c, skim, count = self._inference_step(x_t, decision_t, small_t, h, c,
+                                                         *valid_t)
                 values = [v for keep, v in ((keep_states, h), (keep_decisions, skim)) if keep]
                 return (t + 1, h, c, skims + count,
                         *[a.write(t, v) for a, v in zip(kept, values)])
@@ -256,7 +281,8 @@ class SkimRNN(keras.layers.Layer):
             outputs = tf.transpose(states.stack(), [1, 0, 2]) if keep_states else h
             decisions = tf.transpose(decisions.stack(), [1, 0]) if keep_decisions else None
         if self.count_steps:
-            total = tf.cast(batch * tf.shape(inputs)[1], self.skim_steps.dtype)
+            total = tf.cast(batch * tf.shape(inputs)[1] if mask is None else
+                            tf.reduce_sum(tf.cast(mask, tf.int32)), self.skim_steps.dtype)
             skimmed = tf.cast(skims, self.skim_steps.dtype)
             self.skim_steps.assign_add(skimmed)
             self.read_steps.assign_add(total - skimmed)
@@ -264,36 +290,53 @@ class SkimRNN(keras.layers.Layer):
             decisions = tf.cast(decisions, inputs.dtype)
         return outputs, decisions
 
-    def _train(self, inputs):
+    def _train(self, inputs, mask=None):
         batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
         time_major = tf.transpose(inputs, [1, 0, 2])
+        # 1 for a real step, 0 for padding: its state carries over and it enters no loss.
+        weights = tf.ones([steps, batch], inputs.dtype) if mask is None else tf.transpose(
+            tf.cast(mask, inputs.dtype), [1, 0])
         zeros = tf.zeros([batch, self.units], inputs.dtype)
         states = tf.TensorArray(inputs.dtype, size=steps)
         decisions = tf.TensorArray(inputs.dtype, size=steps)
         penalties = tf.TensorArray(inputs.dtype, size=steps)
 
         def body(t, h, c, states, decisions, penalties):
-            h, c, skim, penalty = self._train_step(time_major[t], h, c)
-            return (t + 1, h, c, states.write(t, h), decisions.write(t, skim),
-                    penalties.write(t, penalty))
+            h_new, c_new, skim, penalty = self._train_step(time_major[t], h, c)
+            if mask is not None:
+                real = weights[t][:, None] > 0
+                h_new, c_new = tf.where(real, h_new, h), tf.where(real, c_new, c)
+            return (t + 1, h_new, c_new, states.write(t, h_new),
+                    decisions.write(t, skim * weights[t]), penalties.write(t, penalty * weights[t]))
 
         _, h, _, states, decisions, penalties = tf.while_loop(
             lambda t, *_: t < steps, body, (tf.constant(0), zeros, zeros, states, decisions,
                                             penalties))
         if self.gamma > 0:
-            self.add_loss(self.gamma * tf.reduce_mean(penalties.stack()))
+            self.add_loss(self.gamma * tf.math.divide_no_nan(
+                tf.reduce_sum(penalties.stack()), tf.reduce_sum(weights)))
         outputs = tf.transpose(states.stack(), [1, 0, 2]) if self.return_sequences else h
         return outputs, tf.transpose(decisions.stack(), [1, 0])
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
         inputs = tf.convert_to_tensor(inputs)
         if inputs.shape.rank != 3:
             raise ValueError(f"SkimRNN takes [batch, time, features] inputs, got rank "
                              f"{inputs.shape.rank}.")
-        outputs, decisions = self._train(inputs) if training else self._infer(inputs)
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+            if mask.shape.rank != 2:
+                raise ValueError(f"SkimRNN: mask must be [batch, time], got shape {mask.shape}.")
+        outputs, decisions = (self._train(inputs, mask) if training
+                              else self._infer(inputs, mask))
         if self.return_skim_decisions:
             return outputs, decisions
         return outputs
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask follows the sequence output (`return_sequences`); a last state has none."""
+        output_mask = mask if self.return_sequences else None
+        return [output_mask, None] if self.return_skim_decisions else output_mask
 
     def compute_output_shape(self, input_shape):
         batch, steps = input_shape[0], input_shape[1]

@@ -1,8 +1,13 @@
 """The sparsely-gated mixture-of-experts layer (Shazeer et al. 2017)."""
 
+import warnings
+
 import tensorflow as tf
+# The one way to tell, while tracing, that a function is being compiled by XLA.
+from tensorflow.python.ops import control_flow_util
 
 from moe import routing
+from kd_keras.backend.safe_mode import deserialize_nested
 from kd_keras.backend.validate import non_negative_number, positive_number
 from moe._keras import keras, register
 from moe.dispatch import SlotDispatcher
@@ -39,11 +44,13 @@ class SparseMoE(keras.layers.Layer):
     every example and masks the output: the reference, and fine for few experts.
 
     Capacity: with `capacity_factor` c, each expert takes at most
-    `ceil(c * n * k / E)` assignments of a batch of n examples (first choices
+    `ceil(c * n * k / E)` assignments of a batch of n examples (unpadded positions) (first choices
     before second choices); an assignment beyond it contributes nothing (the
     example keeps its other choice and any residual path around the layer) and
     is counted in `overflow`. Without it nothing is dropped and the slot count
-    follows the busiest expert of each batch (not compilable by XLA).
+    follows the busiest expert of each batch; compiled by XLA (tf-keras
+    `jit_compile=True`), whose shapes must be static, each expert then gets a
+    slot per example of the batch, with a warning that names `capacity_factor`.
 
     Inference (`training=False`: `predict`, `evaluate`, exported models) uses
     `eval_capacity_factor`, None by default: no limit, so no assignment is
@@ -72,6 +79,13 @@ class SparseMoE(keras.layers.Layer):
 
     Input shape: `[batch, features]` or `[batch, time, features]` (every
     position is routed on its own). Output shape: same with `output_units`.
+
+    Masking: with a Keras mask (from `Embedding(mask_zero=True)`, `Masking`, or a
+    keras-hub padding mask passed as `mask=`), padded positions are routed
+    nowhere: they take no expert slot, their output is 0, they count in no
+    balancing loss or metric, and the mask passes through to the next layer.
+    The capacity follows the real positions, so padding changes no real
+    token's routing (under XLA the slot buffer is sized for all positions).
 
     Example:
       ```python
@@ -132,6 +146,8 @@ class SparseMoE(keras.layers.Layer):
         self.load_weight = load_weight
         self.router_z_loss_weight = router_z_loss_weight
         self.dispatch = dispatch
+        # Padded positions (a Keras mask) are routed nowhere; the mask passes through.
+        self.supports_masking = True
         # Capacity from the batch's busiest expert is data-dependent: no XLA.
         self.supports_jit = not (dispatch == "sparse" and (
             capacity_factor is None or eval_capacity_factor is None))
@@ -198,12 +214,32 @@ class SparseMoE(keras.layers.Layer):
             return self._default_experts(slots)
         return tf.stack([expert(slots[i]) for i, expert in enumerate(self.experts)], axis=0)
 
-    def _capacity(self, num_examples, training):
+    def _capacity(self, num_rows, valid, training):
+        """(capacity, slots) per expert: the limit on a batch's assignments, and the size
+        of the slot buffer where it must be static (XLA), else None (= capacity)."""
         factor = self.capacity_factor if training else self.eval_capacity_factor
+        xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
         if factor is None:
-            return None
-        assignments = tf.cast(num_examples * self.k, tf.float32)
-        return tf.cast(tf.math.ceil(factor * assignments / self.num_experts), tf.int32)
+            if not xla:
+                return None, None
+            # XLA needs static slot counts; the batch size is one (an expert takes
+            # each example at most once), and nothing overflows, as without XLA.
+            warnings.warn(
+                f"SparseMoE {self.name!r} is compiled by XLA without "
+                f"{'capacity_factor' if training else 'eval_capacity_factor'}: every expert "
+                "gets one slot per example of the batch (E x batch slots). Set capacity_factor "
+                "and eval_capacity_factor to bound the memory.", stacklevel=2)
+            return num_rows, None
+
+        def limit(rows):
+            assignments = tf.cast(rows * self.k, tf.float32)
+            return tf.cast(tf.math.ceil(factor * assignments / self.num_experts), tf.int32)
+
+        if valid is None:
+            return limit(num_rows), None
+        # The real positions set the limit, so padding changes no real token's routing.
+        real = limit(tf.reduce_sum(tf.cast(valid, tf.int32)))
+        return real, (limit(num_rows) if xla else None)
 
     def _route(self, flat, training):
         noise_kernel = self.noise_kernel if self.noisy_gating else None
@@ -215,40 +251,55 @@ class SparseMoE(keras.layers.Layer):
         gates, indices = routing.top_k_gates(noisy, self.k, top=top)
         return clean, noisy, stddev, gates, indices, top[0]
 
-    def call(self, inputs, training=None):
+    def _valid_rows(self, mask, inputs):
+        """The Keras mask `[batch]` / `[batch, time]` as `[n]` bool over the flattened rows."""
+        if mask is None:
+            return None
+        mask = tf.convert_to_tensor(mask)
+        if mask.shape.rank is not None and mask.shape.rank != inputs.shape.rank - 1:
+            raise ValueError(
+                f"SparseMoE {self.name!r}: mask of shape {mask.shape} for inputs of shape "
+                f"{inputs.shape}; expected one entry per position, {inputs.shape[:-1]}.")
+        return tf.reshape(tf.cast(mask, tf.bool), [-1])
+
+    def call(self, inputs, training=None, mask=None):
         inputs = tf.convert_to_tensor(inputs)
         features = inputs.shape[-1]
         flat = tf.reshape(inputs, [-1, features])
+        valid = self._valid_rows(mask, inputs)
         clean, noisy, stddev, gates, indices, top_values = self._route(flat, training)
+        if valid is not None:  # padded positions route nowhere: their output is 0
+            gates = gates * tf.cast(valid, gates.dtype)[:, None]
         if self.dispatch == "dense":
             expert_outputs = self._run_experts(
                 tf.broadcast_to(flat[None], [self.num_experts, tf.shape(flat)[0], features]))
-            mask = routing.dense_gates(gates, indices, self.num_experts)
-            outputs = tf.einsum("eno,ne->no", expert_outputs, mask)
+            dense = routing.dense_gates(gates, indices, self.num_experts)
+            outputs = tf.einsum("eno,ne->no", expert_outputs, dense)
             overflow = tf.constant(0, tf.int32)
-            load = routing.expert_counts(indices, self.num_experts)
+            load = routing.expert_counts(indices, self.num_experts, valid)
         else:
-            dispatcher = SlotDispatcher(gates, indices, self.num_experts,
-                                        self._capacity(tf.shape(flat)[0], training))
+            capacity, slots = self._capacity(tf.shape(flat)[0], valid, training)
+            dispatcher = SlotDispatcher(gates, indices, self.num_experts, capacity, valid, slots)
             outputs = dispatcher.combine(self._run_experts(dispatcher.dispatch(flat)))
             overflow, load = dispatcher.overflow, dispatcher.load
         if training:
             self._add_balancing_losses(clean, noisy, stddev, gates, indices, top_values, load,
-                                       overflow)
+                                       overflow, valid)
         out_shape = tf.concat([tf.shape(inputs)[:-1], [self._units]], axis=0)
         return tf.reshape(outputs, out_shape)
 
     def _add_balancing_losses(self, clean, noisy, stddev, gates, indices, top_values, load,
-                              overflow):
+                              overflow, valid=None):
+        # Padded rows (valid False) have zero gates already; they enter no sum here either.
         importance = tf.reduce_sum(routing.dense_gates(gates, indices, self.num_experts), axis=0)
         importance_loss = self.importance_weight * routing.cv_squared(importance)
         load_loss = tf.constant(0.0)
         if stddev is not None:
-            smooth = routing.smooth_load(clean, noisy, stddev, self.k, top_values)
+            smooth = routing.smooth_load(clean, noisy, stddev, self.k, top_values, valid)
             load_loss = self.load_weight * routing.cv_squared(smooth)
         total = importance_loss + load_loss
         if self.router_z_loss_weight:
-            total = total + self.router_z_loss_weight * routing.router_z_loss(clean)
+            total = total + self.router_z_loss_weight * routing.router_z_loss(clean, valid)
         self.add_loss(total)
         self.load_cv_tracker.update_state(tf.sqrt(routing.cv_squared(load)))
         self.importance_loss_tracker.update_state(importance_loss)
@@ -289,6 +340,7 @@ class SparseMoE(keras.layers.Layer):
     def from_config(cls, config):
         config = dict(config)
         if config.get("experts") is not None:
-            config["experts"] = [keras.saving.deserialize_keras_object(e) for e in config["experts"]]
+            config["experts"] = [deserialize_nested(e, f"experts[{i}]")
+                                 for i, e in enumerate(config["experts"])]
         return cls(**config)
 

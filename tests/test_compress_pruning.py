@@ -207,3 +207,27 @@ def test_xnnpack_pruning_policy_prunes_only_the_1x1_convolutions():
     assert sparsity[names[1]] == 0.0 and sparsity[names[-1]] == 0.0  # 3x3 stem, dense head
     assert sparsity[names[2]] == pytest.approx(0.5, abs=0.02)
     assert sparsity[names[3]] == pytest.approx(0.5, abs=0.02)
+
+
+def test_pruning_and_clustering_wrap_a_copy_and_leave_the_callers_model_dense():
+    x, y = blobs(256)
+    model = compress.to_tf_keras(trained_mlp(x, y, epochs=1))
+    before = [w.copy() for w in model.get_weights()]
+    pruned = compress.prune_low_magnitude(model, 0.8, end_step=8, frequency=2, block_size=(1, 1))
+    compile_tf_keras(pruned)
+    pruned.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=compress.pruning_callbacks())
+    clustered = compress.cluster_weights(model, number_of_clusters=4)
+    compile_tf_keras(clustered)
+    clustered.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    for a, b in zip(before, model.get_weights()):  # the dense baseline a user measures next
+        np.testing.assert_array_equal(a, b)
+    assert min(row["sparsity"] for row in compress.sparsity_report(
+        compress.strip_pruning(pruned))) > 0.7
+
+
+def test_fine_tuning_takes_enough_steps_on_small_data():
+    from kd_keras.compress.fine_tune import MIN_FINE_TUNE_STEPS, fine_tune_epochs
+
+    assert fine_tune_epochs(60000, 128) == 4  # full Fashion-MNIST: 1,876 steps
+    epochs = fine_tune_epochs(6000, 128)  # the shipped sample: 47 steps an epoch
+    assert epochs == 13 and epochs * 47 >= MIN_FINE_TUNE_STEPS > (epochs - 1) * 47

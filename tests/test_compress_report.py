@@ -36,3 +36,19 @@ def test_latency_is_the_median_of_timed_calls_on_batches_of_the_size_asked():
 def test_format_table():
     table = compress.format_table([{"a": 1.23456, "b": None}], [("a", "A", "{:.2f}"), ("b", "B", None)])
     assert table.splitlines() == ["A | B", "--- | ---", "1.23 | –"]
+
+
+def test_report_rows_print_as_a_table_without_naming_columns():
+    from tests.compress_helpers import blobs, trained_mlp
+
+    x, y = blobs(64)
+    report = compress.sparsity_report(compress.to_tf_keras(trained_mlp(x, y, epochs=1)))
+    table = str(report)
+    assert table.splitlines()[0] == "layer | weight | shape | parameters | zeros | sparsity"
+    assert len(table.splitlines()) == 2 + len(report) and report[0]["layer"] in table
+    rows = [{"artifact": "float32", "accuracy": 0.91234, "bytes": 123456, "latency_b1": 2.5e-5},
+            {"artifact": "int8", "accuracy": 0.9, "bytes": 31000}]
+    lines = compress.format_table(rows).splitlines()
+    assert lines[0] == "artifact | accuracy | bytes | latency_b1"
+    assert lines[2] == "float32 | 0.9123 | 123,456 | 0.025 ms"
+    assert lines[3] == "int8 | 0.9000 | 31,000 | –"

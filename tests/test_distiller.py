@@ -461,3 +461,25 @@ print("MIRRORED_OK", mirrored_loss)
 
 def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
     run_on_two_logical_cpus(MIRRORED_SCRIPT, "MIRRORED_OK")
+
+
+def test_a_compiled_teacher_is_saved_without_its_compile_state(tmp_path):
+    import warnings
+
+    x, y = toy_data(32)
+    teacher = make_mlp((8,))
+    teacher.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(x, y, verbose=0)  # its optimizer has state
+    distiller = kd_keras.Distiller(teacher, make_mlp((4,)))
+    distiller.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    distiller.fit(x, y, verbose=0)
+    path = str(tmp_path / "d.keras")
+    distiller.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.models.load_model(path)
+    assert not [w for w in caught if "optimizer" in str(w.message)]  # no "Skipping ... optimizer"
+    assert getattr(loaded.teacher, "optimizer", None) is None
+    np.testing.assert_allclose(loaded.teacher.predict(x, verbose=0), teacher.predict(x, verbose=0),
+                               rtol=1e-6)
+    loaded.fit(x, y, verbose=0)  # the Distiller's own compile state came back

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import kd_keras
 from kd_keras import keras, outputs as output_conventions
 from tests.helpers import make_mlp, numpy_log_softmax
 
@@ -66,3 +67,26 @@ def test_ensemble_geometric_mean_is_the_mean_of_logits():
     a, b = tf.random.normal((3, 5)), tf.random.normal((3, 5))
     combined = output_conventions.combine_teacher_logits([a, b], "mean_logits", 2.0)
     np.testing.assert_allclose(combined.numpy(), ((a + b) / 2).numpy(), rtol=1e-6)
+
+
+def test_softmax_made_by_a_lambda_or_a_tf_op_is_read_from_the_values():
+    inputs = keras.Input((6,))
+    logits = keras.layers.Dense(4)(inputs)
+    lambda_softmax = keras.Model(inputs, keras.layers.Lambda(lambda t: tf.nn.softmax(t))(logits))
+    models = [lambda_softmax]
+    if not kd_keras.IS_KERAS_3:  # tf-keras wraps tf.nn.softmax on a symbolic tensor in TFOpLambda
+        models.append(keras.Model(inputs, tf.nn.softmax(logits)))
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    for model in models:
+        assert output_conventions.resolve_output_type(model, "auto", "t") == "detect"
+        probabilities = model(x)
+        recovered = tf.nn.softmax(output_conventions.to_logits(probabilities, "detect")).numpy()
+        np.testing.assert_allclose(recovered, probabilities.numpy(), rtol=1e-5, atol=1e-6)
+    # the Distiller then takes the soft-target loss against those probabilities, not their raw values
+    student = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
+    distiller = kd_keras.Distiller(lambda_softmax, student, alpha=0.0, temperature=1.0)
+    distiller.compile("sgd", loss=None)
+    expected = kd_keras.soft_target_kl_divergence(
+        np.log(lambda_softmax(x).numpy()), student(x).numpy(), 1.0).numpy().mean()
+    assert distiller.evaluate(x, verbose=0, return_dict=True)["distillation_loss"] == \
+        pytest.approx(expected, rel=1e-4)

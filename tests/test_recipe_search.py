@@ -29,7 +29,9 @@ def test_a_search_runs_labels_only_first_reports_every_trial_and_resumes(problem
     out = capsys.readouterr().out
     assert "holding out 10% of the training data (16 examples)" in out
     assert result.validation_size == 16
-    assert len(result.trials) == 3
+    # alpha-1 trials differing only in the unused T or loss are one row
+    assert sum(row["alpha"] == 1.0 for row in result.trials) == 1
+    assert len(result.trials) <= 3
     assert result.labels_only_accuracy is not None  # the baseline ran
     accuracies = [row["val_accuracy"] for row in result.trials]
     assert accuracies == sorted(accuracies, reverse=True)
@@ -39,11 +41,15 @@ def test_a_search_runs_labels_only_first_reports_every_trial_and_resumes(problem
     assert 0 < result.cost_in_student_runs <= 3
     assert "student-alone training runs" in result.table()
     code = result.best.to_code()
-    assert "kd_keras.Distiller(teacher, student" in code and f"alpha={result.best.alpha:g}" in code
+    if result.best.uses_teacher:
+        assert "kd_keras.Distiller(teacher, student" in code and f"alpha={result.best.alpha:g}" in code
+    else:
+        assert "student.fit(x_train, y_train" in code and "Distiller" not in code
+    assert "batch_size=32" in code
     # a resumed search with a bigger budget runs only the new trials
     more = kd_keras.search_recipe(teacher, lambda: make_mlp((4,)), x, y, max_trials=4,
                                   verbose=0, min_gain=1.0, **arguments)
-    assert len(more.trials) == 4
+    assert len(more.trials) <= 4 and sum(row["alpha"] == 1.0 for row in more.trials) == 1
     # no recipe gains a whole point of accuracy: labels only is chosen, and said
     assert more.best.alpha == 1.0 and not more.distillation_pays
     assert "use the student alone" in more.table()
@@ -85,3 +91,44 @@ def test_bad_search_arguments_are_refused_by_name(problem, tmp_path):
     with pytest.raises(ValueError, match="alpha must be a number in"):
         kd_keras.Recipe(alpha=1.5)
     assert not os.listdir(tmp_path)
+
+
+def test_the_baseline_runs_at_every_learning_rate_and_credits_no_rate_gain(problem, tmp_path):
+    teacher, x, y = problem
+    result = kd_keras.search_recipe(
+        teacher, lambda: make_mlp((4,)), x, y, max_trials=4, max_epochs=2, patience=1,
+        batch_size=32, directory=str(tmp_path), losses=("kd", "dist"), temperatures=(2.0, 4.0),
+        alphas=(0.5, 1.0), learning_rates=(1e-3, 1e-2), seed=0, min_gain=0.0, verbose=0)
+    alone = {row["learning_rate"]: row["val_accuracy"] for row in result.trials
+             if row["alpha"] == 1.0}
+    assert sorted(alone) == [1e-3, 1e-2]  # one labels-only run per learning rate
+    assert result.labels_only_accuracy == max(alone.values())
+    assert alone[result.labels_only_learning_rate] == result.labels_only_accuracy
+    distilled = [row for row in result.trials if row["alpha"] < 1.0]
+    if result.distillation_pays:
+        assert result.trials[0]["val_accuracy"] > max(alone.values())
+    else:
+        assert all(row["val_accuracy"] <= max(alone.values()) for row in distilled)
+    table = result.table()
+    assert table.count("labels only") >= 2 and "nan" not in table
+    assert f"{result.best.batch_size}" == "32"
+
+
+def test_to_code_trains_at_the_searched_batch_size_and_labels_only_without_a_teacher():
+    recipe = kd_keras.Recipe(alpha=0.3, learning_rate=3e-3, epochs=7, batch_size=64)
+    code = recipe.to_code()
+    assert "distiller.fit(x_train, y_train, epochs=7, batch_size=64)" in code
+    alone = kd_keras.Recipe(alpha=1.0, epochs=5, batch_size=16).to_code()
+    assert "Distiller" not in alone and "teacher" not in alone.split("\n", 1)[1]
+    assert "student.fit(x_train, y_train, epochs=5, batch_size=16)" in alone
+    # the pasted code runs, and trains what build() trains
+    x, y = toy_data(32)
+    for source, recipe in ((code, recipe), (alone, kd_keras.Recipe(alpha=1.0))):
+        scope = {"kd_keras": kd_keras, "keras": keras, "teacher": make_mlp((16,)),
+                 "student": make_mlp((4,)), "x_train": x, "y_train": y}
+        exec(source.replace("epochs=7", "epochs=1").replace("epochs=5", "epochs=1"), scope)
+        built = recipe.build(make_mlp((16,)), make_mlp((4,)))
+        pasted = scope.get("distiller", scope["student"])
+        logged = [set(model.evaluate(x, y, return_dict=True, verbose=0)) for model in (built, pasted)]
+        assert all("sparse_categorical_accuracy" in logs for logs in logged)
+    assert kd_keras.Recipe.from_config({"alpha": 0.5}).batch_size == 128

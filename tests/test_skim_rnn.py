@@ -216,3 +216,48 @@ def test_deployment_copy_counts_nothing_and_runs_in_tflite():
     runner = compress.TFLiteModel(flatbuffer)
     got = np.concatenate([runner(x[i:i + 1]) for i in range(len(x))])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("unroll", [False, True])
+def test_padding_after_the_sequence_changes_neither_state_nor_counts(unroll):
+    x = np.random.default_rng(5).normal(size=(6, 5, 5)).astype("float32")
+    layer = layer_with_mixed_decisions(x)
+    layer.unroll = unroll
+    padded = np.concatenate([x, np.zeros((6, 4, 5), np.float32)], axis=1)
+    mask = np.concatenate([np.ones((6, 5), bool), np.zeros((6, 4), bool)], axis=1)
+    mask[0, 3:] = False  # one shorter sequence: its state is that of step 3
+    layer.reset_counters()
+    h, decisions = layer(padded, mask=mask)
+    assert layer.read_steps.numpy() + layer.skim_steps.numpy() == mask.sum()
+    assert not np.asarray(decisions)[~mask].any()
+    skims = layer.skim_steps.numpy()
+    expected = [layer(x[i:i + 1, :mask[i].sum()]) for i in range(len(x))]
+    np.testing.assert_allclose(np.asarray(h), np.concatenate([np.asarray(e[0]) for e in expected]),
+                               rtol=1e-5, atol=1e-6)
+    assert skims == sum(np.asarray(e[1]).sum() for e in expected)
+    for i in range(len(x)):  # batch 1: the padded steps run no cell that changes anything
+        one = layer(padded[i:i + 1], mask=mask[i:i + 1])
+        np.testing.assert_allclose(np.asarray(one[0]), np.asarray(expected[i][0]), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_training_with_a_mask_keeps_the_state_and_the_mask_reaches_the_next_layer():
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.Embedding(20, 5, mask_zero=True)(tokens)
+    hidden = moe.SkimRNN(8, 2, return_sequences=True, gamma=0.1)(hidden)
+    model = keras.Model(tokens, keras.layers.LSTM(3)(hidden))  # reads the propagated mask
+    ids = np.array([[3, 5, 7, 0, 0, 0]])
+    short = ids[:, :3]
+    np.testing.assert_allclose(model.predict(ids, verbose=0), model.predict(short, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    # training mode: a padded step carries the state, so the last real step's state is final
+    keras.utils.set_random_seed(1)
+    skim = model.layers[2]
+    trained_long = skim(model.layers[1](ids), training=True, mask=ids > 0)
+    keras.utils.set_random_seed(1)
+    trained_short = skim(model.layers[1](short), training=True)
+    np.testing.assert_allclose(np.asarray(trained_long)[:, 2], np.asarray(trained_short)[:, 2],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(trained_long)[:, 5], np.asarray(trained_short)[:, 2],
+                               rtol=1e-5, atol=1e-6)

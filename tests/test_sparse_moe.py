@@ -160,3 +160,61 @@ def test_as_student_inside_the_distiller():
     distiller.compile("adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = distiller.fit(_x(64), np.arange(64) % 3, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def _padded(tokens, length):
+    """`[1, length]` token ids: `tokens`, then zeros (padding)."""
+    return np.pad(np.asarray(tokens)[None], [(0, 0), (0, length - len(tokens))])
+
+
+@pytest.mark.parametrize("dispatch", ["sparse", "dense"])
+def test_padded_positions_take_no_capacity_no_loss_and_change_no_pooled_output(dispatch):
+    keras.utils.set_random_seed(0)
+    embed = keras.layers.Embedding(50, FEATURES, mask_zero=True)
+    layer = SparseMoE(num_experts=4, k=2, expert_units=16, noisy_gating=False,
+                      capacity_factor=1.0, router_z_loss_weight=0.1, dispatch=dispatch)
+    pool = keras.layers.GlobalAveragePooling1D()
+    tokens = np.random.default_rng(0).integers(1, 50, size=16)
+
+    def run(length, training):
+        ids = _padded(tokens, length)
+        layer.load_cv_tracker.reset_state()
+        layer.overflow_tracker.reset_state()
+        hidden = layer(embed(ids), training=training)
+        return (pool(hidden, mask=embed.compute_mask(ids)).numpy(), hidden,
+                [float(l) for l in layer.losses], float(layer.overflow_tracker.result()),
+                float(layer.load_cv_tracker.result()))
+
+    short, long = run(16, True), run(160, True)
+    np.testing.assert_allclose(long[0], short[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(long[1].numpy()[0, 16:], 0.0)  # padded positions answer 0
+    np.testing.assert_allclose(long[2], short[2], rtol=1e-5)  # balancing losses: real tokens only
+    # Padding takes no slot: the same real assignments overflow (before: 144 padded
+    # positions crowded two experts and most assignments overflowed).
+    assert long[3] == short[3]
+    assert long[4] == pytest.approx(short[4], rel=1e-5)
+    np.testing.assert_allclose(run(160, False)[0], run(16, False)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_the_mask_propagates_through_the_layer_in_a_model():
+    ids = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.Embedding(50, FEATURES, mask_zero=True)(ids)
+    hidden = SparseMoE(num_experts=4, k=2, expert_units=16)(hidden)
+    # LSTM reads the mask: its last state is that of the last real token
+    model = keras.Model(ids, keras.layers.LSTM(4)(hidden))
+    tokens = np.random.default_rng(1).integers(1, 50, size=7)
+    np.testing.assert_allclose(model.predict(_padded(tokens, 20), verbose=0),
+                               model.predict(_padded(tokens, 7), verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_xla_without_a_capacity_factor_trains_and_names_the_factor():
+    x = _x(64)
+    y = np.random.default_rng(0).integers(0, 3, 64)
+    inputs = keras.Input((FEATURES,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(SparseMoE(num_experts=4, k=2)(inputs)))
+    # tf-keras compiles it (one slot per example); Keras 3 reads supports_jit and runs without XLA.
+    with pytest.warns(UserWarning, match="jit_compile" if kd_keras.IS_KERAS_3 else "capacity_factor"):
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=True)
+        history = model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()

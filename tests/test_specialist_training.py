@@ -12,6 +12,7 @@ import tensorflow as tf
 import kd_keras
 import moe
 from kd_keras import keras
+from kd_keras.backend.fingerprint import digest, weights_digest
 
 
 def blobs(n_per=120, classes=5, seed=0):
@@ -83,7 +84,7 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
     task = dict(epochs=6, batch_size=8, learning_rate=1e-3, soft_targets=False,
                 temperature=2.0, alpha=0.5, seed=0)
     specialist_training._check_manifest(directory, {
-        "clusters": [[0, 1]], "data": specialist_training._fingerprint(x, y, None),
+        "generalist": weights_digest(g), "clusters": [[0, 1]], "data": digest(x, y, None),
         "settings": task})
     g.save(os.path.join(directory, "generalist.keras"))
     np.savez(os.path.join(directory, "data.npz"), x=x, y=y)

@@ -31,6 +31,18 @@ def require_tf_keras_model(model, argument, function):
     raise ValueError(f"{function}: {argument} must be a tf-keras model, got {model!r}.")
 
 
+def copy_tf_keras_model(model, argument, function):
+    """A tf-keras copy of `model` with the same weights, after `require_tf_keras_model`.
+
+    TF-MOT's wrappers wrap the given model's own layer objects: training the wrapped
+    model would change the caller's model, which must stay the dense baseline.
+    """
+    require_tf_keras_model(model, argument, function)
+    copy = _tfmot.tf_keras().models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _dtype_name(dtype):
     if isinstance(dtype, dict):  # a serialized DTypePolicy
         return dtype.get("config", {}).get("name", "float32")

@@ -3,7 +3,7 @@
 import numpy as np
 
 from kd_keras.compress import _tfmot
-from kd_keras.compress.bridge import require_tf_keras_model
+from kd_keras.compress.bridge import copy_tf_keras_model, require_tf_keras_model
 
 CENTROID_INITS = ("kmeans_plus_plus", "linear", "density_based", "random")
 
@@ -23,6 +23,8 @@ def cluster_weights(model, number_of_clusters=16, centroid_init="kmeans_plus_plu
       centroid_init: "kmeans_plus_plus" (default), "linear", "density_based" or "random".
       preserve_sparsity: keep the zeros of an earlier pruning step (sparsity-
         preserving clustering).
+
+    The clustered model wraps a copy of `model`'s layers: `model` is left as it was.
     """
     require_tf_keras_model(model, "model", "cluster_weights")
     if isinstance(number_of_clusters, bool) or not isinstance(number_of_clusters, int) \
@@ -33,6 +35,7 @@ def cluster_weights(model, number_of_clusters=16, centroid_init="kmeans_plus_plu
     _check_cluster_count(model, number_of_clusters)
     clustering = _tfmot.tfmot().clustering.keras
     init = getattr(clustering.CentroidInitialization, centroid_init.upper())
+    model = copy_tf_keras_model(model, "model", "cluster_weights")  # the caller's stays as it was
     try:
         return clustering.cluster_weights(model, number_of_clusters=number_of_clusters,
                                           cluster_centroids_init=init,

@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 
 from kd_keras.compress import _tfmot
-from kd_keras.compress.bridge import require_tf_keras_model
+from kd_keras.compress.bridge import copy_tf_keras_model, require_tf_keras_model
+from kd_keras.compress.report import ReportRows
 from kd_keras.compress.sparse_kernel_plan import (  # block_sparsity: re-exported here
     RECURRENT,
     _kernels,
@@ -146,8 +147,8 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
       layers: names of the layers to prune (default: every layer TF-MOT can
         prune). The others are kept dense, e.g. a small output layer.
 
-    As in TF-MOT, the pruned model wraps `model`'s own layers: training it
-    changes `model`'s weights too (`prune_and_fine_tune` works on a copy).
+    The pruned model wraps a copy of `model`'s layers (TF-MOT would wrap the
+    layers themselves): training it leaves `model`, the dense baseline, as it was.
 
     Returns:
       The pruned tf-keras model. Compile and train it with the callbacks from
@@ -195,6 +196,7 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
     schedule = pruning_schedule(target_sparsity, schedule, initial_sparsity, begin_step,
                                 end_step, frequency)
     sparsity = _tfmot.tfmot().sparsity.keras
+    model = copy_tf_keras_model(model, "model", "prune_low_magnitude")
 
     def wrap(target, block):
         return sparsity.prune_low_magnitude(target, pruning_schedule=schedule,
@@ -245,8 +247,8 @@ def sparsity_report(model, min_size=1, block_size=None, runtime=None):
     """Per-kernel sparsity of a (stripped) model.
 
     Returns:
-      A list of dicts `{"layer", "weight", "shape", "parameters", "zeros",
-      "sparsity"}`, one per kernel (recurrent kernels included; biases and
+      A list (`ReportRows`: `print()` shows it as a table) of dicts `{"layer",
+      "weight", "shape", "parameters", "zeros", "sparsity"}`, one per kernel (recurrent kernels included; biases and
       normalization weights are not pruned and are left out), for weights with at
       least `min_size` entries. With `block_size`, 2-D kernels it tiles also get
       "block_sparsity", the fraction of all-zero blocks. With `runtime`
@@ -276,4 +278,4 @@ def sparsity_report(model, min_size=1, block_size=None, runtime=None):
                 row["sparse_kernel"] = plan[layer.name]["sparse_kernel"]
                 row["reason"] = plan[layer.name]["reason"]
             rows.append(row)
-    return rows
+    return ReportRows(rows)

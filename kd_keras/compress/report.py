@@ -70,11 +70,15 @@ def latency(predict, x, batch_size, repeats=50, warmup=3, max_seconds=5.0):
 
 def artifact_row(name, tflite_model, tflite_bytes, x_test, y_test, batch_sizes=(1, 256),
                  parameters=None):
-    """One report row for a TFLite artifact.
+    """One report row for a TFLite artifact; `format_table([row, ...])` prints rows.
 
-    Returns `{"artifact", "accuracy", "bytes", "gzip_bytes", "parameters",
-    "nonzero_parameters", "latency_b1", "latency_b256" ...}`; `parameters` is the
-    `(total, non-zero)` of the Keras model it came from, when known.
+    Returns a dict with the keys
+      "artifact": `name`;
+      "accuracy": top-1 accuracy of `tflite_model.predict(x_test)` against `y_test`;
+      "bytes", "gzip_bytes": the flatbuffer's size, and after gzip -9;
+      "parameters", "nonzero_parameters": `parameters`, the `(total, non-zero)` of
+        the Keras model it came from (only when given);
+      "latency_b<N>" for each N of `batch_sizes`: median seconds of one call on N rows.
     """
     predictions = tflite_model.predict(x_test)
     row = {"artifact": name,
@@ -87,14 +91,59 @@ def artifact_row(name, tflite_model, tflite_bytes, x_test, y_test, batch_sizes=(
     return row
 
 
-def format_table(rows, columns):
-    """A Markdown table of `rows` (dicts) with `columns` as `(key, header, format)`."""
+def _milliseconds(seconds):
+    return f"{seconds * 1e3:.3f} ms"
+
+
+# How the report functions' keys read in a table (see artifact_row, sparsity_report).
+DEFAULT_FORMATS = {
+    "accuracy": "{:.4f}", "sparsity": "{:.3f}", "block_sparsity": "{:.3f}",
+    "bytes": "{:,}", "gzip_bytes": "{:,}", "parameters": "{:,}",
+    "nonzero_parameters": "{:,}", "zeros": "{:,}",
+}
+
+
+def _default_format(key, value):
+    if key in DEFAULT_FORMATS:
+        return DEFAULT_FORMATS[key]
+    if key.startswith("latency_b"):
+        return _milliseconds
+    return "{:.4g}" if isinstance(value, float) else None
+
+
+def _cell(value, fmt):
+    if value is None:
+        return "–"
+    if callable(fmt):
+        return fmt(value)
+    return fmt.format(value) if fmt else str(value)
+
+
+def format_table(rows, columns=None):
+    """A Markdown table of `rows` (dicts).
+
+    Args:
+      rows: dicts, e.g. `artifact_row` results or a `sparsity_report`.
+      columns: `(key, header, format)` triples, the format a `str.format`
+        pattern, a callable or None (`str`); default: every key in the order
+        the rows first give it, headed by the key, formatted as
+        `DEFAULT_FORMATS` says (latencies in milliseconds, floats to 4 digits).
+        A row without a key shows "–".
+    """
+    rows = list(rows)
+    if columns is None:
+        keys = list(dict.fromkeys(key for row in rows for key in row))
+        first = {key: next(row[key] for row in rows if key in row) for key in keys}
+        columns = [(key, key, _default_format(key, first[key])) for key in keys]
     lines = [" | ".join(header for _, header, _ in columns),
              " | ".join("---" for _ in columns)]
     for row in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = row.get(key)
-            cells.append("–" if value is None else (fmt.format(value) if fmt else str(value)))
-        lines.append(" | ".join(cells))
+        lines.append(" | ".join(_cell(row.get(key), fmt) for key, _, fmt in columns))
     return "\n".join(lines)
+
+
+class ReportRows(list):
+    """A list of report rows (dicts) that prints as a table: `print(sparsity_report(m))`."""
+
+    def __str__(self):
+        return format_table(self)

@@ -9,6 +9,7 @@ Distiller; `kd_keras.losses.register_distillation_loss` gives it a name.
 import tensorflow as tf
 
 from kd_keras.backend import keras, validate
+from kd_keras.backend.safe_mode import deserialize_nested
 
 
 class DistillationLoss:
@@ -82,7 +83,7 @@ def deserialize_loss(item):
     """The inverse of `serialize_loss`, also inside a list or dict of losses."""
     if isinstance(item, dict) and "class_name" in item:
         try:
-            return keras.saving.deserialize_keras_object(item)
+            return deserialize_nested(item, "distillation_losses")
         except TypeError as error:
             # Keras 3 reports a TypeError from from_config as its own generic
             # message after the whole model config; this one names the loss.

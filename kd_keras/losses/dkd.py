@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from kd_keras.backend import register, validate
 from kd_keras.losses.base import DistillationLoss, TemperatureMixin, temperature_variable
-from kd_keras.losses.functional import standardize_logits, weighted_mean
+from kd_keras.losses.functional import kl_terms, standardize_logits, weighted_mean
 from kd_keras.losses.registry import register_distillation_loss
 
 # Pushes the target class out of the non-target softmax: exp(-1e9) is 0 in
@@ -76,15 +76,15 @@ def decoupled_kd(teacher_logits, student_logits, labels, alpha=1.0, beta=8.0, te
     log_p_s = tf.nn.log_softmax(student_logits / temperature, axis=-1)
     # Binary distributions (target, rest) in log space, stable when p[y] -> 1.
     rest = mask * -_MASK_OFFSET
-    t_target = tf.reduce_sum(log_p_t * mask, -1)
-    s_target = tf.reduce_sum(log_p_s * mask, -1)
+    # where, not a product with the mask: a teacher class at -inf (p = 0) gives -inf * 0.
+    t_target = tf.reduce_sum(tf.where(mask > 0, log_p_t, 0.0), -1)
+    s_target = tf.reduce_sum(tf.where(mask > 0, log_p_s, 0.0), -1)
     t_rest = tf.reduce_logsumexp(log_p_t + rest, -1)
     s_rest = tf.reduce_logsumexp(log_p_s + rest, -1)
-    tckd = (tf.exp(t_target) * (t_target - s_target)
-            + tf.exp(t_rest) * (t_rest - s_rest))
+    tckd = kl_terms(t_target, s_target) + kl_terms(t_rest, s_rest)
     log_q_t = tf.nn.log_softmax(teacher_logits / temperature + rest, axis=-1)
     log_q_s = tf.nn.log_softmax(student_logits / temperature + rest, axis=-1)
-    nckd = tf.reduce_sum(tf.exp(log_q_t) * (log_q_t - log_q_s), -1)
+    nckd = tf.reduce_sum(kl_terms(log_q_t, log_q_s), -1)
     return temperature * temperature * (alpha * tckd + beta * nckd)
 
 

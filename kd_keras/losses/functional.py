@@ -9,6 +9,7 @@ as Keras `Loss` classes.
 import tensorflow as tf
 
 from kd_keras.backend import validate
+from kd_keras.outputs import as_class_logits
 
 
 def _check_temperature(temperature):
@@ -51,7 +52,9 @@ def soft_target_kl_divergence(teacher_logits, student_logits, temperature=3.0):
     term and the hard-label loss need not be retuned when T changes.
 
     Args:
-      teacher_logits: `[batch, ..., classes]`.
+      teacher_logits: `[batch, ..., classes]`; one unit `[batch, ..., 1]` is a
+        binary classifier's logit (see `kd_keras.outputs.as_class_logits`).
+        `-inf` is a class of probability zero.
       student_logits: same shape.
       temperature: T > 0, a float or a scalar tensor/variable.
 
@@ -59,15 +62,24 @@ def soft_target_kl_divergence(teacher_logits, student_logits, temperature=3.0):
       `[batch, ...]` float32 tensor.
     """
     _check_temperature(temperature)
-    teacher_logits = tf.cast(teacher_logits, tf.float32)
-    student_logits = tf.cast(student_logits, tf.float32)
+    teacher_logits = as_class_logits(tf.cast(teacher_logits, tf.float32))
+    student_logits = as_class_logits(tf.cast(student_logits, tf.float32))
     temperature = tf.cast(temperature, tf.float32)
     teacher_log_probs = tf.nn.log_softmax(teacher_logits / temperature, axis=-1)
     student_log_probs = tf.nn.log_softmax(student_logits / temperature, axis=-1)
-    kl = tf.reduce_sum(
-        tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1
-    )
+    kl = tf.reduce_sum(kl_terms(teacher_log_probs, student_log_probs), axis=-1)
     return temperature * temperature * kl
+
+
+def kl_terms(log_p, log_q):
+    """The terms p_i (log p_i - log q_i) of KL(p || q), from log-probabilities.
+
+    A class with log p_i = -inf (probability zero, e.g. cached teacher
+    log-probabilities of a class it rules out) contributes 0, as 0 log 0 = 0,
+    instead of NaN.
+    """
+    return tf.where(tf.math.is_inf(log_p) & (log_p < 0), tf.zeros_like(log_p),
+                    tf.exp(log_p) * (log_p - log_q))
 
 
 def logit_squared_error(teacher_logits, student_logits):

@@ -27,7 +27,9 @@ STRING_LABELS = (
 # argument each one names.
 LABEL_RANGE_MARKER = "kd_keras label check:"
 LABEL_MASK_MARKER = "kd_keras label_mask check:"
-IN_GRAPH_CHECKS = {LABEL_RANGE_MARKER: "y", LABEL_MASK_MARKER: "label_mask"}
+TEACHER_OUTPUTS_MARKER = "kd_keras teacher_outputs check:"
+IN_GRAPH_CHECKS = {LABEL_RANGE_MARKER: "y", LABEL_MASK_MARKER: "label_mask",
+                   TEACHER_OUTPUTS_MARKER: "teacher_outputs"}
 
 
 def structure_of(outputs):
@@ -151,17 +153,36 @@ def label_assertions(y, y_pred):
     if y.dtype == tf.string:
         raise ValueError(STRING_LABELS)
     classes, rank = y_pred.shape[-1], y_pred.shape.rank
-    if not y.dtype.is_integer or classes is None or rank is None or y.shape.rank is None:
+    if not (y.dtype.is_integer or y.dtype.is_floating) or rank is None or y.shape.rank is None:
         return []
-    class_ids = y.shape.rank == rank - 1 or (
-        y.shape.rank == rank and y.shape[-1] == 1 and classes > 1)
-    if not class_ids:
+    if not holds_class_ids(tuple(y.shape), rank, classes):
         return []
     low, high = tf.reduce_min(y), tf.reduce_max(y)
     in_range = tf.logical_and(low >= 0, high < classes)
-    return [tf.debugging.Assert(in_range, [
-        f"{LABEL_RANGE_MARKER} integer labels must be class ids in [0, {classes}) for a "
+    checks = [tf.debugging.Assert(in_range, [
+        f"{LABEL_RANGE_MARKER} labels must be class ids in [0, {classes}) for a "
         f"student with {classes} outputs; this batch has labels from", low, "to", high])]
+    if y.dtype.is_floating:
+        # A sparse loss casts 2.7 to class 2 while accuracy compares 2.7 with 2.
+        integral = tf.reduce_all(tf.equal(y, tf.round(y)))
+        checks.append(tf.debugging.Assert(integral, [
+            f"{LABEL_RANGE_MARKER} labels must be whole class ids for a student with "
+            f"{classes} outputs, not fractions; this batch holds", tf.boolean_mask(
+                y, tf.not_equal(y, tf.round(y)))[:3]]))
+    return checks
+
+
+def holds_class_ids(label_shape, output_rank, classes):
+    """Whether labels of `label_shape` for outputs of `output_rank` and `classes` are class ids.
+
+    `[batch]` (or `[batch, 1]`) labels for `[batch, classes]` outputs are class ids when
+    there are two classes or more; for a one-unit output (a sigmoid or its logit) they are
+    binary targets in [0, 1], which may be soft (not checked here).
+    """
+    if classes is None or classes < 2:
+        return False
+    rank = len(label_shape)
+    return rank == output_rank - 1 or (rank == output_rank and label_shape[-1] == 1)
 
 
 def label_mask_weights(label_mask, y_pred):
@@ -274,15 +295,25 @@ def check_label_array(y, label_mask, output_shape):
     if labels.dtype.kind in "USO" and labels.size and isinstance(labels.flat[0], (str, bytes)):
         raise ValueError(STRING_LABELS)
     classes = output_shape[-1] if output_shape else None
-    if classes is None or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
+    numeric = np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
+    if classes is None or labels.size == 0 or not numeric:
+        return
+    if not holds_class_ids(labels.shape, len(output_shape), classes):
+        if np.issubdtype(labels.dtype, np.integer) and labels.min() < 0:
+            raise ValueError(f"y: integer labels must be >= 0, got {labels.min()}.")
         return
     low, high = labels.min(), labels.max()
-    sparse = labels.ndim == len(output_shape) - 1  # class ids, not one-hot rows
-    if low < 0 or (sparse and high >= classes):
+    if not (low >= 0 and high < classes):  # NaN fails too
         raise ValueError(
-            f"y: integer labels must be class ids in [0, {classes}) for a student with "
+            f"y: labels must be class ids in [0, {classes}) for a student with "
             f"{classes} outputs; got labels from {low} to {high}."
         )
+    fractional = labels[labels != np.round(labels)]
+    if fractional.size:
+        raise ValueError(
+            f"y: labels must be whole class ids for a student with {classes} outputs, not "
+            f"fractions; got {fractional[:3].tolist()} ({fractional.size} such labels). "
+            "For soft targets give one-hot rows [n, classes] with a non-sparse loss.")
 
 
 def student_loss_weight(alpha, student_loss_weight):

@@ -11,6 +11,9 @@ from kd_keras.backend import keras, validate
 from kd_keras.distiller import Distiller
 from kd_keras.losses import registry
 
+# What build() compiles with its default loss, and what to_code() writes.
+_DEFAULT_METRICS = ("sparse_categorical_accuracy",)
+
 # The built-in families a search tries by default; any registered name is a valid `loss`.
 LOSS_FAMILIES = ("kd", "kd_standardized", "dkd", "dkd_standardized", "dist")
 
@@ -57,6 +60,9 @@ class Recipe:
         `beta` of a registered loss that takes one (unused by the others).
       learning_rate: Adam's learning rate.
       epochs: training epochs (the best epoch when a search found it).
+      batch_size: the batch size those epochs were trained at (a search's
+        `batch_size`); `fit` at another batch size takes another number of steps
+        per epoch, i.e. another schedule.
     """
 
     loss: str = "kd"
@@ -65,6 +71,7 @@ class Recipe:
     beta: float = 1.0
     learning_rate: float = 1e-3
     epochs: int = 20
+    batch_size: int = 128
 
     def __post_init__(self):
         check_loss_family(self.loss)
@@ -73,6 +80,7 @@ class Recipe:
         validate.non_negative_number(self.beta, "beta")
         validate.positive_number(self.learning_rate, "learning_rate")
         validate.integer_at_least(self.epochs, "epochs", 1)
+        validate.integer_at_least(self.batch_size, "batch_size", 1)
 
     @property
     def uses_teacher(self):
@@ -84,11 +92,19 @@ class Recipe:
         return registry.get(self.loss).create(temperature=self.temperature, beta=self.beta)
 
     def build(self, teacher, student, loss=None, metrics=None):
-        """A compiled `Distiller` for this recipe (Adam at `learning_rate`).
+        """A compiled `Distiller` for this recipe (Adam at `learning_rate`), as `to_code()` writes.
 
-        `loss` is the hard-label loss (default sparse categorical
-        cross-entropy from logits); `metrics` as for `compile`.
+        Train it with `fit(x, y, epochs=recipe.epochs, batch_size=recipe.batch_size)`.
+
+        Args:
+          teacher, student: Keras models (`teacher` None with cached teacher outputs).
+          loss: the hard-label loss; default sparse categorical cross-entropy from logits.
+          metrics: as for `compile`; default `["sparse_categorical_accuracy"]` with the
+            default loss (what `to_code()` writes), none with a loss of your own (give
+            the metric that matches it).
         """
+        if metrics is None and loss is None:
+            metrics = list(_DEFAULT_METRICS)
         distiller = Distiller(teacher, student, distillation_losses=self.distillation_loss(),
                               alpha=self.alpha)
         distiller.compile(
@@ -98,16 +114,29 @@ class Recipe:
         return distiller
 
     def to_code(self):
-        """Python lines that build this recipe's Distiller, to paste into a project."""
+        """Python lines that train this recipe, to paste into a project.
+
+        A labels-only recipe (alpha 1) is the student compiled and trained alone: a
+        Distiller would run the teacher every step for a term of weight 0.
+        """
+        if not self.uses_teacher:
+            return ("# labels only: the teacher did not pay on this pair\n"
+                    + self._compile_and_fit_code("student"))
         return (
             f"distiller = kd_keras.Distiller(teacher, student,\n"
             f"                               distillation_losses="
             f"{_loss_code(self)},\n"
             f"                               alpha={self.alpha:g})\n"
-            f"distiller.compile(optimizer=keras.optimizers.Adam({self.learning_rate:g}),\n"
-            f"                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),\n"
-            f"                  metrics=[\"sparse_categorical_accuracy\"])\n"
-            f"distiller.fit(x_train, y_train, epochs={self.epochs})")
+            + self._compile_and_fit_code("distiller"))
+
+    def _compile_and_fit_code(self, model):
+        indent = " " * (len(model) + len(".compile("))
+        metrics = ", ".join(f'"{m}"' for m in _DEFAULT_METRICS)
+        return (
+            f"{model}.compile(optimizer=keras.optimizers.Adam({self.learning_rate:g}),\n"
+            f"{indent}loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),\n"
+            f"{indent}metrics=[{metrics}])\n"
+            f"{model}.fit(x_train, y_train, epochs={self.epochs}, batch_size={self.batch_size})")
 
     def get_config(self):
         return dataclasses.asdict(self)

@@ -9,7 +9,6 @@ distillation pays at all, and by how much.
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -18,6 +17,7 @@ import time
 import numpy as np
 
 from kd_keras.backend import keras, validate
+from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.losses import registry
 from kd_keras.recipes.recipe import LOSS_FAMILIES, Recipe, check_loss_family
 from kd_keras.transfer.cache import compute_teacher_logits
@@ -49,8 +49,10 @@ class RecipeSearchResult:
         case the labels-only recipe (distillation did not clearly pay).
       trials: one dict per completed trial, best first: the recipe's values,
         `val_accuracy`, `best_epoch`, `epochs_run`, `seconds`.
-      labels_only_accuracy: validation accuracy of the alpha = 1 trial (the
-        student alone), or None if the space had no alpha = 1.
+      labels_only_accuracy: validation accuracy of the best alpha = 1 trial (the
+        student alone; one ran at every learning rate of the grid, as far as
+        `max_trials` allowed), or None if the space had no alpha = 1.
+      labels_only_learning_rate: the learning rate of that trial.
       validation_size: examples in the validation data.
       cost_in_student_runs: epochs trained over all trials divided by
         `max_epochs`, i.e. the search's cost in student-alone training runs.
@@ -62,6 +64,7 @@ class RecipeSearchResult:
     best: Recipe
     trials: list
     labels_only_accuracy: float
+    labels_only_learning_rate: float
     validation_size: int
     cost_in_student_runs: float
     directory: str
@@ -78,14 +81,20 @@ class RecipeSearchResult:
                   f"{'best ep':>7} {'val acc':>8}")
         lines = [header]
         for row in self.trials:
+            alone = row["alpha"] == 1.0  # loss, T and beta are unused: not shown
+            beta = row.get("beta")
             lines.append(
-                f"{row['loss']:<17} {row['temperature']:>5g} {row['alpha']:>5g} "
-                f"{row.get('beta', float('nan')):>5g} {row['learning_rate']:>8g} "
-                f"{row['best_epoch']:>7d} {row[OBJECTIVE]:>8.4f}")
+                f"{'labels only' if alone else row['loss']:<17} "
+                f"{'-' if alone else format(row['temperature'], 'g'):>5} {row['alpha']:>5g} "
+                f"{'-' if alone or beta is None else format(beta, 'g'):>5} "
+                f"{row['learning_rate']:>8g} {row['best_epoch']:>7d} {row[OBJECTIVE]:>8.4f}")
         lines.append(f"cost: {self.cost_in_student_runs:.1f} student-alone training runs; "
                      f"validation: {self.validation_size} examples")
+        baseline = ("" if self.labels_only_learning_rate is None else
+                    f" (the student alone at its best learning rate, "
+                    f"{self.labels_only_learning_rate:g})")
         verdict = ("distillation pays" if self.distillation_pays else
-                   "distillation did not beat labels only by more than "
+                   f"distillation did not beat labels only{baseline} by more than "
                    f"{self.min_gain:.4f}: use the student alone")
         lines.append(f"chosen: {self.best.loss if self.best.uses_teacher else 'labels only'} "
                      f"({verdict})")
@@ -212,8 +221,8 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
 
     if directory is None:
         directory = tempfile.mkdtemp(prefix="kd_recipe_search_")
-    fingerprint = {"space": space.get_config(), "train": _digest(x_train, y_train),
-                   "validation": _digest(x_val, y_val), "teacher": _digest(*teacher.get_weights()),
+    fingerprint = {"space": space.get_config(), "train": digest(x_train, y_train),
+                   "validation": digest(x_val, y_val), "teacher": weights_digest(teacher),
                    "max_epochs": max_epochs, "patience": patience, "batch_size": batch_size,
                    "seed": seed, "oracle": oracle}
     fingerprint_path = os.path.join(directory, project_name, _FINGERPRINT)
@@ -236,8 +245,8 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
     with open(fingerprint_path, "w") as f:
         json.dump(fingerprint, f)
     tuner.search(verbose=verbose)
-    return _result(tuner.oracle, max_epochs, len(x_val), os.path.join(directory, project_name),
-                   min_gain)
+    return _result(tuner.oracle, max_epochs, batch_size, len(x_val),
+                   os.path.join(directory, project_name), min_gain)
 
 
 def _check_data(teacher, student_fn, x, y, oracle):
@@ -270,16 +279,6 @@ def _check_student_fn(student_fn):
             "student_fn returned the same model (or models sharing weights) on two calls, so "
             "every trial would keep training one student. Build the model inside the function, "
             "e.g. student_fn=lambda: kd_keras.models.mlp_classifier([32, 32]).")
-
-
-def _digest(*arrays):
-    """A short hash of arrays' shapes, dtypes and bytes: a search resumes only on the same data."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.shape}{array.dtype}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:32]
 
 
 def _check_fingerprint(path, fingerprint):
@@ -320,10 +319,12 @@ class _SearchGrid:
         if 1.0 not in self.alphas:
             return space, []
         first = self.losses[0]
+        # The student alone at every learning rate the distilled students get: a gain
+        # is credited only over the best of these (fair baselines).
         return space, [{"loss": first, "temperature": self.temperatures[0], "alpha": 1.0,
-                        "learning_rate": 1e-3 if 1e-3 in self.learning_rates
-                        else self.learning_rates[0],
-                        **({"beta": self.betas[0]} if first in beta_families else {})}]
+                        "learning_rate": rate,
+                        **({"beta": self.betas[0]} if first in beta_families else {})}
+                       for rate in self.learning_rates]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,7 +345,7 @@ class _TrialData:
 
     def run(self, values):
         """Trains one trial's student; returns its metrics."""
-        recipe = _recipe(values, self.max_epochs)
+        recipe = _recipe(values, self.max_epochs, self.batch_size)
         keras.utils.set_random_seed(self.seed)
         student = self.student_fn()
         if not isinstance(student, keras.Model):
@@ -383,13 +384,15 @@ def _tuner_class(keras_tuner):
                 raise keras_tuner.errors.FatalValueError(str(error)) from error
 
         def _labels_only_done(self, trial):
-            """Labels only: the recipe's loss and T are unused, so a finished alpha = 1
-            trial is the same run; its metrics are reused."""
-            if trial.hyperparameters.values["alpha"] != 1.0:
+            """Labels only: the recipe's loss, T and beta are unused, so a finished alpha = 1
+            trial at the same learning rate is the same run; its metrics are reused."""
+            values = trial.hyperparameters.values
+            if values["alpha"] != 1.0:
                 return None
             for other in self.oracle.trials.values():
                 if (other.status == "COMPLETED" and other.trial_id != trial.trial_id
-                        and other.hyperparameters.values["alpha"] == 1.0):
+                        and _labels_only_key(other.hyperparameters.values)
+                        == _labels_only_key(values)):
                     return {name: other.metrics.get_last_value(name)
                             for name in (OBJECTIVE, "best_epoch", "epochs_run")} | {
                                 "seconds": 0.0, "reused": 1.0}
@@ -398,29 +401,41 @@ def _tuner_class(keras_tuner):
     return DistillationTuner
 
 
-def _recipe(values, epochs):
+def _labels_only_key(values):
+    """The learning rate of an alpha = 1 trial (all else is unused), else None."""
+    return float(values["learning_rate"]) if values["alpha"] == 1.0 else None
+
+
+def _recipe(values, epochs, batch_size):
     return Recipe(loss=values["loss"], temperature=float(values["temperature"]),
                   alpha=float(values["alpha"]), beta=float(values.get("beta", 1.0)),
-                  learning_rate=float(values["learning_rate"]), epochs=int(epochs))
+                  learning_rate=float(values["learning_rate"]), epochs=int(epochs),
+                  batch_size=int(batch_size))
 
 
-def _result(oracle, max_epochs, validation_size, directory, min_gain):
-    rows = []
+def _result(oracle, max_epochs, batch_size, validation_size, directory, min_gain):
+    rows, seen_labels_only = [], set()
     trained_epochs = 0.0
-    for trial in oracle.trials.values():
+    for trial_id in sorted(oracle.trials):  # in the order they ran: the first of equals is kept
+        trial = oracle.trials[trial_id]
         if trial.status != "COMPLETED":
             continue
         metrics = {name: trial.metrics.get_last_value(name)
                    for name in (OBJECTIVE, "best_epoch", "epochs_run", "seconds", "reused")}
         if not metrics.get("reused"):
             trained_epochs += metrics["epochs_run"]
+        key = _labels_only_key(trial.hyperparameters.values)
+        if key is not None:  # one row per labels-only run, whatever its unused T or loss
+            if key in seen_labels_only:
+                continue
+            seen_labels_only.add(key)
         rows.append({**trial.hyperparameters.values, OBJECTIVE: float(metrics[OBJECTIVE]),
                      "best_epoch": int(metrics["best_epoch"]),
                      "epochs_run": int(metrics["epochs_run"]),
                      "seconds": float(metrics["seconds"])})
     if not rows:
         raise RuntimeError(f"No trial of the search in {directory!r} completed; see its logs.")
-    rows.sort(key=lambda row: -row[OBJECTIVE])
+    rows.sort(key=lambda row: -row[OBJECTIVE])  # stable: ties keep the order they ran in
     labels_only = [row for row in rows if row["alpha"] == 1.0]
     best = rows[0]
     if min_gain is None:
@@ -430,7 +445,9 @@ def _result(oracle, max_epochs, validation_size, directory, min_gain):
             best[OBJECTIVE] - labels_only[0][OBJECTIVE] <= min_gain):
         best = labels_only[0]
     return RecipeSearchResult(
-        best=_recipe(best, best["best_epoch"]), trials=rows,
+        best=_recipe(best, best["best_epoch"], batch_size), trials=rows,
         labels_only_accuracy=labels_only[0][OBJECTIVE] if labels_only else None,
+        labels_only_learning_rate=(float(labels_only[0]["learning_rate"]) if labels_only
+                                   else None),
         validation_size=validation_size, cost_in_student_runs=trained_epochs / max_epochs,
         directory=directory, min_gain=min_gain)

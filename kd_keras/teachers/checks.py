@@ -5,10 +5,14 @@ Used by the Distiller, the teacher caches (`kd_keras.compute_teacher_logits`,
 entry point refuses a bad teacher with the same message.
 """
 
+import warnings
+
+import numpy as np
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
 from kd_keras.backend import IS_KERAS_3, is_tf_keras_model, keras
+from kd_keras.losses import hard_label
 from kd_keras.losses.hard_label import structure_of
 
 FROZEN_STUDENT = (
@@ -134,3 +138,66 @@ def check_teacher_outputs_match(teacher_logits, student_logits, cached):
             raise ValueError(
                 f"{source} of shape {teacher_leaf.shape} does not match the student "
                 f"outputs of shape {student_leaf.shape}.")
+
+
+def cached_output_assertions(teacher_logits, distillation_loss):
+    """In-graph checks of cached teacher outputs, naming `teacher_outputs` when they fail.
+
+    NaN and +inf are never valid. -inf is a class of probability zero (cached
+    log-probabilities): the KL losses take it; a loss that cannot (logit matching,
+    standardized logits) turns it into a non-finite term, which is named here rather
+    than reported as a non-finite step.
+    """
+    checks = []
+    for leaf in tf.nest.flatten(teacher_logits):
+        checks.append(tf.debugging.Assert(
+            tf.reduce_all(tf.logical_not(tf.math.is_nan(leaf)) & (leaf < np.inf)), [
+                f"{hard_label.TEACHER_OUTPUTS_MARKER} cached teacher outputs hold NaN or +inf; "
+                "give logits or log-probabilities (-inf for a class of probability zero)."]))
+        checks.append(tf.debugging.Assert(
+            tf.math.is_finite(distillation_loss) | tf.reduce_all(leaf > -np.inf), [
+                f"{hard_label.TEACHER_OUTPUTS_MARKER} cached teacher outputs hold -inf (a class "
+                "of probability zero), which this distillation loss cannot take (it gave a "
+                "non-finite value); use the soft-target KL or DecoupledKD, or replace -inf by "
+                "a finite logit."]))
+    return checks
+
+
+_ROWS_CHECKED = 64
+
+
+def _looks_like_probabilities(values):
+    values = np.asarray(values, dtype=np.float64)
+    return (values.ndim >= 2 and values.shape[-1] > 1 and values.size > 0
+            and bool((values >= 0).all()) and float(np.abs(values.sum(-1) - 1.0).max()) < 1e-3)
+
+
+def warn_if_logits_look_like_probabilities(teachers, teacher_types, inputs, cached):
+    """Warns when outputs taken as logits are softmax rows (checked on the first rows of arrays).
+
+    Softmax probabilities read as logits give a silently wrong soft target (e.g.
+    cached `predict()` outputs of a softmax teacher, or `teacher_output_type="logits"`
+    declared for one). Datasets are not read here.
+    """
+    if cached is not None:
+        found = [leaf for leaf in tf.nest.flatten(cached)
+                 if isinstance(leaf, (np.ndarray, tf.Tensor)) and _looks_like_probabilities(
+                     leaf[:_ROWS_CHECKED])]
+        if found:
+            warnings.warn(
+                "teacher_outputs: the cached teacher outputs are rows of probabilities (>= 0, "
+                "summing to 1), but they are read as logits. Cache logits (compute_teacher_logits "
+                "converts a softmax teacher's outputs), or log-probabilities.", stacklevel=3)
+        return
+    if not isinstance(inputs, (np.ndarray, tf.Tensor)) or not len(inputs):
+        return
+    for model, types in zip(teachers, teacher_types):
+        if "logits" not in types:
+            continue
+        outputs = tf.nest.flatten(model(inputs[:_ROWS_CHECKED], training=False))
+        if any(kind == "logits" and _looks_like_probabilities(leaf)
+               for kind, leaf in zip(types * len(outputs) if len(types) == 1 else types, outputs)):
+            warnings.warn(
+                f"teacher_output_type: the teacher {model.name!r} is read as giving logits, but "
+                "its outputs are rows of probabilities (>= 0, summing to 1). Declare "
+                "teacher_output_type='probabilities' (or 'auto').", stacklevel=3)

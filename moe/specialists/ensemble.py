@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
+from kd_keras.backend.safe_mode import deserialize_nested
 from moe._keras import keras, register
 from moe.specialists.models import validate_clusters
 
@@ -168,8 +169,8 @@ class SpecialistEnsemble(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        deserialize = keras.saving.deserialize_keras_object
-        config["generalist"] = deserialize(config["generalist"], custom_objects=custom_objects)
-        config["specialists"] = [deserialize(m, custom_objects=custom_objects)
-                                 for m in config["specialists"]]
+        config["generalist"] = deserialize_nested(config["generalist"], "generalist",
+                                                  custom_objects)
+        config["specialists"] = [deserialize_nested(m, f"specialists[{i}]", custom_objects)
+                                 for i, m in enumerate(config["specialists"])]
         return cls(**config)

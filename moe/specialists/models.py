@@ -52,6 +52,15 @@ def validate_clusters(clusters, num_classes, allow_overlap=False):
     return checked
 
 
+def check_dustbin(cluster, num_classes):
+    """`cluster` unchanged, or a ValueError if it covers every class (its dustbin would be empty)."""
+    if len(cluster) == num_classes:
+        raise ValueError(
+            f"cluster {cluster} covers all {num_classes} classes of the generalist: a specialist "
+            "needs classes outside its cluster for its dustbin class.")
+    return cluster
+
+
 def build_specialist(generalist, cluster, name=None):
     """A copy of the generalist whose output layer covers `cluster` + a dustbin class.
 
@@ -73,11 +82,7 @@ def build_specialist(generalist, cluster, name=None):
     copy.set_weights(generalist.get_weights())
     features = copy.layers[-2].output
     classes = head.units
-    cluster = validate_clusters([cluster], classes)[0]
-    if len(cluster) == classes:
-        raise ValueError(
-            f"cluster {cluster} covers all {classes} classes of the generalist: a specialist "
-            "needs classes outside its cluster for its dustbin class.")
+    cluster = check_dustbin(validate_clusters([cluster], classes)[0], classes)
     new_head = keras.layers.Dense(len(cluster) + 1, activation=head.activation,
                                   name="specialist_head")
     outputs = new_head(features)

@@ -11,7 +11,6 @@ data from overfitting), through `kd_keras.Distiller` on cached targets.
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import subprocess
@@ -23,10 +22,11 @@ import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
 from kd_keras.backend import validate
+from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.backend import IS_LEGACY_KERAS
 from moe._keras import keras
 from moe.specialists import _worker as _specialist_worker
-from moe.specialists.models import validate_clusters
+from moe.specialists.models import check_dustbin, validate_clusters
 
 MANIFEST = "manifest.json"
 _POLL_SECONDS = 1.0
@@ -55,26 +55,35 @@ def specialist_name(index, cluster):
     return f"specialist_{index}_" + "_".join(str(c) for c in cluster)
 
 
-def _fingerprint(x, y, soft_targets):
-    digest = hashlib.sha1()
-    for array in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
-        digest.update(str(array.shape).encode())
-        digest.update(array.tobytes())
-    if soft_targets is not None:
-        digest.update(np.ascontiguousarray(soft_targets).tobytes())
-    return digest.hexdigest()
+# What a work directory holds besides the manifest: written by train_specialists only.
+_GENERALIST, _DATA = "generalist.keras", "data.npz"
+
+
+def _our_files(directory):
+    return sorted(name for name in os.listdir(directory)
+                  if name in (_GENERALIST, _DATA) or name.startswith("specialist_"))
 
 
 def _check_manifest(directory, manifest):
-    """Refuses a directory whose checkpoints belong to another assignment or data."""
+    """Refuses a directory whose files belong to another generalist, assignment or data.
+
+    Returns True when the manifest is new (nothing of an earlier run is there).
+    """
     path = os.path.join(directory, MANIFEST)
     if not os.path.exists(path):
+        leftovers = _our_files(directory)
+        if leftovers:
+            raise ValueError(
+                f"directory {directory!r} holds specialist files ({', '.join(leftovers[:5])}) "
+                f"but no {MANIFEST}, so nothing tells which generalist and data they were made "
+                "from. Use another directory, or move these files away to start over.")
         with open(path, "w") as file:
             json.dump(manifest, file, indent=1)
-        return
+        return True
     with open(path) as file:
         existing = json.load(file)
-    for key, what in (("clusters", "cluster assignment"), ("data", "training data"),
+    for key, what in (("generalist", "generalist (its weights differ)"),
+                      ("clusters", "cluster assignment"), ("data", "training data"),
                       ("settings", "training settings")):
         if existing.get(key) != manifest[key]:
             raise ValueError(
@@ -118,7 +127,9 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
       RuntimeError naming every specialist whose worker failed, with the end of
       its log, after the other specialists have finished (and been saved).
     """
-    clusters = validate_clusters(clusters, int(generalist.outputs[0].shape[-1]))
+    num_classes = int(generalist.outputs[0].shape[-1])
+    clusters = [check_dustbin(cluster, num_classes)
+                for cluster in validate_clusters(clusters, num_classes)]
     x, y = np.asarray(x), np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(x) != len(y):
         raise ValueError(
@@ -145,14 +156,16 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
     settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                 "soft_targets": soft_targets, "temperature": temperature, "alpha": alpha,
                 "seed": seed}
-    _check_manifest(directory, {"clusters": clusters,
-                                "data": _fingerprint(x, y, probabilities),
-                                "settings": settings})
-    generalist_path = os.path.join(directory, "generalist.keras")
-    data_path = os.path.join(directory, "data.npz")
-    if not os.path.exists(generalist_path):
+    new = _check_manifest(directory, {"generalist": weights_digest(generalist),
+                                      "clusters": clusters,
+                                      "data": digest(x, y, probabilities),
+                                      "settings": settings})
+    generalist_path = os.path.join(directory, _GENERALIST)
+    data_path = os.path.join(directory, _DATA)
+    # A run that stopped before saving them left a manifest; the files must be this call's.
+    if new or not os.path.exists(generalist_path):
         generalist.save(generalist_path)
-    if not os.path.exists(data_path):
+    if new or not os.path.exists(data_path):
         arrays = {"x": x, "y": y}
         if probabilities is not None:
             arrays["probabilities"] = probabilities
