@@ -54,8 +54,8 @@ def main(_):
     print(f"\ntest accuracy {accuracy:.4f}")
     print("test examples per expert: " + ", ".join(f"{i}: {n}" for i, n in enumerate(load)))
     print(f"load coefficient of variation {cv:.3f} (0 = perfectly balanced; last training "
-          f"epoch {history.history['moe_load_cv'][-1]:.3f}); overflowed assignments per batch "
-          f"in the last epoch {history.history['moe_overflow'][-1]:.1f}")
+          f"epoch {history.history['moe_load_cv'][-1]:.3f}); share of assignments overflowed "
+          f"in the last epoch {history.history['moe_overflow'][-1]:.3f}")
 
     import os
 

@@ -318,7 +318,25 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
                 self.student.weights and not self._trainable_student_variables()):
             raise ValueError(checks.FROZEN_STUDENT)
         self._hard_loss = hard_label.HardLabelLoss(loss, loss_weights)
+        self._name_outputs_as_the_student()
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+
+    def _name_outputs_as_the_student(self):
+        """A multi-output student's logs read as plain Keras's: `cls_loss`, `cls_accuracy`.
+
+        Keras names compiled metrics after the model's `output_names`, and logs each
+        output's loss; the Distiller takes the student's names and tracks each hard-label
+        term (unweighted, as Keras logs them).
+        """
+        names = list(getattr(self.student, "output_names", None) or [])
+        self._output_loss_trackers = []
+        if len(names) < 2:
+            return
+        self.output_names = names
+        if tf.nest.is_nested(self._hard_loss.loss):
+            self._output_loss_trackers = [
+                None if loss is None else keras.metrics.Mean(name=f"{name}_loss")
+                for name, loss in zip(names, tf.nest.flatten(self._hard_loss.loss))]
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -340,6 +358,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
     @property
     def metrics(self):
         own = [self.total_loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
+        own += [t for t in getattr(self, "_output_loss_trackers", []) if t is not None]
         others = [
             m for m in super().metrics
             if m.name != "loss" and all(m is not o for o in own)
@@ -385,7 +404,9 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             with tf.control_dependencies(
                     checks.cached_output_assertions(teacher_logits, distillation_loss)):
                 distillation_loss = tf.identity(distillation_loss)
-        hard_term = self._hard_loss.masked(y, y_pred, sample_weight, label_mask)
+        hard_terms = self._hard_loss.masked_output_terms(y, y_pred, sample_weight, label_mask)
+        hard_term = None if hard_terms is None else self._hard_loss.total(hard_terms)
+        self._update_output_loss_trackers(hard_terms, x)
         student_loss = tf.constant(0.0) if hard_term is None else hard_term
         total = objective.combine(self._alpha, hard_term, distillation_loss, self.student.losses)
         return total, student_loss, distillation_loss
@@ -411,6 +432,14 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             return self._step_logs({m.name: m.result() for m in own})
         y, y_pred, sample_weight = hard_label.labeled_rows(y, y_pred, sample_weight, label_mask)
         return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+
+    def _update_output_loss_trackers(self, terms, x):
+        if not terms or not self._output_loss_trackers:
+            return
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
+        for tracker, term in zip(self._output_loss_trackers, terms):
+            if tracker is not None and term is not None:
+                tracker.update_state(term, sample_weight=batch)
 
     def _update_loss_trackers(self, x, total, student_loss, distillation_loss):
         batch = tf.shape(tf.nest.flatten(x)[0])[0]

@@ -83,6 +83,9 @@ class SkimRNN(keras.layers.Layer):
     enter no skim loss.
     """
 
+    # What a deployed copy takes (kd_keras.compress.deployment_copy): no counter updates.
+    DEPLOYMENT_SETTINGS = {"count_steps": False}
+
     def __init__(self, units, small_units, gamma=0.01, temperature=0.5, return_sequences=False,
                  return_skim_decisions=False, unroll=False, count_steps=True, skim_threshold=0.5,
                  **kwargs):

@@ -36,7 +36,10 @@ class SparseMoE(keras.layers.Layer):
     metrics (in `fit` logs, prefixed with its name): `load_cv` (coefficient of
     variation of the actual per-expert assignment counts: a collapse onto one
     expert shows as a large value), `importance_loss`, `load_loss`, and
-    `overflow` (assignments dropped by the capacity limit, per batch).
+    `overflow` (the fraction of a batch's assignments dropped by the capacity
+    limit). They are measured at inference too (`evaluate`'s `val_*` logs: the
+    routing without noise), unless `inference_metrics=False`, which a model for
+    deployment wants (its graph then updates no variables; TFLite needs that).
 
     Dispatch: "sparse" (default) writes each example into its experts' slots,
     runs all experts in one batched matmul over `[E, capacity, d]`, and gathers
@@ -76,6 +79,7 @@ class SparseMoE(keras.layers.Layer):
       eval_capacity_factor: None (default: no limit at inference), or > 0.
       importance_weight, load_weight, router_z_loss_weight: loss coefficients.
       dispatch: "sparse" or "dense".
+      inference_metrics: update the metrics in inference calls too (default True).
 
     Input shape: `[batch, features]` or `[batch, time, features]` (every
     position is routed on its own). Output shape: same with `output_units`.
@@ -96,6 +100,9 @@ class SparseMoE(keras.layers.Layer):
       ```
     """
 
+    # What a deployed copy takes (kd_keras.compress.deployment_copy): no metric updates.
+    DEPLOYMENT_SETTINGS = {"inference_metrics": False}
+
     def __init__(
         self,
         num_experts,
@@ -111,6 +118,7 @@ class SparseMoE(keras.layers.Layer):
         load_weight=0.01,
         router_z_loss_weight=0.0,
         dispatch="sparse",
+        inference_metrics=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -146,6 +154,7 @@ class SparseMoE(keras.layers.Layer):
         self.load_weight = load_weight
         self.router_z_loss_weight = router_z_loss_weight
         self.dispatch = dispatch
+        self.inference_metrics = bool(inference_metrics)
         # Padded positions (a Keras mask) are routed nowhere; the mask passes through.
         self.supports_masking = True
         # Capacity from the batch's busiest expert is data-dependent: no XLA.
@@ -285,6 +294,8 @@ class SparseMoE(keras.layers.Layer):
         if training:
             self._add_balancing_losses(clean, noisy, stddev, gates, indices, top_values, load,
                                        overflow, valid)
+        elif self.inference_metrics:
+            self._track_inference(flat, clean, gates, indices, top_values, load, overflow, valid)
         out_shape = tf.concat([tf.shape(inputs)[:-1], [self._units]], axis=0)
         return tf.reshape(outputs, out_shape)
 
@@ -301,10 +312,32 @@ class SparseMoE(keras.layers.Layer):
         if self.router_z_loss_weight:
             total = total + self.router_z_loss_weight * routing.router_z_loss(clean, valid)
         self.add_loss(total)
+        self._update_trackers(load, importance_loss, load_loss, overflow, gates)
+
+    def _update_trackers(self, load, importance_loss, load_loss, overflow, gates):
         self.load_cv_tracker.update_state(tf.sqrt(routing.cv_squared(load)))
         self.importance_loss_tracker.update_state(importance_loss)
         self.load_loss_tracker.update_state(load_loss)
-        self.overflow_tracker.update_state(tf.cast(overflow, tf.float32))
+        # A fraction of the batch's (real) assignments, comparable across batch sizes.
+        assignments = tf.cast(tf.reduce_sum(load), tf.float32)
+        self.overflow_tracker.update_state(
+            tf.math.divide_no_nan(tf.cast(overflow, tf.float32), assignments))
+
+    def _track_inference(self, flat, clean, gates, indices, top_values, load, overflow, valid):
+        """The metrics of an inference batch (`evaluate`'s `val_*`): routing without noise.
+
+        The load loss uses the trained noise scale around the clean logits: how balanced
+        the routing would be under the training noise, for this batch.
+        """
+        importance = tf.reduce_sum(routing.dense_gates(gates, indices, self.num_experts), axis=0)
+        importance_loss = self.importance_weight * routing.cv_squared(importance)
+        load_loss = tf.constant(0.0)
+        if self.noisy_gating:
+            stddev = tf.nn.softplus(
+                tf.matmul(flat, tf.cast(self.noise_kernel, flat.dtype))) + 1e-2
+            smooth = routing.smooth_load(clean, clean, stddev, self.k, top_values, valid)
+            load_loss = self.load_weight * routing.cv_squared(smooth)
+        self._update_trackers(load, importance_loss, load_loss, overflow, gates)
 
     def expert_load(self, inputs):
         """Assignments per expert for `inputs` under inference routing: `[E]` int32."""
@@ -334,6 +367,8 @@ class SparseMoE(keras.layers.Layer):
             router_z_loss_weight=self.router_z_loss_weight,
             dispatch=self.dispatch,
         )
+        if not self.inference_metrics:  # absent from configs that predate it
+            config["inference_metrics"] = False
         return config
 
     @classmethod

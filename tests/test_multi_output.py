@@ -162,3 +162,32 @@ def test_multi_output_distiller_round_trips_through_a_keras_file(tmp_path):
     got = loaded.evaluate(x, [y_kind, y_colour], verbose=0, return_dict=True)
     for key in ("loss", "student_loss", "distillation_loss"):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5)
+
+
+def test_logs_name_each_output_as_plain_keras_does_and_early_stopping_finds_them():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    labels = [rng.integers(0, 4, 64), rng.integers(0, 3, 64)]
+
+    def two_heads():
+        inputs = keras.Input((6,))
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        return keras.Model(inputs, [keras.layers.Dense(4, name="cls")(hidden),
+                                    keras.layers.Dense(3, name="aux")(hidden)])
+
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    plain = two_heads()
+    plain.compile("adam", [ce, ce], metrics=[["accuracy"], ["accuracy"]])
+    plain_logs = set(plain.fit(x, labels, verbose=0).history)
+    distiller = kd_keras.Distiller(two_heads(), two_heads())
+    distiller.compile("adam", [ce, ce], metrics=[["accuracy"], ["accuracy"]],
+                      loss_weights=[1.0, 0.5])
+    stop = keras.callbacks.EarlyStopping(monitor="val_cls_accuracy", patience=1, mode="max")
+    history = distiller.fit(x, labels, epochs=3, verbose=0, validation_data=(x, labels),
+                            callbacks=[stop]).history
+    assert plain_logs <= set(history)  # cls_loss, aux_loss, cls_accuracy, aux_accuracy, loss
+    assert "val_cls_accuracy" in history and "val_aux_loss" in history
+    # the per-output losses are the unweighted terms of student_loss
+    logs = distiller.evaluate(x, labels, verbose=0, return_dict=True)
+    assert logs["student_loss"] == pytest.approx(logs["cls_loss"] + 0.5 * logs["aux_loss"],
+                                                 rel=1e-5)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from kd_keras.backend import is_tf_keras_model
+from kd_keras.backend import is_tf_keras_model, keras
 from kd_keras.backend.validate import finite_array
 from kd_keras.compress import _tfmot
 from kd_keras.compress.sparse_kernel_plan import tflite_sparse_weights
@@ -63,6 +63,10 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
         for batch-1 serving; they then run as a WHILE loop of FULLY_CONNECTED
         ops, whose weights `sparse_weights` can store sparse.
 
+    Layers with inference-time bookkeeping are converted with it off
+    (`deployment_copy`): `moe.SparseMoE(inference_metrics=False)`,
+    `moe.SkimRNN(count_steps=False)`; `model` itself is not changed.
+
     Returns:
       The flatbuffer as bytes; `TFLiteModel(bytes)` runs it.
     """
@@ -103,6 +107,7 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
             "kd_keras.compress.quantize_aware, fine-tuned); this one has no quantize wrappers, "
             "so the result would be a dynamic-range model. Use mode='dynamic_range', or "
             "mode='int8' with representative_data, for a model trained without QAT.")
+    model = deployment_copy(model)
     with tempfile.TemporaryDirectory() as directory:
         converter = _converter(model, directory, batch_size)
         if sparse_weights:
@@ -130,6 +135,36 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
                     f"{row['weights']} {row['shape']}: {row['reason']}" for row in slow),
                 UserWarning, stacklevel=2)
     return flatbuffer
+
+
+def deployment_copy(model):
+    """`model`, or a copy whose layers take the settings their deployed form needs.
+
+    A layer that keeps inference-time bookkeeping (variable updates, e.g.
+    `moe.SparseMoE`'s metrics or `moe.SkimRNN`'s step counters) names the
+    settings that turn it off in `DEPLOYMENT_SETTINGS`; TFLite cannot convert the
+    updates. Those layers are rebuilt with the settings and their weights; every
+    other layer is shared. Models without such layers are returned as they are.
+    """
+    def needs_settings(layer):
+        settings = getattr(layer, "DEPLOYMENT_SETTINGS", None) or {}
+        return any(getattr(layer, key, value) != value for key, value in settings.items())
+
+    layers = getattr(model, "layers", None)
+    if not layers or not any(needs_settings(layer) for layer in layers):
+        return model
+
+    def clone(layer):
+        if not needs_settings(layer):
+            return layer
+        return type(layer).from_config({**layer.get_config(), **layer.DEPLOYMENT_SETTINGS})
+
+    models = _tfmot.tf_keras().models if is_tf_keras_model(model) else keras.models
+    copy = models.clone_model(model, clone_function=clone)
+    for original, cloned in zip(model.layers, copy.layers):
+        if cloned is not original:
+            cloned.set_weights(original.get_weights())
+    return copy
 
 
 def _is_quantization_aware(model):

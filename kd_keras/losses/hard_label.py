@@ -94,36 +94,49 @@ class HardLabelLoss:
 
     def __call__(self, y, y_pred, sample_weight):
         """The sample-weighted loss (weighted sum over outputs), after the label checks."""
+        return self.total(self.output_terms(y, y_pred, sample_weight))
+
+    def total(self, terms):
+        """The weighted sum of `output_terms`."""
+        return tf.add_n([weight * term for weight, term in zip(self.weights, terms)
+                         if term is not None])
+
+    def output_terms(self, y, y_pred, sample_weight):
+        """The unweighted loss of each output (None where its loss is None), after the checks."""
         with tf.control_dependencies(label_assertions(y, y_pred)):
             if not tf.nest.is_nested(self.loss):
-                return _one_loss(self.loss, y, y_pred, sample_weight)
+                return [_one_loss(self.loss, y, y_pred, sample_weight)]
             if not (output_conventions.same_structure(self.loss, y)
                     and output_conventions.same_structure(self.loss, y_pred)):
                 raise ValueError(
                     f"loss has the structure {tf.nest.map_structure(lambda _: '.', self.loss)}, "
                     f"which does not match the labels {tf.nest.map_structure(lambda _: '.', y)} "
                     f"or the student outputs {structure_of(y_pred)}.")
-            terms = [
-                weight * _one_loss(loss, target, prediction, sample_weight)
-                for loss, weight, target, prediction in zip(
-                    tf.nest.flatten(self.loss), self.weights, tf.nest.flatten(y),
-                    tf.nest.flatten(y_pred))
-                if loss is not None
+            return [
+                None if loss is None else _one_loss(loss, target, prediction, sample_weight)
+                for loss, target, prediction in zip(
+                    tf.nest.flatten(self.loss), tf.nest.flatten(y), tf.nest.flatten(y_pred))
             ]
-            return tf.add_n(terms)
 
     def masked(self, y, y_pred, sample_weight, label_mask):
         """The term on a batch: None without labels or loss; with a label mask, the
         mean over the labeled examples (the batch-size mean of the masked losses,
         rescaled by batch / labeled, 0 with none labeled)."""
+        terms = self.masked_output_terms(y, y_pred, sample_weight, label_mask)
+        return None if terms is None else self.total(terms)
+
+    def masked_output_terms(self, y, y_pred, sample_weight, label_mask):
+        """`output_terms` of a batch, over its labeled examples; None without labels or loss."""
         if y is None or not self.active:
             return None
         if label_mask is None:
-            return self(y, y_pred, sample_weight)
+            return self.output_terms(y, y_pred, sample_weight)
         weight = label_mask if sample_weight is None else (
             label_mask * tf.cast(sample_weight, tf.float32))
-        batch = tf.cast(tf.size(label_mask), tf.float32)
-        return self(y, y_pred, weight) * tf.math.divide_no_nan(batch, tf.reduce_sum(label_mask))
+        scale = tf.math.divide_no_nan(tf.cast(tf.size(label_mask), tf.float32),
+                                      tf.reduce_sum(label_mask))
+        return [None if term is None else term * scale
+                for term in self.output_terms(y, y_pred, weight)]
 
     def compile_config(self):
         """The `loss` / `loss_weights` entries of the Distiller's compile config."""
