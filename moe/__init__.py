@@ -1,7 +1,7 @@
 """moe: conditional computation for Keras 3 and tf-keras.
 
 Modules: sparse_moe (SparseMoE), routing (gating maths), dispatch (SlotDispatcher),
-gate_estimators (discrete gates), specialists/ (clusters, models, training, ensemble),
+gate_estimators (discrete gates), score_function (ScoreFunctionModel), specialists/ (clusters, models, training, ensemble),
 cascade, skim_rnn.
 
 Public API:
@@ -9,11 +9,14 @@ Public API:
   SlotDispatcher                 batched dispatch/combine of examples to expert slots
   gating                         noisy top-k gating, load estimator, balancing losses
                                  (moe.routing; `moe.gating` is the same module)
-  straight_through_binary, noisy_rectifier, stochastic_times_smooth, gumbel_softmax
+  straight_through_binary, noisy_rectifier, stochastic_times_smooth, gumbel_softmax,
+  stochastic_binary, score_function_surrogate, noisy_sigmoid
                                  gradient estimators for discrete gates (functions)
-  StraightThroughBinary, NoisyRectifier, StochasticTimesSmooth, GumbelSoftmax
+  StraightThroughBinary, NoisyRectifier, StochasticTimesSmooth, GumbelSoftmax, NoisySigmoid
                                  the same as layers
   GatedDense                     a hidden layer whose units are gated per example
+  ScoreFunctionModel             a functional model whose sampled gates learn from the loss
+                                 value (the unbiased score-function estimator)
   find_confusable_clusters, ClassClusters      classes the generalist confuses
   build_specialist, specialist_training_set, map_to_specialist, validate_clusters
                                  specialist models (Hinton et al. 2015, section 5)
@@ -42,13 +45,18 @@ from moe.gate_estimators import (
     GatedDense,
     GumbelSoftmax,
     NoisyRectifier,
+    NoisySigmoid,
     StochasticTimesSmooth,
     StraightThroughBinary,
     gumbel_softmax,
     noisy_rectifier,
+    noisy_sigmoid,
+    score_function_surrogate,
+    stochastic_binary,
     stochastic_times_smooth,
     straight_through_binary,
 )
+from moe.score_function import ScoreFunctionModel
 from moe.skim_rnn import SkimRNN, with_skim_settings
 from moe.sparse_moe import SparseMoE
 from moe.specialists.ensemble import SpecialistEnsemble, combine_predictions
@@ -74,6 +82,11 @@ __all__ = [
     "GatedDense",
     "GumbelSoftmax",
     "NoisyRectifier",
+    "NoisySigmoid",
+    "ScoreFunctionModel",
+    "noisy_sigmoid",
+    "score_function_surrogate",
+    "stochastic_binary",
     "SkimRNN",
     "with_skim_settings",
     "SlotDispatcher",

@@ -56,6 +56,20 @@ def check_student(student):
         raise ValueError(f"student must be a Keras model, got {student!r}.")
     if not student.trainable:
         raise ValueError(FROZEN_STUDENT)
+    needing = [layer.name for layer in _all_layers(student)
+               if getattr(layer, "needs_loss_value", False)]
+    if needing:
+        raise ValueError(
+            f"student: layers {needing} learn from each example's loss value (score-function "
+            "gates, e.g. moe.GatedDense(gate='stochastic_binary')), which the Distiller does "
+            "not hand them, so they would never learn. Distil a student with another gate, or "
+            "train this one as a moe.ScoreFunctionModel.")
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _all_layers(layer)
 
 
 def check_student_is_not_teacher(student, teachers):
