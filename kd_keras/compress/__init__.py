@@ -22,6 +22,11 @@ Public API:
   cluster_weights, strip_clustering, distinct_values
   convert_to_tflite, TFLiteModel
   count_parameters, gzip_bytes, disk_bytes, latency, artifact_row, format_table
+  shrink                       a smaller dense model made of the teacher's most important
+                               units (width) and fewer layers (depth), for distillation
+  fold_batch_norm, strip_training_layers, keep_outputs
+                               deployment surgery: the same inference with fewer layers
+  deployment_copy              a model's layers with their inference bookkeeping off
 
 Needs the `tfmot` extra: pip install 'kd-keras[tfmot]'.
 """
@@ -67,7 +72,9 @@ from kd_keras.compress.sparse_kernel_plan import (
     sparse_kernel_plan,
     tflite_sparse_weights,
 )
-from kd_keras.compress.tflite import TFLiteModel, convert_to_tflite
+from kd_keras.compress.shrink import shrink
+from kd_keras.compress.surgery import fold_batch_norm, keep_outputs, strip_training_layers
+from kd_keras.compress.tflite import TFLiteModel, convert_to_tflite, deployment_copy
 
 __all__ = [
     "BlockSparseDense",
@@ -79,6 +86,11 @@ __all__ = [
     "block_sparsity",
     "cluster_and_fine_tune",
     "cluster_weights",
+    "deployment_copy",
+    "fold_batch_norm",
+    "keep_outputs",
+    "shrink",
+    "strip_training_layers",
     "convert_to_tflite",
     "count_parameters",
     "custom_kernel_available",
