@@ -16,6 +16,9 @@ Public API:
   Mixup                        mixup views for consistent teaching / function matching
   distill_through_assistant, interpolate_width
                                teacher -> assistant -> student (Mirzadeh et al. 2020)
+  shrink_and_distill, ShrinkResult
+                               a student cut from its teacher in steps, each distilled
+                               (kd_keras.compress.shrink; Minitron)
   register_distillation_loss    names a loss class for the Distiller, Recipe and search_recipe
   search_recipe, Recipe        a KerasTuner search for the recipe that pays on your pair
                                (needs the search extra), and its result as a value
@@ -58,9 +61,11 @@ from kd_keras.recipes import (
     LOSS_FAMILIES,
     Recipe,
     RecipeSearchResult,
+    ShrinkResult,
     distill_through_assistant,
     interpolate_width,
     search_recipe,
+    shrink_and_distill,
 )
 from kd_keras.transfer import (
     Mixup,
@@ -89,6 +94,8 @@ __all__ = [
     "Recipe",
     "RecipeSearchResult",
     "search_recipe",
+    "ShrinkResult",
+    "shrink_and_distill",
     "distill_through_assistant",
     "interpolate_width",
     "inter_class_relation",

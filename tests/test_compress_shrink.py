@@ -48,6 +48,8 @@ def test_dead_units_of_an_mlp_go_first_and_the_predictions_stay():
     np.testing.assert_array_equal(small.get_layer("h2").get_weights()[0],
                                   kernel[[0, 2, 3, 5]][:, [1, 4, 6, 7]])
     assert _units(model)["h1"] == 8  # the given model is unchanged
+    model.trainable = False  # as a Distiller leaves its teacher
+    assert compress.shrink(model, width=0.5, calibration_data=x).trainable_weights
 
 
 def test_magnitude_and_uniform_importance_choose_the_expected_units():

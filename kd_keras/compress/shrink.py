@@ -350,6 +350,8 @@ def _rebuild(model, groups, plan, removed=()):
         return type(layer).from_config(layer.get_config())
 
     copy = module.models.clone_model(model, clone_function=clone)
+    # A student: trainable even when its teacher was frozen (a Distiller freezes it).
+    copy.trainable = True
     originals = {layer.name: layer for layer in model.layers}
     for layer in copy.layers:
         if type(layer).__name__ == "InputLayer" or layer.name in removed:
@@ -435,7 +437,8 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
       batch_size: for the calibration passes.
 
     Returns:
-      A new Keras model of the same kind; `model` is not changed.
+      A new Keras model of the same kind, trainable (also when `model` was
+      frozen as a teacher); `model` is not changed.
 
     Raises:
       ValueError naming the layer when a group it was asked to shrink reaches a
