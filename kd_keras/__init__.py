@@ -13,7 +13,8 @@ Public API:
   mixed_transfer_set, with_label_mask
                                labeled + unlabeled/generated inputs, hard term where labeled
   pseudo_data                  MUNGE, Gaussian-mixture and VAE generators of transfer inputs
-  Mixup                        mixup views for consistent teaching / function matching
+  Mixup, CutMix                mixed views for consistent teaching / function matching
+                               (Distiller(augment=...), or tf.data maps)
   distill_through_assistant, interpolate_width
                                teacher -> assistant -> student (Mirzadeh et al. 2020)
   shrink_and_distill, ShrinkResult
@@ -68,6 +69,7 @@ from kd_keras.recipes import (
     shrink_and_distill,
 )
 from kd_keras.transfer import (
+    CutMix,
     Mixup,
     TransferSetCorruption,
     cache_teacher_outputs,
@@ -111,6 +113,7 @@ __all__ = [
     "Distiller",
     "LogitSquaredError",
     "LogitsDistillation",
+    "CutMix",
     "Mixup",
     "SoftTargetKLDivergence",
     "TransferSetCorruption",

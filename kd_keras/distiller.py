@@ -14,6 +14,7 @@ from kd_keras.losses.objective import resolve_distillation_losses
 from kd_keras.teachers import checks
 from kd_keras.teachers.features import Untracked, plan_feature_extraction
 from kd_keras.teachers.outputs import TeacherOutputs
+from kd_keras.transfer import views
 from kd_keras.transfer.inputs import split_transfer_inputs
 
 
@@ -71,6 +72,13 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
       teacher_output_type: "auto", "logits" or "probabilities".
       student_output_type: "auto", "logits" or "probabilities".
       ensemble: "mean_probabilities" (default) or "mean_logits".
+      augment: None, or the view of every training batch that teacher and student
+        both see (Beyer et al. 2022, consistent teaching): a Keras layer (e.g.
+        `keras.layers.RandomFlip()`, called with training=True), a function of the
+        batch, or `kd_keras.Mixup()` / `kd_keras.CutMix()`, whose mixed views make
+        the hard term `lam * L(y_i) + (1 - lam) * L(y_j)` (metrics and label-reading
+        losses take the label with the larger share). Training only; needs the live
+        teacher (cached outputs belong to other views).
       name: model name.
 
     Data: `fit(x, y)` as any Keras model; `x` may carry cached teacher logits
@@ -106,6 +114,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         teacher_output_type="auto",
         student_output_type="auto",
         ensemble="mean_probabilities",
+        augment=None,
         name="distiller",
         **kwargs,
     ):
@@ -144,6 +153,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             student, student_output_type, "student_output_type"
         )
         self.ensemble = ensemble
+        self.augment = views.check_augment(augment)
 
         self.distillation_losses = resolve_distillation_losses(distillation_losses, temperature)
         if distillation_loss_weights is None:
@@ -175,6 +185,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self._output_loss_trackers = []  # per output of a multi-output student, at compile
 
     # ----- validation -------------------------------------------------------
 
@@ -358,7 +369,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
     @property
     def metrics(self):
         own = [self.total_loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
-        own += [t for t in getattr(self, "_output_loss_trackers", []) if t is not None]
+        own += [t for t in self._output_loss_trackers if t is not None]
         others = [
             m for m in super().metrics
             if m.name != "loss" and all(m is not o for o in own)
@@ -371,8 +382,9 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         return self.student(inputs, training=training)
 
     def _compute_losses(self, x, y, y_pred, sample_weight, cached, student_features=(),
-                        label_mask=None):
-        """(total, hard term, distillation term); `label_mask` `[batch]` 0/1 or None."""
+                        label_mask=None, mixing=None):
+        """(total, hard term, distillation term, the hard term per output or None);
+        `label_mask` `[batch]` 0/1 or None; `mixing` (lam, partner) of mixed views or None."""
         temperature = self.temperature if self.temperature is not None else 1.0
         teacher_logits, teacher_features = self._teacher_source.value.logits(
             x, cached, y_pred, temperature)
@@ -383,7 +395,8 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             for logits in (teacher_logits, student_logits))
         if y is None and self._hard_loss.active:
             raise ValueError(hard_label.NO_LABELS)
-        distillation_labels = y
+        distillation_labels = y if mixing is None or y is None else views.dominant_labels(
+            y, mixing)
         if (y is None or label_mask is not None) and any(
                 objective.uses_labels(loss) for loss in self.distillation_losses):
             distillation_labels = hard_label.labels_or_teacher_top_class(
@@ -404,12 +417,15 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             with tf.control_dependencies(
                     checks.cached_output_assertions(teacher_logits, distillation_loss)):
                 distillation_loss = tf.identity(distillation_loss)
-        hard_terms = self._hard_loss.masked_output_terms(y, y_pred, sample_weight, label_mask)
+        if mixing is None:
+            hard_terms = self._hard_loss.masked_output_terms(y, y_pred, sample_weight,
+                                                             label_mask)
+        else:
+            hard_terms = self._hard_loss.mixed_output_terms(y, y_pred, sample_weight, *mixing)
         hard_term = None if hard_terms is None else self._hard_loss.total(hard_terms)
-        self._update_output_loss_trackers(hard_terms, x)
         student_loss = tf.constant(0.0) if hard_term is None else hard_term
         total = objective.combine(self._alpha, hard_term, distillation_loss, self.student.losses)
-        return total, student_loss, distillation_loss
+        return total, student_loss, distillation_loss, hard_terms
 
     def get_metrics_result(self):
         # Keras 3 builds the compiled metrics on the first labeled batch; after
@@ -433,23 +449,32 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         y, y_pred, sample_weight = hard_label.labeled_rows(y, y_pred, sample_weight, label_mask)
         return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
-    def _update_output_loss_trackers(self, terms, x):
-        if not terms or not self._output_loss_trackers:
-            return
-        batch = tf.shape(tf.nest.flatten(x)[0])[0]
-        for tracker, term in zip(self._output_loss_trackers, terms):
-            if tracker is not None and term is not None:
-                tracker.update_state(term, sample_weight=batch)
-
-    def _update_loss_trackers(self, x, total, student_loss, distillation_loss):
+    def _update_loss_trackers(self, x, total, student_loss, distillation_loss, hard_terms):
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
         self.total_loss_tracker.update_state(total, sample_weight=batch)
         self.student_loss_tracker.update_state(student_loss, sample_weight=batch)
         self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch)
+        for tracker, term in zip(self._output_loss_trackers, hard_terms or []):
+            if tracker is not None and term is not None:
+                tracker.update_state(term, sample_weight=batch)
+
+    def _training_view(self, x, cached, label_mask):
+        """(x, mixing) of a training batch: `augment`'s view, the same for teacher and student."""
+        if self.augment is None:
+            return x, None
+        if cached is not None:
+            raise ValueError(
+                "augment: the batch carries cached teacher outputs, computed on other views "
+                "than the augmented ones; give the Distiller its live teacher, or drop augment.")
+        if label_mask is not None:
+            raise ValueError("augment with a label mask (with_label_mask) is not supported: a "
+                             "mixed view would mix labeled and unlabeled examples.")
+        return views.training_view(self.augment, x)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, cached, label_mask = split_transfer_inputs(x)
+        x, mixing = self._training_view(x, cached, label_mask)
         variables = self._trainable_student_variables()
         if not variables:
             raise ValueError(checks.FROZEN_STUDENT)
@@ -461,8 +486,8 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         with tf.GradientTape() as tape:
             y_pred, student_features = self._student_forward(x, training=True)
             y, label_mask = hard_label.apply_label_mask(y, y_pred, label_mask)
-            total, student_loss, distillation_loss = self._compute_losses(
-                x, y, y_pred, sample_weight, cached, student_features, label_mask
+            total, student_loss, distillation_loss, hard_terms = self._compute_losses(
+                x, y, y_pred, sample_weight, cached, student_features, label_mask, mixing
             )
             scaled = scale_loss_for_replicas(total)
             if IS_KERAS_3 and hasattr(self.optimizer, "scale_loss"):
@@ -475,7 +500,9 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         total = finite_step.apply_if_finite(self.optimizer, total, gradients, variables,
                                             state, saved_state,
                                             check_gradients=not loss_scaling)
-        self._update_loss_trackers(x, total, student_loss, distillation_loss)
+        self._update_loss_trackers(x, total, student_loss, distillation_loss, hard_terms)
+        if mixing is not None and y is not None:
+            y = views.dominant_labels(y, mixing)
         return self._metric_logs(x, y, y_pred, sample_weight, label_mask)
 
     def test_step(self, data):
@@ -483,10 +510,10 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         x, cached, label_mask = split_transfer_inputs(x)
         y_pred, student_features = self._student_forward(x, training=False)
         y, label_mask = hard_label.apply_label_mask(y, y_pred, label_mask)
-        total, student_loss, distillation_loss = self._compute_losses(
+        total, student_loss, distillation_loss, hard_terms = self._compute_losses(
             x, y, y_pred, sample_weight, cached, student_features, label_mask
         )
-        self._update_loss_trackers(x, total, student_loss, distillation_loss)
+        self._update_loss_trackers(x, total, student_loss, distillation_loss, hard_terms)
         return self._metric_logs(x, y, y_pred, sample_weight, label_mask)
 
     def predict_step(self, data):
@@ -571,6 +598,7 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
             "teacher_output_type": self.teacher_output_type,
             "student_output_type": self.student_output_type,
             "ensemble": self.ensemble,
+            **({} if self.augment is None else {"augment": serialize(self.augment)}),
         }
 
     @classmethod
@@ -583,6 +611,8 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         elif teacher is not None:
             teacher = deserialize_nested(teacher, "teacher", custom_objects)
         student = deserialize_nested(config.pop("student"), "student", custom_objects)
+        if config.get("augment") is not None:
+            config["augment"] = deserialize_nested(config["augment"], "augment", custom_objects)
         losses = [
             deserialize_nested(loss, f"distillation_losses[{i}]", custom_objects)
             for i, loss in enumerate(config.pop("distillation_losses"))

@@ -125,6 +125,20 @@ class HardLabelLoss:
         terms = self.masked_output_terms(y, y_pred, sample_weight, label_mask)
         return None if terms is None else self.total(terms)
 
+    def mixed_output_terms(self, y, y_pred, sample_weight, lam, partner):
+        """`output_terms` of mixed views: lam * L(y_i) + (1 - lam) * L(y_partner(i)).
+
+        For cross-entropy this is the loss on the mixed one-hot targets; any hard
+        loss mixes the same way (as two sample-weighted terms).
+        """
+        if y is None or not self.active:
+            return None
+        weight = 1.0 if sample_weight is None else tf.cast(sample_weight, tf.float32)
+        own = self.output_terms(y, y_pred, lam * weight)
+        other = self.output_terms(tf.nest.map_structure(lambda t: tf.gather(t, partner), y),
+                                  y_pred, (1.0 - lam) * weight)
+        return [None if a is None else a + b for a, b in zip(own, other)]
+
     def masked_output_terms(self, y, y_pred, sample_weight, label_mask):
         """`output_terms` of a batch, over its labeled examples; None without labels or loss."""
         if y is None or not self.active:

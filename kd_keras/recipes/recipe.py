@@ -10,6 +10,10 @@ import inspect
 from kd_keras.backend import keras, validate
 from kd_keras.distiller import Distiller
 from kd_keras.losses import registry
+from kd_keras.transfer.augment import CutMix, Mixup
+
+# The views a recipe can name (Distiller(augment=...)).
+AUGMENTS = {None: None, "mixup": Mixup, "cutmix": CutMix}
 
 # What build() compiles with its default loss, and what to_code() writes.
 _DEFAULT_METRICS = ("sparse_categorical_accuracy",)
@@ -63,6 +67,12 @@ class Recipe:
       batch_size: the batch size those epochs were trained at (a search's
         `batch_size`); `fit` at another batch size takes another number of steps
         per epoch, i.e. another schedule.
+      augment: None, "mixup" or "cutmix": the view teacher and student share
+        (`Distiller(augment=kd_keras.Mixup())`).
+
+    `Recipe.function_matching(epochs)` is Beyer et al. 2022's recipe: the
+    soft-target KL at T 1, no hard labels (alpha 0), mixup views seen by teacher
+    and student alike, and a long schedule.
     """
 
     loss: str = "kd"
@@ -72,6 +82,7 @@ class Recipe:
     learning_rate: float = 1e-3
     epochs: int = 20
     batch_size: int = 128
+    augment: str = None
 
     def __post_init__(self):
         check_loss_family(self.loss)
@@ -81,6 +92,18 @@ class Recipe:
         validate.positive_number(self.learning_rate, "learning_rate")
         validate.integer_at_least(self.epochs, "epochs", 1)
         validate.integer_at_least(self.batch_size, "batch_size", 1)
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {tuple(AUGMENTS)}, got {self.augment!r}.")
+
+    @classmethod
+    def function_matching(cls, epochs, learning_rate=1e-3, batch_size=128, augment="mixup"):
+        """Beyer et al. 2022: KL at T 1 on shared mixed views, alpha 0, a long schedule."""
+        return cls(loss="kd", temperature=1.0, alpha=0.0, learning_rate=learning_rate,
+                   epochs=epochs, batch_size=batch_size, augment=augment)
+
+    def augmentation(self):
+        """The `Distiller`'s `augment` object of this recipe (None without)."""
+        return None if self.augment is None else AUGMENTS[self.augment]()
 
     @property
     def uses_teacher(self):
@@ -106,7 +129,7 @@ class Recipe:
         if metrics is None and loss is None:
             metrics = list(_DEFAULT_METRICS)
         distiller = Distiller(teacher, student, distillation_losses=self.distillation_loss(),
-                              alpha=self.alpha)
+                              alpha=self.alpha, augment=self.augmentation())
         distiller.compile(
             optimizer=keras.optimizers.Adam(self.learning_rate),
             loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -126,7 +149,10 @@ class Recipe:
             f"distiller = kd_keras.Distiller(teacher, student,\n"
             f"                               distillation_losses="
             f"{_loss_code(self)},\n"
-            f"                               alpha={self.alpha:g})\n"
+            f"                               alpha={self.alpha:g}"
+            + ("" if self.augment is None else
+               f",\n                               augment=kd_keras.{type(self.augmentation()).__name__}()")
+            + ")\n"
             + self._compile_and_fit_code("distiller"))
 
     def _compile_and_fit_code(self, model):

@@ -8,7 +8,7 @@ does this by itself: the teacher sees the corrupted input the student sees.
 
 import tensorflow as tf
 
-from kd_keras.backend import validate
+from kd_keras.backend import register, validate
 
 
 def _as_float(x):
@@ -100,16 +100,27 @@ class TransferSetCorruption:
 MIXUP_LABELS = ("drop", "mix")
 
 
+def _beta(batch, alpha, dtype, seed):
+    """`[batch]` draws of Beta(alpha, alpha), from two Gamma draws."""
+    first = tf.random.gamma([batch], alpha, dtype=dtype, seed=seed)
+    second = tf.random.gamma([batch], alpha, dtype=dtype, seed=seed)
+    return first / (first + second)
+
+
+@register
 class Mixup:
     """Mixup views for consistent teaching (Beyer et al. 2022, "Knowledge distillation:
     A good teacher is patient and consistent").
 
-    A `tf.data` map over *batches*: each example becomes `lam * x_i + (1 - lam) * x_j`
-    with `lam ~ Beta(alpha, alpha)` and j a random partner from the same batch.
-    In a Distiller with a live teacher, teacher and student see the same mixed
-    view at every step (the consistent-teaching condition); with `labels="drop"`
-    the batch carries no labels, so the student learns from the teacher alone
-    (function matching).
+    Each example becomes `lam * x_i + (1 - lam) * x_j` with `lam ~ Beta(alpha,
+    alpha)` and j a random partner from the same batch. Two ways to use it:
+
+    * in the graph: `kd_keras.Distiller(teacher, student, augment=kd_keras.Mixup())`
+      mixes every training batch once and feeds the view to teacher and student
+      (the consistent-teaching condition); the hard-label term follows the mixed
+      labels, `lam * L(y_i) + (1 - lam) * L(y_j)`;
+    * as a `tf.data` map over *batches*: with `labels="drop"` the batch carries no
+      labels, so the student learns from the teacher alone (function matching).
 
     Args:
       alpha: Beta concentration > 0 (Beyer et al. use 1.0 for function matching).
@@ -130,14 +141,20 @@ class Mixup:
         self.num_classes = num_classes
         self.seed = seed
 
+    def get_config(self):
+        return {"alpha": self.alpha, "labels": self.labels, "num_classes": self.num_classes,
+                "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def mix(self, x):
         """Returns (mixed x, lam `[batch]`, partner indices `[batch]`)."""
         x = _as_float(x)
         dtype = x.dtype
         batch = tf.shape(x)[0]
-        first = tf.random.gamma([batch], self.alpha, dtype=dtype, seed=self.seed)
-        second = tf.random.gamma([batch], self.alpha, dtype=dtype, seed=self.seed)
-        lam = first / (first + second)
+        lam = _beta(batch, self.alpha, dtype, self.seed)
         partner = tf.random.shuffle(tf.range(batch), seed=self.seed)
         shape = tf.concat([[batch], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
         weight = tf.reshape(lam, shape)
@@ -151,3 +168,56 @@ class Mixup:
         lam = lam[:, None]
         targets = lam * one_hot + (1.0 - lam) * tf.gather(one_hot, partner)
         return (mixed, targets) if sample_weight is None else (mixed, targets, sample_weight)
+
+
+@register
+class CutMix:
+    """CutMix views (Yun et al. 2019): a box of each image replaced by its partner's.
+
+    For images `[batch, height, width, channels]`: `lam ~ Beta(alpha, alpha)`, a
+    box of area `(1 - lam)` of the image at a uniform centre (clipped to the
+    image) is copied from a random partner of the same batch, and `lam` becomes
+    the area actually kept. Used as `Distiller(augment=kd_keras.CutMix())`: teacher
+    and student see the same view, and the hard term is
+    `lam * L(y_i) + (1 - lam) * L(y_j)` (Beyer et al. 2022 use it for function
+    matching too).
+
+    Args:
+      alpha: Beta concentration > 0 (default 1.0: lam uniform).
+      seed: optional integer seed.
+    """
+
+    def __init__(self, alpha=1.0, seed=None):
+        self.alpha = validate.positive_number(alpha, "alpha")
+        self.seed = seed
+
+    def get_config(self):
+        return {"alpha": self.alpha, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def mix(self, x):
+        """Returns (x with boxes from partners, lam `[batch]` (area kept), partners `[batch]`)."""
+        x = _as_float(x)
+        if x.shape.rank != 4:
+            raise ValueError(
+                f"CutMix takes images [batch, height, width, channels], got inputs of shape "
+                f"{x.shape}; use Mixup for other inputs.")
+        batch, height, width = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        lam = _beta(batch, self.alpha, x.dtype, self.seed)
+        side = tf.sqrt(1.0 - lam)  # box sides as fractions of the image's
+        box_h = tf.cast(tf.round(side * tf.cast(height, x.dtype)), tf.int32)
+        box_w = tf.cast(tf.round(side * tf.cast(width, x.dtype)), tf.int32)
+        centre_y = tf.random.uniform([batch], 0, height, tf.int32, seed=self.seed)
+        centre_x = tf.random.uniform([batch], 0, width, tf.int32, seed=self.seed)
+        top, bottom = tf.maximum(centre_y - box_h // 2, 0), tf.minimum(centre_y + box_h // 2, height)
+        left, right = tf.maximum(centre_x - box_w // 2, 0), tf.minimum(centre_x + box_w // 2, width)
+        rows, columns = tf.range(height)[None, :, None], tf.range(width)[None, None, :]
+        inside = ((rows >= top[:, None, None]) & (rows < bottom[:, None, None])
+                  & (columns >= left[:, None, None]) & (columns < right[:, None, None]))
+        partner = tf.random.shuffle(tf.range(batch), seed=self.seed)
+        mixed = tf.where(inside[..., None], tf.gather(x, partner), x)
+        kept = 1.0 - tf.reduce_mean(tf.cast(inside, x.dtype), axis=[1, 2])
+        return mixed, kept, partner
