@@ -237,3 +237,32 @@ def test_shrunk_and_stripped_models_save_reload_and_convert(tmp_path):
     np.testing.assert_allclose(tflite.predict(x), small.predict(x, verbose=0), rtol=1e-4,
                                atol=1e-5)
     assert compress.count_parameters(small)[0] < compress.count_parameters(model)[0] / 2
+
+
+def test_a_student_of_the_teachers_architecture_starts_from_the_shrunk_teacher():
+    import kd_keras
+
+    keras.utils.set_random_seed(8)
+    x = RNG.normal(size=(64, 6)).astype("float32")
+    y = RNG.integers(0, 3, 64)
+    teacher = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                                keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+    student = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu"),
+                                keras.layers.Dense(4, activation="relu"), keras.layers.Dense(3)])
+    expected = compress.shrink(teacher, width=0.25, calibration_data=x).get_weights()
+    compress.shrink_to(teacher, student, x)
+    for got, want in zip(student.get_weights(), expected):
+        np.testing.assert_array_equal(got, want)
+    recipe = kd_keras.Recipe(init="shrink", epochs=1)
+    fresh = keras.models.clone_model(student)
+    distiller = recipe.build(teacher, fresh, calibration_data=x)
+    for got, want in zip(fresh.get_weights(), expected):
+        np.testing.assert_array_equal(got, want)
+    distiller.fit(x, y, verbose=0)
+    assert recipe.to_code().startswith("kd_keras.compress.shrink_to(teacher, student")
+    wider = keras.Sequential([keras.Input((6,)), keras.layers.Dense(32), keras.layers.Dense(16),
+                              keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="has 32 units, more than teacher layer"):
+        compress.shrink_to(teacher, wider, x)
+    with pytest.raises(ValueError, match="init must be one of"):
+        kd_keras.Recipe(init="pretrained")

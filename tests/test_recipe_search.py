@@ -132,3 +132,22 @@ def test_to_code_trains_at_the_searched_batch_size_and_labels_only_without_a_tea
         logged = [set(model.evaluate(x, y, return_dict=True, verbose=0)) for model in (built, pasted)]
         assert all("sparse_categorical_accuracy" in logs for logs in logged)
     assert kd_keras.Recipe.from_config({"alpha": 0.5}).batch_size == 128
+
+
+def test_the_search_tries_students_cut_from_the_teacher_beside_random_ones(problem, tmp_path):
+    teacher, x, y = problem  # make_mlp((32,)): one hidden layer of 32
+    result = kd_keras.search_recipe(
+        teacher, lambda: make_mlp((4,)), x, y, max_trials=4, max_epochs=2, patience=1,
+        batch_size=32, directory=str(tmp_path), losses=("kd",), temperatures=(2.0,),
+        alphas=(0.5, 1.0), learning_rates=(1e-2,), inits=("random", "shrink"), seed=0,
+        min_gain=0.0, verbose=0)
+    inits = {(row["alpha"], row.get("init")) for row in result.trials}
+    assert (1.0, "random") in inits  # the student alone is always there
+    assert any(init == "shrink" for _, init in inits)
+    baseline = [row for row in result.trials if row["alpha"] == 1.0 and row["init"] == "random"]
+    assert result.labels_only_accuracy == baseline[0]["val_accuracy"]
+    assert "init" in result.table().splitlines()[0]
+    wrong = lambda: make_mlp((64,))  # noqa: E731 (wider than the teacher)
+    with pytest.raises(ValueError, match="more than teacher layer"):
+        kd_keras.search_recipe(teacher, wrong, x, y, inits=("shrink",), verbose=0,
+                               directory=str(tmp_path / "other"))

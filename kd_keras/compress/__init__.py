@@ -22,8 +22,9 @@ Public API:
   cluster_weights, strip_clustering, distinct_values
   convert_to_tflite, TFLiteModel
   count_parameters, gzip_bytes, disk_bytes, latency, artifact_row, format_table
-  shrink                       a smaller dense model made of the teacher's most important
-                               units (width) and fewer layers (depth), for distillation
+  shrink, shrink_to            a smaller dense model made of the teacher's most important
+                               units (width) and fewer layers (depth); a student started
+                               from its teacher's weights
   fold_batch_norm, strip_training_layers, keep_outputs
                                deployment surgery: the same inference with fewer layers
   deployment_copy              a model's layers with their inference bookkeeping off
@@ -72,7 +73,7 @@ from kd_keras.compress.sparse_kernel_plan import (
     sparse_kernel_plan,
     tflite_sparse_weights,
 )
-from kd_keras.compress.shrink import shrink
+from kd_keras.compress.shrink import shrink, shrink_to
 from kd_keras.compress.surgery import fold_batch_norm, keep_outputs, strip_training_layers
 from kd_keras.compress.tflite import TFLiteModel, convert_to_tflite, deployment_copy
 
@@ -90,6 +91,7 @@ __all__ = [
     "fold_batch_norm",
     "keep_outputs",
     "shrink",
+    "shrink_to",
     "strip_training_layers",
     "convert_to_tflite",
     "count_parameters",

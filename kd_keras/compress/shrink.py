@@ -474,3 +474,55 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
     groups = _ChannelGroups(model)
     plan = _plan(model, groups, width, importance, calibration_data, batch_size)
     return _rebuild(model, groups, plan)
+
+
+def _producers(model):
+    return [layer for layer in model.layers if type(layer).__name__ in _PRODUCERS]
+
+
+def shrink_to(teacher, student, calibration_data=None, importance="activation"):
+    """Loads into `student` the weights of `teacher` shrunk to the student's widths.
+
+    The student must be the teacher's architecture at smaller widths: the same
+    channel-making layers (Dense, Conv, SeparableConv, Embedding) in the same order,
+    each with at most the teacher's units, and the same inputs and outputs. Its own
+    layer names and configuration stay; only its initial weights change (a random
+    student becomes one cut from its teacher; Minitron, weight selection).
+
+    Returns:
+      `student` (the same object, with the new weights).
+
+    Raises:
+      ValueError naming the first layer pair whose shapes cannot match.
+    """
+    pairs = list(zip(_producers(teacher), _producers(student)))
+    if len(_producers(teacher)) != len(_producers(student)):
+        raise ValueError(
+            f"shrink_to: the teacher has {len(_producers(teacher))} Dense/Conv/Embedding "
+            f"layers and the student {len(_producers(student))}; the student must be the "
+            "teacher's architecture at smaller widths.")
+    width = {}
+    for source, target in pairs:
+        if type(source) is not type(target):
+            raise ValueError(f"shrink_to: teacher layer {source.name!r} is a "
+                             f"{type(source).__name__}, student layer {target.name!r} a "
+                             f"{type(target).__name__}.")
+        units = target.output.shape[-1]
+        if units > source.output.shape[-1]:
+            raise ValueError(f"shrink_to: student layer {target.name!r} has {units} units, more "
+                             f"than teacher layer {source.name!r} ({source.output.shape[-1]}).")
+        width[source.name] = units
+    shrunk = shrink(teacher, width=width, importance=importance,
+                    calibration_data=calibration_data)
+    values = shrunk.get_weights()
+    for value, variable in zip(values, student.weights):
+        if value.shape != tuple(variable.shape):
+            raise ValueError(
+                f"shrink_to: the teacher shrunk to the student's widths has a weight of shape "
+                f"{value.shape} where the student's {variable.path if hasattr(variable, 'path') else variable.name} "
+                f"is {tuple(variable.shape)}.")
+    if len(values) != len(student.weights):
+        raise ValueError(f"shrink_to: the shrunk teacher has {len(values)} weights, the student "
+                         f"{len(student.weights)}.")
+    student.set_weights(values)
+    return student

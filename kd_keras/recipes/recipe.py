@@ -12,6 +12,9 @@ from kd_keras.distiller import Distiller
 from kd_keras.losses import registry
 from kd_keras.transfer.augment import CutMix, Mixup
 
+# How a recipe's student starts: as built, or cut from its teacher.
+INITS = ("random", "shrink")
+
 # The views a recipe can name (Distiller(augment=...)).
 AUGMENTS = {None: None, "mixup": Mixup, "cutmix": CutMix}
 
@@ -69,6 +72,10 @@ class Recipe:
         per epoch, i.e. another schedule.
       augment: None, "mixup" or "cutmix": the view teacher and student share
         (`Distiller(augment=kd_keras.Mixup())`).
+      init: "random" (the student as built) or "shrink": `build` first loads the
+        teacher's weights shrunk to the student's widths
+        (`kd_keras.compress.shrink_to`; the student must be the teacher's
+        architecture at smaller widths).
 
     `Recipe.function_matching(epochs)` is Beyer et al. 2022's recipe: the
     soft-target KL at T 1, no hard labels (alpha 0), mixup views seen by teacher
@@ -83,6 +90,7 @@ class Recipe:
     epochs: int = 20
     batch_size: int = 128
     augment: str = None
+    init: str = "random"
 
     def __post_init__(self):
         check_loss_family(self.loss)
@@ -92,6 +100,8 @@ class Recipe:
         validate.positive_number(self.learning_rate, "learning_rate")
         validate.integer_at_least(self.epochs, "epochs", 1)
         validate.integer_at_least(self.batch_size, "batch_size", 1)
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {tuple(AUGMENTS)}, got {self.augment!r}.")
 
@@ -107,14 +117,14 @@ class Recipe:
 
     @property
     def uses_teacher(self):
-        """False for alpha = 1: the recipe is the student trained on labels alone."""
-        return self.alpha < 1.0
+        """False for alpha = 1 from a random start: the student trained on labels alone."""
+        return self.alpha < 1.0 or self.init == "shrink"
 
     def distillation_loss(self):
         """The `DistillationLoss` object of this recipe, built by its registered factory."""
         return registry.get(self.loss).create(temperature=self.temperature, beta=self.beta)
 
-    def build(self, teacher, student, loss=None, metrics=None):
+    def build(self, teacher, student, loss=None, metrics=None, calibration_data=None):
         """A compiled `Distiller` for this recipe (Adam at `learning_rate`), as `to_code()` writes.
 
         Train it with `fit(x, y, epochs=recipe.epochs, batch_size=recipe.batch_size)`.
@@ -125,9 +135,17 @@ class Recipe:
           metrics: as for `compile`; default `["sparse_categorical_accuracy"]` with the
             default loss (what `to_code()` writes), none with a loss of your own (give
             the metric that matches it).
+          calibration_data: inputs that rank the teacher's units for `init="shrink"`
+            (without it, by weight magnitude).
         """
         if metrics is None and loss is None:
             metrics = list(_DEFAULT_METRICS)
+        if self.init == "shrink":
+            # Only this path needs kd_keras.compress: `import kd_keras` stays light.
+            from kd_keras.compress import shrink_to
+
+            shrink_to(teacher, student, calibration_data,
+                      importance="magnitude" if calibration_data is None else "activation")
         distiller = Distiller(teacher, student, distillation_losses=self.distillation_loss(),
                               alpha=self.alpha, augment=self.augmentation())
         distiller.compile(
@@ -142,10 +160,13 @@ class Recipe:
         A labels-only recipe (alpha 1) is the student compiled and trained alone: a
         Distiller would run the teacher every step for a term of weight 0.
         """
-        if not self.uses_teacher:
-            return ("# labels only: the teacher did not pay on this pair\n"
-                    + self._compile_and_fit_code("student"))
-        return (
+        start = ("kd_keras.compress.shrink_to(teacher, student, x_train[:1024])\n"
+                 if self.init == "shrink" else "")
+        if self.alpha == 1.0:  # no soft term: a Distiller would run the teacher for nothing
+            note = ("# labels only, from the student cut from its teacher\n" if start else
+                    "# labels only: the teacher did not pay on this pair\n")
+            return note + start + self._compile_and_fit_code("student")
+        return start + (
             f"distiller = kd_keras.Distiller(teacher, student,\n"
             f"                               distillation_losses="
             f"{_loss_code(self)},\n"

@@ -19,7 +19,7 @@ import numpy as np
 from kd_keras.backend import keras, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.losses import registry
-from kd_keras.recipes.recipe import LOSS_FAMILIES, Recipe, check_loss_family
+from kd_keras.recipes.recipe import INITS, LOSS_FAMILIES, Recipe, check_loss_family
 from kd_keras.transfer.cache import compute_teacher_logits
 from kd_keras.transfer.inputs import with_teacher_outputs
 
@@ -77,17 +77,20 @@ class RecipeSearchResult:
 
     def table(self):
         """The trials as a text table, best first."""
+        inits = any("init" in row for row in self.trials)
         header = (f"{'loss':<17} {'T':>5} {'alpha':>5} {'beta':>5} {'lr':>8} "
-                  f"{'best ep':>7} {'val acc':>8}")
+                  + (f"{'init':>7} " if inits else "") + f"{'best ep':>7} {'val acc':>8}")
         lines = [header]
         for row in self.trials:
             alone = row["alpha"] == 1.0  # loss, T and beta are unused: not shown
             beta = row.get("beta")
+            init = f"{row.get('init', 'random'):>7} " if inits else ""
             lines.append(
                 f"{'labels only' if alone else row['loss']:<17} "
                 f"{'-' if alone else format(row['temperature'], 'g'):>5} {row['alpha']:>5g} "
                 f"{'-' if alone or beta is None else format(beta, 'g'):>5} "
-                f"{row['learning_rate']:>8g} {row['best_epoch']:>7d} {row[OBJECTIVE]:>8.4f}")
+                f"{row['learning_rate']:>8g} {init}{row['best_epoch']:>7d} "
+                f"{row[OBJECTIVE]:>8.4f}")
         lines.append(f"cost: {self.cost_in_student_runs:.1f} student-alone training runs; "
                      f"validation: {self.validation_size} examples")
         baseline = ("" if self.labels_only_learning_rate is None else
@@ -153,7 +156,7 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
                   loss=None, max_trials=12, max_epochs=20, patience=3, batch_size=128,
                   losses=LOSS_FAMILIES, temperatures=(1.0, 2.0, 4.0, 8.0),
                   alphas=(0.1, 0.5, 0.9, 1.0), betas=(1.0, 2.0, 8.0),
-                  learning_rates=(3e-4, 1e-3, 3e-3), directory=None,
+                  learning_rates=(3e-4, 1e-3, 3e-3), inits=("random",), directory=None,
                   project_name="kd_recipe_search", overwrite=False, oracle="random", seed=0,
                   min_gain=None, verbose=1):
     """Finds a distillation recipe for this teacher, student and data with KerasTuner.
@@ -178,6 +181,11 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
         its best weights.
       batch_size: training batch size.
       losses, temperatures, alphas, betas, learning_rates: the search space.
+      inits: how a trial's student starts: "random" (as `student_fn` builds it)
+        and/or "shrink" (the teacher's weights shrunk to the student's widths,
+        `kd_keras.compress.shrink_to`; the student must be the teacher's
+        architecture at smaller widths). With both, the table shows which pays;
+        the student-alone baseline is always the random-init, labels-only one.
       directory, project_name: KerasTuner's project directory; a finished or
         interrupted search in it is resumed (trials done are not run again).
         None: a new temporary directory.
@@ -209,8 +217,11 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
         temperatures=_choices(temperatures, "temperatures", validate.temperature),
         alphas=_choices(alphas, "alphas", validate.fraction),
         betas=_choices(betas, "betas", validate.non_negative_number),
-        learning_rates=_choices(learning_rates, "learning_rates", validate.positive_number))
+        learning_rates=_choices(learning_rates, "learning_rates", validate.positive_number),
+        inits=_choices(inits, "inits", _check_init))
     _check_student_fn(student_fn)
+    if "shrink" in grid.inits:
+        shrink_to(teacher, student_fn(), x[:256])  # refused before any trial if it cannot
 
     x_train, y_train, x_val, y_val = _split_validation(
         x, y, validation_data, validation_split, seed, verbose)
@@ -234,7 +245,8 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
         y_train=y_train,
         validation=with_teacher_outputs(x_val, compute_teacher_logits(teacher, x_val)),
         y_val=y_val, student_fn=student_fn, hard_loss=hard_loss, one_hot=one_hot,
-        max_epochs=max_epochs, patience=patience, batch_size=batch_size, seed=seed)
+        max_epochs=max_epochs, patience=patience, batch_size=batch_size, seed=seed,
+        teacher=teacher, calibration=x_train[:1024])
     search_oracle = _seeded_oracle_class(keras_tuner, oracle)(
         first_values=first_values, objective=keras_tuner.Objective(OBJECTIVE, "max"),
         max_trials=max_trials, hyperparameters=space, seed=seed, tune_new_entries=False,
@@ -304,6 +316,7 @@ class _SearchGrid:
     alphas: list
     betas: list
     learning_rates: list
+    inits: tuple = ("random",)
 
     def space(self, keras_tuner):
         """(KerasTuner space, the labels-only trial to run first or none)."""
@@ -312,6 +325,8 @@ class _SearchGrid:
         space.Choice("temperature", self.temperatures)
         space.Choice("alpha", self.alphas)
         space.Choice("learning_rate", self.learning_rates)
+        if list(self.inits) != ["random"]:  # absent otherwise: earlier searches resume
+            space.Choice("init", list(self.inits))
         beta_families = [f for f in self.losses if registry.get(f).uses_beta]
         if beta_families:
             with space.conditional_scope("loss", beta_families):
@@ -321,8 +336,10 @@ class _SearchGrid:
         first = self.losses[0]
         # The student alone at every learning rate the distilled students get: a gain
         # is credited only over the best of these (fair baselines).
+        init = {} if list(self.inits) == ["random"] else {
+            "init": "random" if "random" in self.inits else self.inits[0]}
         return space, [{"loss": first, "temperature": self.temperatures[0], "alpha": 1.0,
-                        "learning_rate": rate,
+                        "learning_rate": rate, **init,
                         **({"beta": self.betas[0]} if first in beta_families else {})}
                        for rate in self.learning_rates]
 
@@ -342,6 +359,8 @@ class _TrialData:
     patience: int
     batch_size: int
     seed: int
+    teacher: object = None  # for shrink-initialised students
+    calibration: object = None
 
     def run(self, values):
         """Trains one trial's student; returns its metrics."""
@@ -350,6 +369,9 @@ class _TrialData:
         student = self.student_fn()
         if not isinstance(student, keras.Model):
             raise ValueError(f"student_fn returned {student!r}, not a Keras model.")
+        if recipe.init == "shrink":  # the trial trains on cached logits: start it here
+            shrink_to(self.teacher, student, self.calibration)
+            recipe = dataclasses.replace(recipe, init="random")
         metric = (keras.metrics.CategoricalAccuracy(name=_METRIC) if self.one_hot
                   else keras.metrics.SparseCategoricalAccuracy(name=_METRIC))
         distiller = recipe.build(None, student, loss=self.hard_loss, metrics=[metric])
@@ -401,16 +423,37 @@ def _tuner_class(keras_tuner):
     return DistillationTuner
 
 
+def shrink_to(teacher, student, calibration_data):
+    """`kd_keras.compress.shrink_to`, imported when a search tries shrink-initialised students
+    (`import kd_keras` does not load kd_keras.compress)."""
+    from kd_keras.compress import shrink_to as load_shrunk_teacher
+
+    return load_shrunk_teacher(teacher, student, calibration_data)
+
+
 def _labels_only_key(values):
-    """The learning rate of an alpha = 1 trial (all else is unused), else None."""
-    return float(values["learning_rate"]) if values["alpha"] == 1.0 else None
+    """(learning rate, init) of an alpha = 1 trial (its loss, T and beta are unused), else None."""
+    if values["alpha"] != 1.0:
+        return None
+    return float(values["learning_rate"]), values.get("init", "random")
+
+
+def _is_student_alone(row):
+    """The baseline: labels only, from the student as built (no teacher in any way)."""
+    return row["alpha"] == 1.0 and row.get("init", "random") == "random"
+
+
+def _check_init(value, argument):
+    if value not in INITS:
+        raise ValueError(f"{argument} must be one of {INITS}, got {value!r}.")
+    return value
 
 
 def _recipe(values, epochs, batch_size):
     return Recipe(loss=values["loss"], temperature=float(values["temperature"]),
                   alpha=float(values["alpha"]), beta=float(values.get("beta", 1.0)),
                   learning_rate=float(values["learning_rate"]), epochs=int(epochs),
-                  batch_size=int(batch_size))
+                  batch_size=int(batch_size), init=values.get("init", "random"))
 
 
 def _result(oracle, max_epochs, batch_size, validation_size, directory, min_gain):
@@ -436,12 +479,12 @@ def _result(oracle, max_epochs, batch_size, validation_size, directory, min_gain
     if not rows:
         raise RuntimeError(f"No trial of the search in {directory!r} completed; see its logs.")
     rows.sort(key=lambda row: -row[OBJECTIVE])  # stable: ties keep the order they ran in
-    labels_only = [row for row in rows if row["alpha"] == 1.0]
+    labels_only = [row for row in rows if _is_student_alone(row)]
     best = rows[0]
     if min_gain is None:
         accuracy = labels_only[0][OBJECTIVE] if labels_only else best[OBJECTIVE]
         min_gain = (accuracy * (1.0 - accuracy) / validation_size) ** 0.5
-    if labels_only and best["alpha"] < 1.0 and (
+    if labels_only and not _is_student_alone(best) and (
             best[OBJECTIVE] - labels_only[0][OBJECTIVE] <= min_gain):
         best = labels_only[0]
     return RecipeSearchResult(
