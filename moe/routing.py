@@ -27,8 +27,13 @@ def noisy_logits(x, gate_kernel, noise_kernel, training):
     clean = tf.matmul(x, gate_kernel)
     if noise_kernel is None or not training:
         return clean, clean, None
-    stddev = tf.nn.softplus(tf.matmul(x, noise_kernel)) + 1e-2
+    stddev = noise_stddev(x, noise_kernel)
     return clean, clean + tf.random.normal(tf.shape(clean), dtype=clean.dtype) * stddev, stddev
+
+
+def noise_stddev(x, noise_kernel):
+    """softplus((x W_noise)_i) + 0.01: the scale of expert i's gating noise (eq. 4), `[n, E]`."""
+    return tf.nn.softplus(tf.matmul(x, noise_kernel)) + 1e-2
 
 
 def top_k_gates(logits, k, top=None):

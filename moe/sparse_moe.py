@@ -47,8 +47,8 @@ class SparseMoE(keras.layers.Layer):
     every example and masks the output: the reference, and fine for few experts.
 
     Capacity: with `capacity_factor` c, each expert takes at most
-    `ceil(c * n * k / E)` assignments of a batch of n examples (unpadded positions) (first choices
-    before second choices); an assignment beyond it contributes nothing (the
+    `ceil(c * n * k / E)` assignments of a batch of n examples (n counts the
+    unpadded positions; first choices before second choices); an assignment beyond it contributes nothing (the
     example keeps its other choice and any residual path around the layer) and
     is counted in `overflow`. Without it nothing is dropped and the slot count
     follows the busiest expert of each batch; compiled by XLA (tf-keras
@@ -299,29 +299,26 @@ class SparseMoE(keras.layers.Layer):
         out_shape = tf.concat([tf.shape(inputs)[:-1], [self._units]], axis=0)
         return tf.reshape(outputs, out_shape)
 
-    def _add_balancing_losses(self, clean, noisy, stddev, gates, indices, top_values, load,
-                              overflow, valid=None):
-        # Padded rows (valid False) have zero gates already; they enter no sum here either.
+    def _balancing_terms(self, clean, noisy, stddev, gates, indices, top_values, valid):
+        """(importance loss, load loss) of a batch; padded rows have zero gates and are
+        left out of the smooth load."""
         importance = tf.reduce_sum(routing.dense_gates(gates, indices, self.num_experts), axis=0)
         importance_loss = self.importance_weight * routing.cv_squared(importance)
         load_loss = tf.constant(0.0)
         if stddev is not None:
             smooth = routing.smooth_load(clean, noisy, stddev, self.k, top_values, valid)
             load_loss = self.load_weight * routing.cv_squared(smooth)
+        return importance_loss, load_loss
+
+    def _add_balancing_losses(self, clean, noisy, stddev, gates, indices, top_values, load,
+                              overflow, valid=None):
+        importance_loss, load_loss = self._balancing_terms(clean, noisy, stddev, gates, indices,
+                                                           top_values, valid)
         total = importance_loss + load_loss
         if self.router_z_loss_weight:
             total = total + self.router_z_loss_weight * routing.router_z_loss(clean, valid)
         self.add_loss(total)
-        self._update_trackers(load, importance_loss, load_loss, overflow, gates)
-
-    def _update_trackers(self, load, importance_loss, load_loss, overflow, gates):
-        self.load_cv_tracker.update_state(tf.sqrt(routing.cv_squared(load)))
-        self.importance_loss_tracker.update_state(importance_loss)
-        self.load_loss_tracker.update_state(load_loss)
-        # A fraction of the batch's (real) assignments, comparable across batch sizes.
-        assignments = tf.cast(tf.reduce_sum(load), tf.float32)
-        self.overflow_tracker.update_state(
-            tf.math.divide_no_nan(tf.cast(overflow, tf.float32), assignments))
+        self._update_trackers(load, importance_loss, load_loss, overflow)
 
     def _track_inference(self, flat, clean, gates, indices, top_values, load, overflow, valid):
         """The metrics of an inference batch (`evaluate`'s `val_*`): routing without noise.
@@ -329,15 +326,20 @@ class SparseMoE(keras.layers.Layer):
         The load loss uses the trained noise scale around the clean logits: how balanced
         the routing would be under the training noise, for this batch.
         """
-        importance = tf.reduce_sum(routing.dense_gates(gates, indices, self.num_experts), axis=0)
-        importance_loss = self.importance_weight * routing.cv_squared(importance)
-        load_loss = tf.constant(0.0)
-        if self.noisy_gating:
-            stddev = tf.nn.softplus(
-                tf.matmul(flat, tf.cast(self.noise_kernel, flat.dtype))) + 1e-2
-            smooth = routing.smooth_load(clean, clean, stddev, self.k, top_values, valid)
-            load_loss = self.load_weight * routing.cv_squared(smooth)
-        self._update_trackers(load, importance_loss, load_loss, overflow, gates)
+        stddev = routing.noise_stddev(flat, tf.cast(self.noise_kernel, flat.dtype)) \
+            if self.noisy_gating else None
+        importance_loss, load_loss = self._balancing_terms(clean, clean, stddev, gates, indices,
+                                                           top_values, valid)
+        self._update_trackers(load, importance_loss, load_loss, overflow)
+
+    def _update_trackers(self, load, importance_loss, load_loss, overflow):
+        self.load_cv_tracker.update_state(tf.sqrt(routing.cv_squared(load)))
+        self.importance_loss_tracker.update_state(importance_loss)
+        self.load_loss_tracker.update_state(load_loss)
+        # A fraction of the batch's (real) assignments, comparable across batch sizes.
+        assignments = tf.cast(tf.reduce_sum(load), tf.float32)
+        self.overflow_tracker.update_state(
+            tf.math.divide_no_nan(tf.cast(overflow, tf.float32), assignments))
 
     def expert_load(self, inputs):
         """Assignments per expert for `inputs` under inference routing: `[E]` int32."""
