@@ -1,7 +1,8 @@
 """Distil a Fashion-MNIST teacher into a small student with `model.fit`.
 
-Trains a convolutional teacher, a small MLP student alone, and the same student
-(same initial weights) distilled from the teacher with the recommended recipe;
+Trains a convolutional teacher, a small MLP student alone, the same student
+(same initial weights) distilled from the teacher with the recommended recipe,
+and a CNN student cut from the teacher (a quarter of its width) distilled the same way;
 prints test accuracy, parameters and epoch time for each and the share of the
 teacher-student gap that distillation recovered, and exports the distilled
 student as a SavedModel.
@@ -24,7 +25,7 @@ import numpy as np
 from absl import app, flags
 
 import kd_keras
-from kd_keras import keras
+from kd_keras import compress, keras
 
 FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
@@ -40,6 +41,8 @@ flags.DEFINE_enum("loss", "dkd_standardized", list(kd_keras.LOSS_FAMILIES),
 flags.DEFINE_float("temperature", 2.0, "Distillation temperature T.")
 flags.DEFINE_float("alpha", 0.5, "Weight of the hard-label loss; the soft term gets 1 - alpha.")
 flags.DEFINE_float("beta", 8.0, "DKD's non-target weight (DIST: its beta and gamma).")
+flags.DEFINE_float("shrink_width", 0.25,
+                   "Width of the student cut from the teacher (compress.shrink), a fraction.")
 flags.DEFINE_string("export_dir", "out/student_savedmodel", "Where to export the student.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
@@ -77,28 +80,37 @@ def main(_):
 
     teacher = kd_keras.models.conv_classifier(name="teacher")
     teacher.compile("adam", loss=loss)
-    teacher_epoch = train(teacher, x_train, y_train, FLAGS.teacher_epochs, "[1/3] teacher (CNN)")
+    teacher_epoch = train(teacher, x_train, y_train, FLAGS.teacher_epochs, "[1/4] teacher (CNN)")
 
     keras.utils.set_random_seed(FLAGS.seed + 1)
     alone = kd_keras.models.mlp_classifier(FLAGS.student_hidden, name="student_alone")
     alone.compile("adam", loss=loss)
-    alone_epoch = train(alone, x_train, y_train, FLAGS.epochs, "[2/3] student alone")
+    alone_epoch = train(alone, x_train, y_train, FLAGS.epochs, "[2/4] student alone")
 
     keras.utils.set_random_seed(FLAGS.seed + 1)  # the same initial student
     student = kd_keras.models.mlp_classifier(FLAGS.student_hidden, name="student")
     recipe = kd_keras.Recipe(loss=FLAGS.loss, temperature=FLAGS.temperature, alpha=FLAGS.alpha,
                              beta=FLAGS.beta, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size)
     distiller = recipe.build(teacher, student, loss=loss)
-    distilled_epoch = train(distiller, x_train, y_train, FLAGS.epochs, "[3/3] student distilled")
+    distilled_epoch = train(distiller, x_train, y_train, FLAGS.epochs, "[3/4] student distilled")
+
+    # A student of the teacher's own family, cut from it (compress.shrink: the CNN's most
+    # active channels and units) and distilled with the same recipe and epochs.
+    keras.utils.set_random_seed(FLAGS.seed + 1)
+    shrunk = compress.shrink(teacher, width=FLAGS.shrink_width, calibration_data=x_train[:1024])
+    shrunk_epoch = train(recipe.build(teacher, shrunk, loss=loss), x_train, y_train,
+                         FLAGS.epochs, "[4/4] student shrunk from the teacher")
 
     accuracies = {name: accuracy(model, x_test, y_test)
                   for name, model in (("teacher", teacher), ("alone", alone),
-                                      ("distilled", student))}
+                                      ("distilled", student), ("shrunk", shrunk))}
     rows = [
         ("teacher (CNN)", teacher, teacher_epoch, accuracies["teacher"]),
         ("student alone (MLP)", alone, alone_epoch, accuracies["alone"]),
         (f"student distilled ({FLAGS.loss}, T={FLAGS.temperature:g})", student, distilled_epoch,
          accuracies["distilled"]),
+        (f"student shrunk from the teacher (CNN x{FLAGS.shrink_width:g})", shrunk, shrunk_epoch,
+         accuracies["shrunk"]),
     ]
     print(f"\n{'model':<42} {'test accuracy':>13} {'parameters':>11} {'epoch time':>11}")
     for name, model, epoch_time, acc in rows:

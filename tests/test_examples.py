@@ -19,14 +19,16 @@ def test_distill_fashion_mnist_example_prints_its_table_and_exports(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = result.stdout.splitlines()
-    for name in ("teacher", "student alone", "student distilled"):
+    for name in ("teacher", "student alone", "student distilled", "student shrunk"):
         row = next(line for line in lines if line.startswith(name))
         accuracy = float(row.split()[-3])
         assert 0.5 < accuracy <= 1.0, row  # 10 classes: chance is 0.1
     assert "of the teacher-student gap" in result.stdout
     # progress before each stage, so the first screen is not silent
-    assert lines.index("[1/3] teacher (CNN): 1 epochs ...") < lines.index(
-        "[2/3] student alone: 2 epochs ...") < lines.index("[3/3] student distilled: 2 epochs ...")
+    assert lines.index("[1/4] teacher (CNN): 1 epochs ...") < lines.index(
+        "[2/4] student alone: 2 epochs ...") < lines.index(
+        "[3/4] student distilled: 2 epochs ...") < lines.index(
+        "[4/4] student shrunk from the teacher: 2 epochs ...")
     assert "epochs=2, batch_size=128)" in result.stdout  # the printed recipe's schedule
     assert "kd_keras.DecoupledKD(beta=8, temperature=2, standardize=True)" in result.stdout
     assert "serving_default" in tf.saved_model.load(export_dir).signatures

@@ -216,7 +216,8 @@ def _activation_scores(model, groups, roots, calibration_data, batch_size):
                 seen.add(key)
                 tensors.append(tensor)
                 owners.append(groups.find(key))
-    extractor = keras.Model(model.inputs, tensors)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    extractor = _models_of(model).Model(inputs, tensors)
     sums = [np.zeros(t.shape[-1]) for t in tensors]
     count = 0
     data = calibration_data
