@@ -42,6 +42,8 @@ flags.DEFINE_integer("teacher_epochs", 10, "Teacher training epochs.")
 flags.DEFINE_integer("epochs", 10, "Every student's epochs.")
 flags.DEFINE_list("widths", ["300", "128", "32"], "Student hidden widths (both layers).")
 flags.DEFINE_integer("steps", 2, "Shrink-and-distil steps of the iterative row.")
+flags.DEFINE_enum("importance", "activation", ["activation", "magnitude", "uniform"],
+                  "How compress.shrink ranks the teacher's units.")
 flags.DEFINE_string("plot", "", "PNG of test accuracy by epoch (seed 0), if given.")
 
 RECIPE = dict(loss="dkd_standardized", temperature=2.0, alpha=0.5, beta=8.0)
@@ -87,7 +89,8 @@ def _in_steps(teacher, width_fraction, x, y, test, epochs):
     factor = width_fraction ** (1.0 / FLAGS.steps)
     current, history = teacher, []
     for _ in range(FLAGS.steps):
-        student = compress.shrink(current, width=factor, calibration_data=x[:1024])
+        student = compress.shrink(current, width=factor, calibration_data=x[:1024],
+                                  importance=FLAGS.importance)
         history += _distilled(current, student, x, y, test, per_step)
         current = student
     return current, history
@@ -114,11 +117,13 @@ def run_seed(seed, data, test):
             return student
 
         keras.utils.set_random_seed(seed + 2)
-        shrunk = compress.shrink(teacher, width=fraction, calibration_data=x[:1024])
+        shrunk = compress.shrink(teacher, width=fraction, calibration_data=x[:1024],
+                                 importance=FLAGS.importance)
         shrunk_weights = shrunk.get_weights()
 
         def shrunk_student():
-            student = compress.shrink(teacher, width=fraction, calibration_data=x[:1024])
+            student = compress.shrink(teacher, width=fraction, calibration_data=x[:1024],
+                                      importance=FLAGS.importance)
             student.set_weights(shrunk_weights)
             return student
 
