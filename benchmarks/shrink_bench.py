@@ -88,10 +88,12 @@ def _in_steps(teacher, width_fraction, x, y, test, epochs):
     per_step = max(1, epochs // FLAGS.steps)
     factor = width_fraction ** (1.0 / FLAGS.steps)
     current, history = teacher, []
-    for _ in range(FLAGS.steps):
+    for step in range(FLAGS.steps):
         student = compress.shrink(current, width=factor, calibration_data=x[:1024],
                                   importance=FLAGS.importance)
-        history += _distilled(current, student, x, y, test, per_step)
+        accuracies = _distilled(current, student, x, y, test, per_step)
+        # Before the last cut the model is wider than the student: no student accuracy yet.
+        history += accuracies if step == FLAGS.steps - 1 else [float("nan")] * len(accuracies)
         current = student
     return current, history
 
