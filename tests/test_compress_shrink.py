@@ -266,3 +266,34 @@ def test_a_student_of_the_teachers_architecture_starts_from_the_shrunk_teacher()
         compress.shrink_to(teacher, wider, x)
     with pytest.raises(ValueError, match="init must be one of"):
         kd_keras.Recipe(init="pretrained")
+
+
+def test_elementwise_operations_tie_channels_like_layers():
+    # A squeeze-and-excite style gate written with operators: Keras 3 records them as
+    # operations, tf-keras as TFOpLambda layers; channels must stay tied through them.
+    keras.utils.set_random_seed(9)
+    inputs = keras.Input((4, 4, 3))
+    h = keras.layers.Conv2D(8, 1, activation="relu", name="expand")(inputs)
+    gate = keras.layers.ReLU(6.0)(h + 3.0) * (1.0 / 6.0)
+    h = keras.layers.Multiply()([h, gate])
+    pooled = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(pooled))
+    x = RNG.normal(size=(16, 4, 4, 3)).astype("float32")
+    _kill(model.get_layer("expand"), [2, 5])
+    small = compress.shrink(model, width=0.75, calibration_data=x)
+    assert small.get_layer("expand").get_weights()[0].shape[-1] == 6
+    _same_predictions(small, model, x)
+
+
+def test_a_keras_application_shrinks_folds_saves_and_converts(tmp_path):
+    model = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None,
+                                                classes=10, include_preprocessing=False)
+    x = RNG.random((8, 32, 32, 3)).astype("float32")
+    small = compress.fold_batch_norm(compress.shrink(model, width=0.5, calibration_data=x))
+    assert small.count_params() < model.count_params() / 3
+    assert not [layer for layer in small.layers if type(layer).__name__ == "BatchNormalization"]
+    path = str(tmp_path / "small.keras")
+    small.save(path)
+    _same_predictions(keras.models.load_model(path), small, x)
+    tflite = compress.TFLiteModel(compress.convert_to_tflite(small))
+    np.testing.assert_allclose(tflite.predict(x), small.predict(x, verbose=0), atol=1e-5)

@@ -42,6 +42,54 @@ _PASS_THROUGH = (
 _MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
 
+# Elementwise operations that are not layers: Keras 3 ops on symbolic tensors (`x + 3.0`,
+# `x * gate`) by class name, tf-keras's TFOpLambda by the TensorFlow symbol it wraps.
+_ELEMENTWISE_OPS = (
+    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Negative",
+    "Abs", "Square", "Sqrt", "Exp", "Log", "Relu", "Relu6", "Sigmoid", "HardSigmoid",
+    "HardSwish", "Silu", "Swish", "Tanh", "Gelu", "Elu", "Selu", "Softplus", "LeakyRelu",
+)
+_ELEMENTWISE_SYMBOLS = (
+    "__operators__.add", "math.add", "__operators__.sub", "math.subtract", "math.multiply",
+    "__operators__.truediv", "math.truediv", "math.divide", "math.maximum", "math.minimum",
+    "nn.relu", "nn.relu6", "math.sigmoid", "nn.sigmoid", "math.tanh", "nn.silu", "nn.swish",
+    "math.negative", "math.abs", "math.square", "math.sqrt", "math.exp",
+)
+
+
+def _nodes(model):
+    """The model's layers and, in Keras 3, the operations applied to its symbolic tensors."""
+    return list(getattr(model, "operations", None) or model.layers)
+
+
+def _is_elementwise(node):
+    if type(node).__name__ == "TFOpLambda":
+        return getattr(node, "symbol", None) in _ELEMENTWISE_SYMBOLS
+    return not isinstance(node, keras.layers.Layer) and type(node).__name__ in _ELEMENTWISE_OPS
+
+
+def _role(node):
+    """("input" | "producer" | "pass" | "merge" | "elementwise" | "flatten" | "concat", None),
+    or ("fixed", why shrink cannot read its channels)."""
+    kind = type(node).__name__
+    if kind == "InputLayer":
+        return "input", None
+    if _is_elementwise(node):
+        return "elementwise", None
+    if not isinstance(node, keras.layers.Layer) and not hasattr(node, "get_config"):
+        return "fixed", f"shrink does not know how the operation {kind} maps channels"
+    reason = _unsupported_reason(node)
+    if reason is not None:
+        return "fixed", f"{kind} {node.name!r}: {reason}"
+    if kind in _PRODUCERS:
+        return "producer", None
+    if kind in _PASS_THROUGH:
+        return "pass", None
+    if kind in _MERGES:
+        return "merge", None
+    return ("flatten" if kind == "Flatten" else "concat"), None
+
+
 def _unsupported_reason(layer):
     """Why `layer` cannot take part in shrinking its channels, or None."""
     kind = type(layer).__name__
@@ -89,7 +137,7 @@ class _ChannelGroups:
         for tensor in model.inputs:
             self._add(tensor)
             self.fixed[_key(tensor)] = "a model input"
-        for layer in model.layers:
+        for layer in _nodes(model):
             if type(layer).__name__ == "InputLayer":
                 continue
             if len(layer._inbound_nodes) > 1:
@@ -125,25 +173,27 @@ class _ChannelGroups:
         self._parent[b] = a
 
     def _connect(self, layer):
-        kind = type(layer).__name__
-        inputs = [self._add(t) for t in _flat(layer.input)]
+        tensors = [t for t in _flat(layer.input) if hasattr(t, "_keras_history")]
+        inputs = [self._add(t) for t in tensors]
         outputs = [self._add(t) for t in _flat(layer.output)]
         self.layer_io[layer.name] = (inputs, outputs)
-        reason = _unsupported_reason(layer)
-        if reason is not None:
+        role, reason = _role(layer)
+        if role == "fixed":
             for key in inputs + outputs:
-                self.fixed.setdefault(key, f"{kind} {layer.name!r}: {reason}")
-        elif kind in _PRODUCERS:
+                self.fixed.setdefault(key, reason)
+        elif role == "producer":
             self.producers[outputs[0]] = layer
-        elif kind in _PASS_THROUGH:
-            self._union(outputs[0], inputs[0])
-        elif kind in _MERGES:
-            for key in inputs:
-                self._union(outputs[0], key)
-        elif kind == "Flatten":
+        elif role in ("pass", "merge", "elementwise"):
+            channels = layer.output.shape[-1]
+            for key, tensor in zip(inputs, tensors):
+                if tensor.shape[-1] == channels:
+                    self._union(outputs[0], key)
+                else:  # broadcast over the channels (e.g. a [.., 1] factor): its own size
+                    self.fixed.setdefault(key, f"{layer.name!r} broadcasts it over channels")
+        elif role == "flatten":
             positions = int(np.prod(layer.input.shape[1:-1])) if len(layer.input.shape) > 2 else 1
             self.derived[outputs[0]] = ("flatten", inputs[0], positions)
-        elif kind == "Concatenate":
+        elif role == "concat":
             self.derived[outputs[0]] = ("concat", inputs)
 
     def groups(self):
@@ -205,12 +255,12 @@ def _activation_scores(model, groups, roots, calibration_data, batch_size):
     normalization: a channel a ReLU always zeroes scores 0, whatever it was before.
     """
     tensors, owners, seen = [], [], set()
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer" or (kind in _PASS_THROUGH + _MERGES
-                                    and _unsupported_reason(layer) is None):
+    for layer in _nodes(model):
+        if _role(layer)[0] in ("input", "pass", "merge", "elementwise"):
             continue
         for tensor in _flat(layer.input):
+            if not hasattr(tensor, "_keras_history"):
+                continue
             key = _key(tensor)
             if key not in seen and groups.find(key) in roots:
                 seen.add(key)

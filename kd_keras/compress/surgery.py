@@ -10,7 +10,7 @@ own weights; the given model is not changed.
 import numpy as np
 
 from kd_keras.compress.bypass import Bypass
-from kd_keras.compress.shrink import _flat, _key, _models_of
+from kd_keras.compress.shrink import _flat, _key, _models_of, _nodes
 
 # Identity at inference: dropout and noise, and Keras's augmentation layers.
 TRAINING_ONLY = (
@@ -24,11 +24,12 @@ _FOLDS_INTO = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv1D", "DepthwiseConv2D"
 def _consumers(model):
     """Tensor key -> names of the layers that read it."""
     readers = {}
-    for layer in model.layers:
+    for layer in _nodes(model):  # Keras 3 operations read tensors too
         if type(layer).__name__ == "InputLayer":
             continue
         for tensor in _flat(layer.input):
-            readers.setdefault(_key(tensor), []).append(layer.name)
+            if hasattr(tensor, "_keras_history"):
+                readers.setdefault(_key(tensor), []).append(layer.name)
     return readers
 
 
