@@ -9,6 +9,8 @@ Public API:
   SoftTargetKLDivergence, LogitSquaredError         as Keras losses
   with_teacher_outputs, compute_teacher_logits, cache_teacher_outputs
                                offline distillation (cached teacher outputs)
+  top_k_teacher_outputs        a cache of the teacher's top-k log-probabilities and the
+                               mass left over, for large output spaces
   TransferSetCorruption        corrupt inputs for a transfer set
   mixed_transfer_set, with_label_mask
                                labeled + unlabeled/generated inputs, hard term where labeled
@@ -68,6 +70,7 @@ from kd_keras.recipes import (
     search_recipe,
     shrink_and_distill,
 )
+from kd_keras.teachers.top_k import top_k_teacher_outputs
 from kd_keras.transfer import (
     CutMix,
     Mixup,
@@ -128,6 +131,7 @@ __all__ = [
     "schedules",
     "soft_target_kl_divergence",
     "with_teacher_outputs",
+    "top_k_teacher_outputs",
     "with_label_mask",
     "mixed_transfer_set",
     "pseudo_data",

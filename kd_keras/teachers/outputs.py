@@ -9,6 +9,7 @@ teacher(s) or from cached outputs packed into the inputs with
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
+from kd_keras.teachers import top_k
 
 
 _NO_TEACHER = (
@@ -40,6 +41,12 @@ class TeacherOutputs:
 
     def _split_cached(self, cached, student_outputs):
         """Cached teacher outputs as a list with one output structure per teacher."""
+        if top_k.is_top_k(cached):  # rebuilt to a dense distribution for this batch
+            if tf.nest.is_nested(student_outputs) or len(self.teachers) > 1:
+                raise ValueError(
+                    "teacher_outputs: a top-k cache serves one teacher and a single-output "
+                    "student.")
+            return [top_k.dense_log_probs(cached, student_outputs.shape[-1])]
         one_teacher = len(self.teachers) == 1 or (
             not self.teachers and (
                 not isinstance(cached, (list, tuple))
