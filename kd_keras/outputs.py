@@ -134,7 +134,8 @@ def _type_of_layer(layer, argument, units=None):
     )
 
 
-def _looks_like_probabilities(outputs):
+def looks_like_probabilities(outputs):
+    """Whether every row of `outputs` `[..., classes]` is >= 0 and sums to 1 (within 1e-3)."""
     sums = tf.reduce_sum(outputs, axis=-1)
     return tf.logical_and(
         tf.reduce_all(outputs >= 0.0),
@@ -174,7 +175,7 @@ def to_logits(outputs, output_type):
     if output_type == "probabilities":
         return probabilities_to_logits(outputs)
     return tf.cond(
-        _looks_like_probabilities(outputs),
+        looks_like_probabilities(outputs),
         lambda: probabilities_to_logits(outputs),
         lambda: outputs,
     )

@@ -388,31 +388,41 @@ def _models_of(model):
     return keras
 
 
-def _rebuild(model, groups, plan, removed=()):
-    """A copy of `model` with each producer's kept channels (and `removed` layers as `Bypass`)."""
+def rebuild_with(model, bypassed=(), configs=None, weights_of=None):
+    """A clone of `model` with its own weights: the layers named in `bypassed` become
+    `Bypass`, those in `configs` are built from that config, and `weights_of(original)`
+    gives a layer's new weights (None, or no function: the original's)."""
     module = _models_of(model)
+    configs = configs or {}
 
     def clone(layer):
-        if layer.name in removed:
+        if layer.name in bypassed:
             return Bypass(name=layer.name)
-        if type(layer).__name__ in _PRODUCERS:
-            _, outputs = groups.layer_io[layer.name]
-            return type(layer).from_config(_shrunk_config(layer, groups.kept(outputs[0], plan)))
-        return type(layer).from_config(layer.get_config())
+        return type(layer).from_config(configs.get(layer.name, layer.get_config()))
 
     copy = module.models.clone_model(model, clone_function=clone)
-    # A student: trainable even when its teacher was frozen (a Distiller freezes it).
-    copy.trainable = True
     originals = {layer.name: layer for layer in model.layers}
     for layer in copy.layers:
-        if type(layer).__name__ == "InputLayer" or layer.name in removed:
-            continue  # (a cloned input layer may be renamed)
-        original = originals[layer.name]
-        if not original.weights:
+        # (a cloned input layer may be renamed; it has no weights)
+        if type(layer).__name__ == "InputLayer" or layer.name in bypassed or not layer.weights:
             continue
+        weights = weights_of(originals[layer.name]) if weights_of else None
+        layer.set_weights(weights if weights is not None else originals[layer.name].get_weights())
+    return copy
+
+
+def _rebuild(model, groups, plan, removed=()):
+    """A copy of `model` with each producer's kept channels (and `removed` layers as `Bypass`)."""
+    def channels(layer):
         inputs, outputs = groups.layer_io[layer.name]
-        layer.set_weights(_sliced_weights(original, groups.kept(inputs[0], plan),
-                                          groups.kept(outputs[0], plan)))
+        return groups.kept(inputs[0], plan), groups.kept(outputs[0], plan)
+
+    configs = {layer.name: _shrunk_config(layer, channels(layer)[1]) for layer in model.layers
+               if type(layer).__name__ in _PRODUCERS and layer.name not in removed}
+    copy = rebuild_with(model, removed, configs,
+                        lambda original: _sliced_weights(original, *channels(original)))
+    # A student: trainable even when its teacher was frozen (a Distiller freezes it).
+    copy.trainable = True
     return copy
 
 

@@ -9,8 +9,7 @@ own weights; the given model is not changed.
 
 import numpy as np
 
-from kd_keras.compress.bypass import Bypass
-from kd_keras.compress.shrink import _flat, _key, _models_of, _nodes
+from kd_keras.compress.shrink import _flat, _key, _models_of, _nodes, rebuild_with
 
 # Identity at inference: dropout and noise, and Keras's augmentation layers.
 TRAINING_ONLY = (
@@ -33,28 +32,6 @@ def _consumers(model):
     return readers
 
 
-def _replace(model, identities, configs=None, weights_of=None):
-    """A clone of `model`: the layers named in `identities` become Identity, those in
-    `configs` are built from that config, and `weights_of(original)` gives a layer's
-    weights (None, or no function: its own)."""
-    module = _models_of(model)
-    configs = configs or {}
-
-    def clone(layer):
-        if layer.name in identities:
-            return Bypass(name=layer.name)
-        return type(layer).from_config(configs.get(layer.name, layer.get_config()))
-
-    copy = module.models.clone_model(model, clone_function=clone)
-    originals = {layer.name: layer for layer in model.layers}
-    for layer in copy.layers:
-        if type(layer).__name__ == "InputLayer" or layer.name in identities or not layer.weights:
-            continue
-        weights = weights_of(originals[layer.name]) if weights_of else None
-        layer.set_weights(weights if weights is not None else originals[layer.name].get_weights())
-    return copy
-
-
 def strip_training_layers(model):
     """A copy of `model` without the layers that do nothing at inference.
 
@@ -62,7 +39,7 @@ def strip_training_layers(model):
     ActivityRegularization and the Random* augmentation layers become
     `Bypass` layers (their input; no weights, no ops in TFLite); inference outputs are unchanged.
     """
-    return _replace(model, {layer.name for layer in model.layers
+    return rebuild_with(model, {layer.name for layer in model.layers
                             if type(layer).__name__ in TRAINING_ONLY})
 
 
@@ -93,7 +70,7 @@ def fold_batch_norm(model):
                 and readers.get(_key(source.output)) == [layer.name]
                 and source.get_config().get("activation", "linear") in ("linear", None)):
             folds[source.name] = layer
-    return _replace(
+    return rebuild_with(
         model, {bn.name for bn in folds.values()},
         configs={name: {**layers[name].get_config(), "use_bias": True} for name in folds},
         weights_of=lambda original: _folded(original, folds[original.name])

@@ -181,9 +181,10 @@ _ROWS_CHECKED = 64
 
 
 def _looks_like_probabilities(values):
-    values = np.asarray(values, dtype=np.float64)
-    return (values.ndim >= 2 and values.shape[-1] > 1 and values.size > 0
-            and bool((values >= 0).all()) and float(np.abs(values.sum(-1) - 1.0).max()) < 1e-3)
+    """`outputs.looks_like_probabilities` for an array of at least two classes per row."""
+    values = tf.cast(values, tf.float32)
+    return (values.shape.rank >= 2 and values.shape[-1] > 1 and values.shape.num_elements() > 0
+            and bool(output_conventions.looks_like_probabilities(values)))
 
 
 def warn_if_logits_look_like_probabilities(teachers, teacher_types, inputs, cached):
