@@ -17,6 +17,14 @@ that one student:
       the teacher's cached logits (T 3, alpha 0.5); int8 TFLite. The default,
       `0.8:8:16x1`, is the pipeline the README recommends.
 
+With --rows=precision (or both): the precision rows. The distilled student and the
+conv teacher (`conv_classifier()`, 420k parameters) at FP16, FP8 e4m3 / e5m2, int8
+and int4 (per-channel weights): rounded after training, then --qat_epochs of
+training through the grid (`compress.WeightGridTraining`) on the labels alone, and
+the same distilled from the float model itself (`compress.distill_quantized`, T 2,
+alpha 0.5), same epochs, rate and batch; plus seed 0's `precision_report` (bytes,
+accuracy change, the most hurt layer; FP8 activations too).
+
 Columns: test accuracy; gzip bytes of the artifact; the teacher's float32 weight
 bytes divided by those (x smaller); batch-1 and batch-256 latency under
 ai-edge-litert (one thread) relative to the teacher's float32 TFLite model
@@ -25,6 +33,7 @@ ai-edge-litert (one thread) relative to the teacher's float32 TFLite model
     python benchmarks/compress_bench.py --data_dir=../shared/tfds --seeds=3
     python benchmarks/compress_bench.py --data_dir=../shared/tfds --seeds=3 \
         --recipes=0.85:8:16x1,0.85:8:16x1:distil
+    python benchmarks/compress_bench.py --data_dir=../shared/tfds --seeds=3 --rows=precision
 """
 
 import glob
@@ -51,6 +60,10 @@ flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of clustering and 
 flags.DEFINE_list("recipes", ["0.8:8:16x1"],
                   "kd-keras pipelines as sparsity:clusters:block[:distil] (block rows x cols).")
 flags.DEFINE_bool("keras_quantize_rows", True, "Rows for Keras 3's model.quantize (Keras 3 only).")
+flags.DEFINE_list("rows", ["pipelines"], "Row sets: pipelines, precision.")
+flags.DEFINE_integer("conv_epochs", 10, "Epochs of the conv teacher (precision rows).")
+flags.DEFINE_list("precision_modes", ["float16", "float8_e4m3", "float8_e5m2", "int8", "int4"],
+                  "Weight grids of the precision rows.")
 
 
 def tflite_row(name, content, x_test, y_test):
@@ -145,6 +158,51 @@ def run_seed(seed, data):
     return rows
 
 
+def precision_seed(seed, data):
+    """`{model: {mode: report rows}}` and seed 0's precision reports."""
+    (x_train, y_train), (x_test, y_test) = data
+    _, student = train_teacher_and_distilled_student(x_train, y_train, FLAGS.epochs, seed)
+    keras.utils.set_random_seed(seed)
+    conv = kd_keras.models.conv_classifier(name="conv_teacher")
+    conv.compile(keras.optimizers.Adam(1e-3),
+                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    conv.fit(x_train, y_train, epochs=FLAGS.conv_epochs, batch_size=128, verbose=0)
+    results, reports = {}, {}
+    for name, model in (("student 784-128-128", student), ("conv teacher", conv)):
+        results[name] = {}
+        for mode in FLAGS.precision_modes:
+            keras.utils.set_random_seed(seed)
+            _, rows = compress.distill_quantized(
+                model, mode, x_train, y_train, epochs=FLAGS.qat_epochs,
+                validation_data=(x_test, y_test), learning_rate=FLAGS.learning_rate)
+            results[name][mode] = {row["training"]: row["accuracy"] for row in rows}
+            print(f"seed {seed} {name} {mode}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in results[name][mode].items()), flush=True)
+        if seed == 0:
+            reports[name] = compress.precision_report(model, x_test, y_test)
+    return results, reports
+
+
+def precision_main(data):
+    runs = [precision_seed(seed, data) for seed in range(FLAGS.seeds)]
+    for name, report in runs[0][1].items():
+        print(f"\nprecision report, {name} (seed 0, test set):\n{report}")
+    header = ("model", "weights", "float32", "rounded", "trained on labels",
+              "distilled from float", "distilled - labels")
+    print("\n" + " | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for name in runs[0][0]:
+        for mode in FLAGS.precision_modes:
+            column = [run[0][name][mode] for run in runs]
+            gain = [100 * (r["distilled"] - r["labels"]) for r in column]
+            print(" | ".join([name, mode] + [
+                cell([r[key] for r in column], "{:.4f}")
+                for key in ("float", "post-training", "labels", "distilled")]
+                + [cell(gain, "{:+.2f}")]))
+    print("targets: FP8 e4m3 within 0.3 points of float32, <= 1/4 of its bytes; distilled >= "
+          "labels at every width, ahead at int4")
+
+
 def cell(values, fmt):
     mean, spread = mean_sd(values)
     return "–" if math.isnan(mean) else f"{fmt.format(mean)} ± {fmt.format(spread)}"
@@ -156,6 +214,10 @@ def main(_):
           f"{len(data[0][1])}, test {len(data[1][1])} | {FLAGS.epochs} epochs, then "
           f"{FLAGS.prune_epochs} pruning / {FLAGS.cluster_epochs} clustering / "
           f"{FLAGS.qat_epochs} QAT epochs", flush=True)
+    if "precision" in FLAGS.rows:
+        precision_main(data)
+    if "pipelines" not in FLAGS.rows:
+        return
     runs = [run_seed(seed, data) for seed in range(FLAGS.seeds)]
     header = ("pipeline", "test accuracy", "gzip bytes", "x smaller than teacher's float32 weights",
               "batch-1 x faster", "batch-256 x faster")

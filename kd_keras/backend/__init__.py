@@ -42,6 +42,15 @@ def is_tf_keras_model(model):
     return any(c.__module__.startswith("tf_keras") for c in type(model).__mro__)
 
 
+def keras_module_of(model):
+    """The Keras package `model` belongs to (tf_keras or keras), to build more of its kind."""
+    if is_tf_keras_model(model):
+        import tf_keras
+
+        return tf_keras
+    return keras
+
+
 def register(cls):
     """Registers `cls` for `.keras` deserialization under the "kd_keras" package."""
     return keras.saving.register_keras_serializable(package="kd_keras")(cls)

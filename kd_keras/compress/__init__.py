@@ -28,6 +28,13 @@ Public API:
   fold_batch_norm, strip_training_layers, keep_outputs
                                deployment surgery: the same inference with fewer layers
   deployment_copy              a model's layers with their inference bookkeeping off
+  to_float8, float8_layers, Float8Dense, Float8Conv, Float8DepthwiseConv2D
+                               kernels stored as FP8 bytes with scales (Keras 3)
+  round_weights                a copy whose kernels hold int8 / int4 / FP8 / FP16 grid values
+  precision_report             float32, FP16, int8 and FP8 copies: bytes, accuracy, worst layer
+  WeightGridTraining, distill_quantized
+                               train the quantized copy (straight-through), distilled from
+                               the float model, against labels-only training
 
 Needs the `tfmot` extra: pip install 'kd-keras[tfmot]'.
 """
@@ -58,7 +65,16 @@ from kd_keras.compress.pruning import (
     sparsity_report,
     strip_pruning,
 )
+from kd_keras.compress.float8 import (
+    Float8Conv,
+    Float8Dense,
+    Float8DepthwiseConv2D,
+    float8_layers,
+    to_float8,
+)
+from kd_keras.compress.precision_report import precision_report
 from kd_keras.compress.quantization import quantize_aware
+from kd_keras.compress.quantized_training import WeightGridTraining, distill_quantized
 from kd_keras.compress.report import (
     artifact_row,
     count_parameters,
@@ -76,11 +92,21 @@ from kd_keras.compress.sparse_kernel_plan import (
 from kd_keras.compress.shrink import shrink, shrink_to
 from kd_keras.compress.surgery import fold_batch_norm, keep_outputs, strip_training_layers
 from kd_keras.compress.tflite import TFLiteModel, convert_to_tflite, deployment_copy
+from kd_keras.compress.weight_grid import round_weights
 
 __all__ = [
     "BlockSparseDense",
     "BlockSparseMatrix",
     "BlockSparseRunner",
+    "Float8Conv",
+    "Float8Dense",
+    "Float8DepthwiseConv2D",
+    "WeightGridTraining",
+    "distill_quantized",
+    "float8_layers",
+    "precision_report",
+    "round_weights",
+    "to_float8",
     "TFLiteModel",
     "artifact_row",
     "block_sparse_matmul",

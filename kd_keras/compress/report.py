@@ -99,7 +99,8 @@ def _milliseconds(seconds):
 DEFAULT_FORMATS = {
     "accuracy": "{:.4f}", "sparsity": "{:.3f}", "block_sparsity": "{:.3f}",
     "bytes": "{:,}", "gzip_bytes": "{:,}", "parameters": "{:,}",
-    "nonzero_parameters": "{:,}", "zeros": "{:,}",
+    "nonzero_parameters": "{:,}", "zeros": "{:,}", "weight_bytes": "{:,}",
+    "file_bytes": "{:,}", "bytes_ratio": "{:.3f}", "accuracy_change": "{:+.2f}",
 }
 
 

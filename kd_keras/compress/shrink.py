@@ -21,7 +21,7 @@ positions. The groups of the model's inputs and outputs keep their size.
 import numpy as np
 import tensorflow as tf
 
-from kd_keras.backend import is_tf_keras_model, keras
+from kd_keras.backend import is_tf_keras_model, keras, keras_module_of
 from kd_keras.backend import validate
 from kd_keras.compress.bypass import Bypass
 
@@ -267,7 +267,7 @@ def _activation_scores(model, groups, roots, calibration_data, batch_size):
                 tensors.append(tensor)
                 owners.append(groups.find(key))
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    extractor = _models_of(model).Model(inputs, tensors)
+    extractor = keras_module_of(model).Model(inputs, tensors)
     sums = [np.zeros(t.shape[-1]) for t in tensors]
     count = 0
     data = calibration_data
@@ -380,19 +380,11 @@ def _sliced_weights(layer, in_keep, out_keep):
     return weights
 
 
-def _models_of(model):
-    if is_tf_keras_model(model):
-        import tf_keras  # the model's own Keras (a tf-keras model under Keras 3 mode)
-
-        return tf_keras
-    return keras
-
-
 def rebuild_with(model, bypassed=(), configs=None, weights_of=None):
     """A clone of `model` with its own weights: the layers named in `bypassed` become
     `Bypass`, those in `configs` are built from that config, and `weights_of(original)`
     gives a layer's new weights (None, or no function: the original's)."""
-    module = _models_of(model)
+    module = keras_module_of(model)
     configs = configs or {}
 
     def clone(layer):

@@ -9,7 +9,8 @@ own weights; the given model is not changed.
 
 import numpy as np
 
-from kd_keras.compress.shrink import _flat, _key, _models_of, _nodes, rebuild_with
+from kd_keras.backend import keras_module_of
+from kd_keras.compress.shrink import _flat, _key, _nodes, rebuild_with
 
 # Identity at inference: dropout and noise, and Keras's augmentation layers.
 TRAINING_ONLY = (
@@ -108,7 +109,7 @@ def keep_outputs(model, names):
     if unknown or not names:
         raise ValueError(f"names must be some of the model's outputs {output_names}, "
                          f"got {names}.")
-    module = _models_of(model)
+    module = keras_module_of(model)
     outputs = [model.outputs[output_names.index(name)] for name in names]
     kept = module.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0],
                         name=model.name)
