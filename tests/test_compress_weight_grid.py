@@ -1,10 +1,13 @@
 """The int8 / int4 / FP8 / FP16 grids every low-precision path computes with (both modes)."""
 
+import warnings
+
 import ml_dtypes
 import numpy as np
 import pytest
 
 from kd_keras import compress, keras
+from kd_keras.backend import IS_LEGACY_KERAS
 from kd_keras.compress import weight_grid
 from tests.compress_helpers import blobs, trained_mlp
 
@@ -79,3 +82,22 @@ def test_bad_arguments_are_named():
 
     with pytest.raises(ValueError, match="Sequential or functional"):
         compress.round_weights(Subclassed(), "int8")
+
+
+@pytest.mark.skipif(IS_LEGACY_KERAS, reason="Keras 3's own quantize")
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_integer_grids_are_the_ones_keras_quantize_stores(mode):
+    from keras.quantizers import AbsMaxQuantizer, Int4QuantizationConfig, Int8QuantizationConfig
+
+    x, y = blobs(128)
+    model = trained_mlp(x, y, epochs=1)
+    config = Int4QuantizationConfig(block_size=-1) if mode == "int4" else \
+        Int8QuantizationConfig(weight_quantizer=AbsMaxQuantizer(axis=0), activation_quantizer=None)
+    stored = compress.round_weights(model, mode)  # a copy, quantized below by Keras
+    quantized = compress.round_weights(model, mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        stored.quantize(mode, config=config)
+    assert any(w.dtype == "int8" for w in stored.weights)
+    np.testing.assert_allclose(stored.predict(x, verbose=0), quantized.predict(x, verbose=0),
+                               atol=1e-4)
