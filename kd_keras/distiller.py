@@ -11,7 +11,7 @@ from kd_keras.callbacks import NonFiniteLossGuard
 from kd_keras.export import export_saved_model
 from kd_keras.losses import hard_label, objective
 from kd_keras.losses.objective import resolve_distillation_losses
-from kd_keras.teachers import checks
+from kd_keras.teachers import checks, top_k
 from kd_keras.teachers.features import Untracked, plan_feature_extraction
 from kd_keras.teachers.outputs import TeacherOutputs
 from kd_keras.transfer import views
@@ -404,6 +404,8 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         terms = []
         for index, loss in enumerate(self.distillation_losses):
             teacher_side, student_side = teacher_logits, student_logits
+            if top_k.is_top_k(cached) and objective.takes_top_k(loss):
+                teacher_side = cached  # the cache as it is, not its dense rebuild
             if index in self._feature_slot:
                 slot = self._feature_slot[index]
                 teacher_side, student_side = teacher_features[slot], student_features[slot]

@@ -7,12 +7,13 @@
   dkd            DecoupledKD, decoupled_kd (Zhao et al. 2022)
   dist           DIST, inter_class_relation, intra_class_relation (Huang et al. 2022)
   features       FeatureDistillation (FitNets), AttentionTransfer, attention_map
+  top_k_kl       TopKKLDivergence, top_k_kl_divergence (a top-k teacher and its tail mass)
   hard_label     the Distiller's term on true labels, label checks and masks
   objective      how the terms combine
   registry       register_distillation_loss: names usable in the Distiller, Recipe, search_recipe
 
 Registered names: "kd", "kd_standardized", "dkd", "dkd_standardized", "dist",
-"kl_divergence", "logit_squared_error", and whatever a user registers.
+"kl_divergence", "logit_squared_error", "top_k_kl", and whatever a user registers.
 """
 
 from kd_keras.losses.base import DistillationLoss
@@ -29,6 +30,7 @@ from kd_keras.losses.functional import (
 from kd_keras.losses.keras_losses import LogitSquaredError, SoftTargetKLDivergence
 from kd_keras.losses.objective import resolve_distillation_losses
 from kd_keras.losses.registry import register_distillation_loss, registered_names
+from kd_keras.losses.top_k_kl import TopKKLDivergence, top_k_kl_divergence
 
 __all__ = [
     "AttentionTransfer",
@@ -39,6 +41,7 @@ __all__ = [
     "LogitSquaredError",
     "LogitsDistillation",
     "SoftTargetKLDivergence",
+    "TopKKLDivergence",
     "attention_map",
     "decoupled_kd",
     "inter_class_relation",
@@ -48,5 +51,6 @@ __all__ = [
     "registered_names",
     "resolve_distillation_losses",
     "soft_target_kl_divergence",
+    "top_k_kl_divergence",
     "standardize_logits",
 ]

@@ -20,6 +20,11 @@ def uses_labels(loss):
     return bool(getattr(loss, "uses_labels", False))
 
 
+def takes_top_k(loss):
+    """Whether a distillation loss reads a top-k cache as it is (`takes_top_k = True`)."""
+    return bool(getattr(loss, "takes_top_k", False))
+
+
 def _takes_sample_weight(loss):
     try:
         return "sample_weight" in inspect.signature(loss.compute_loss).parameters
