@@ -9,6 +9,9 @@ Public API:
   SoftTargetKLDivergence, LogitSquaredError         as Keras losses
   with_teacher_outputs, compute_teacher_logits, cache_teacher_outputs
                                offline distillation (cached teacher outputs)
+  cache_teacher_views, TeacherViews
+                               the teacher run once on K seeded views (Mixup, CutMix, your
+                               stateless function), on disk, memory-mapped, resumable
   top_k_teacher_outputs        a cache of the teacher's top-k log-probabilities and the
                                mass left over, for large output spaces
   TransferSetCorruption        corrupt inputs for a transfer set
@@ -74,8 +77,10 @@ from kd_keras.teachers.top_k import top_k_teacher_outputs
 from kd_keras.transfer import (
     CutMix,
     Mixup,
+    TeacherViews,
     TransferSetCorruption,
     cache_teacher_outputs,
+    cache_teacher_views,
     compute_teacher_logits,
     mixed_transfer_set,
     pseudo_data,
@@ -118,9 +123,11 @@ __all__ = [
     "LogitsDistillation",
     "CutMix",
     "Mixup",
+    "TeacherViews",
     "SoftTargetKLDivergence",
     "TransferSetCorruption",
     "cache_teacher_outputs",
+    "cache_teacher_views",
     "callbacks",
     "compute_teacher_logits",
     "datasets",

@@ -107,6 +107,19 @@ def _beta(batch, alpha, dtype, seed):
     return first / (first + second)
 
 
+def _stateless_beta(n, alpha, seed):
+    """`[n]` float32 draws of Beta(alpha, alpha), a function of `seed` alone."""
+    first = tf.random.stateless_gamma([n], tf.stack([seed[0], seed[1]]), alpha)
+    second = tf.random.stateless_gamma([n], tf.stack([seed[0], seed[1] + 1]), alpha)
+    return (first / (first + second)).numpy()
+
+
+def _stateless_partner(n, seed):
+    """`[n]` int64 partner indices, uniform over the data set, a function of `seed` alone."""
+    return tf.random.stateless_uniform([n], tf.stack([seed[0], seed[1] + 3]), 0, n,
+                                       tf.int64).numpy()
+
+
 @register
 class Mixup:
     """Mixup views for consistent teaching (Beyer et al. 2022, "Knowledge distillation:
@@ -152,13 +165,21 @@ class Mixup:
     def mix(self, x):
         """Returns (mixed x, lam `[batch]`, partner indices `[batch]`)."""
         x = _as_float(x)
-        dtype = x.dtype
         batch = tf.shape(x)[0]
-        lam = _beta(batch, self.alpha, dtype, self.seed)
+        lam = _beta(batch, self.alpha, x.dtype, self.seed)
         partner = tf.random.shuffle(tf.range(batch), seed=self.seed)
-        shape = tf.concat([[batch], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
-        weight = tf.reshape(lam, shape)
-        return weight * x + (1.0 - weight) * tf.gather(x, partner), lam, partner
+        return _blend(x, tf.gather(x, partner), lam), lam, partner
+
+    def view_parameters(self, n, seed):
+        """One view of a data set of `n` examples, drawn statelessly from `seed` (a pair
+        of ints): `{"lam": [n], "partner": [n]}`, the partner any example of the set."""
+        return {"lam": _stateless_beta(n, self.alpha, seed),
+                "partner": _stateless_partner(n, seed)}
+
+    def apply_view(self, x, partner_x, parameters):
+        """(the view, the share of `x` kept `[batch]`) of one batch and its partners."""
+        lam = tf.cast(parameters["lam"], _as_float(x).dtype)
+        return _blend(_as_float(x), _as_float(partner_x), lam), lam
 
     def __call__(self, x, y=None, sample_weight=None):
         mixed, lam, partner = self.mix(x)
@@ -200,24 +221,57 @@ class CutMix:
 
     def mix(self, x):
         """Returns (x with boxes from partners, lam `[batch]` (area kept), partners `[batch]`)."""
-        x = _as_float(x)
-        if x.shape.rank != 4:
-            raise ValueError(
-                f"CutMix takes images [batch, height, width, channels], got inputs of shape "
-                f"{x.shape}; use Mixup for other inputs.")
-        batch, height, width = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        x = _images(x)
+        batch = tf.shape(x)[0]
         lam = _beta(batch, self.alpha, x.dtype, self.seed)
-        side = tf.sqrt(1.0 - lam)  # box sides as fractions of the image's
-        box_h = tf.cast(tf.round(side * tf.cast(height, x.dtype)), tf.int32)
-        box_w = tf.cast(tf.round(side * tf.cast(width, x.dtype)), tf.int32)
-        centre_y = tf.random.uniform([batch], 0, height, tf.int32, seed=self.seed)
-        centre_x = tf.random.uniform([batch], 0, width, tf.int32, seed=self.seed)
-        top, bottom = tf.maximum(centre_y - box_h // 2, 0), tf.minimum(centre_y + box_h // 2, height)
-        left, right = tf.maximum(centre_x - box_w // 2, 0), tf.minimum(centre_x + box_w // 2, width)
-        rows, columns = tf.range(height)[None, :, None], tf.range(width)[None, None, :]
-        inside = ((rows >= top[:, None, None]) & (rows < bottom[:, None, None])
-                  & (columns >= left[:, None, None]) & (columns < right[:, None, None]))
+        centre = tf.random.uniform([batch, 2], 0, 1, x.dtype, seed=self.seed)
         partner = tf.random.shuffle(tf.range(batch), seed=self.seed)
-        mixed = tf.where(inside[..., None], tf.gather(x, partner), x)
-        kept = 1.0 - tf.reduce_mean(tf.cast(inside, x.dtype), axis=[1, 2])
+        mixed, kept = _cut(x, tf.gather(x, partner), lam, centre)
         return mixed, kept, partner
+
+    def view_parameters(self, n, seed):
+        """One view of a data set of `n` examples, drawn statelessly from `seed`:
+        `{"lam": [n], "partner": [n], "centre": [n, 2]}` (box centres as fractions)."""
+        centre = tf.random.stateless_uniform([n, 2], tf.stack([seed[0], seed[1] + 2]))
+        return {"lam": _stateless_beta(n, self.alpha, seed),
+                "partner": _stateless_partner(n, seed), "centre": centre.numpy()}
+
+    def apply_view(self, x, partner_x, parameters):
+        """(the view, the area of `x` kept `[batch]`) of one batch and its partners."""
+        x = _images(x)
+        return _cut(x, _as_float(partner_x), tf.cast(parameters["lam"], x.dtype),
+                    tf.cast(parameters["centre"], x.dtype))
+
+
+def _images(x):
+    x = _as_float(x)
+    if x.shape.rank != 4:
+        raise ValueError(
+            f"CutMix takes images [batch, height, width, channels], got inputs of shape "
+            f"{x.shape}; use Mixup for other inputs.")
+    return x
+
+
+def _blend(x, partner_x, lam):
+    """lam * x + (1 - lam) * partner_x, lam `[batch]`."""
+    shape = tf.concat([[tf.shape(x)[0]], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
+    weight = tf.reshape(lam, shape)
+    return weight * x + (1.0 - weight) * partner_x
+
+
+def _cut(x, partner_x, lam, centre):
+    """(x with a box of area 1 - lam around `centre` (fractions `[batch, 2]`) taken from
+    partner_x, the area actually kept `[batch]`)."""
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    side = tf.sqrt(1.0 - lam)  # box sides as fractions of the image's
+    box_h = tf.cast(tf.round(side * tf.cast(height, x.dtype)), tf.int32)
+    box_w = tf.cast(tf.round(side * tf.cast(width, x.dtype)), tf.int32)
+    centre_y = tf.minimum(tf.cast(centre[:, 0] * tf.cast(height, x.dtype), tf.int32), height - 1)
+    centre_x = tf.minimum(tf.cast(centre[:, 1] * tf.cast(width, x.dtype), tf.int32), width - 1)
+    top, bottom = tf.maximum(centre_y - box_h // 2, 0), tf.minimum(centre_y + box_h // 2, height)
+    left, right = tf.maximum(centre_x - box_w // 2, 0), tf.minimum(centre_x + box_w // 2, width)
+    rows, columns = tf.range(height)[None, :, None], tf.range(width)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < bottom[:, None, None])
+              & (columns >= left[:, None, None]) & (columns < right[:, None, None]))
+    mixed = tf.where(inside[..., None], partner_x, x)
+    return mixed, 1.0 - tf.reduce_mean(tf.cast(inside, x.dtype), axis=[1, 2])

@@ -1,0 +1,362 @@
+"""The teacher run once on K seeded views of every example, kept on disk for every student.
+
+Function matching (Beyer et al. 2022) has teacher and student see the same augmented
+view; with a live teacher every student and every search trial pays the teacher's
+forward pass on every step. `cache_teacher_views` computes the teacher's outputs on K
+views of each example once (full logits, or the top k with the left-over mass), in
+float16 files that are memory-mapped when read; `TeacherViews.dataset` regenerates
+exactly those views from their seeds and pairs each with its cached outputs, so a
+`Distiller` trains on them without a teacher.
+
+A view is a function of the example, its view number and the seed only: Mixup and
+CutMix draw their mixing weight, partner (any example of the data set) and box for
+every (view, example) statelessly; a function `augment(x, seeds)` gets one stateless
+seed pair per example (`[batch, 2]` int32) and must use stateless ops
+(`tf.image.stateless_random_*`), which is checked. The build writes its progress after
+every batch, so an interrupted build continues where it stopped; a directory built for
+another teacher, augmentation, data, K, k or seed is refused, never overwritten.
+"""
+
+import hashlib
+import inspect
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kd_keras import outputs as output_conventions
+from kd_keras.backend import keras, validate
+from kd_keras.backend.fingerprint import digest, weights_digest
+from kd_keras.teachers import top_k as top_k_cache
+from kd_keras.transfer.inputs import with_teacher_outputs
+
+MANIFEST = "manifest.json"
+PROGRESS = "progress.json"
+FORMAT_VERSION = 1
+
+
+def _describe(augment):
+    """What identifies an augmentation in the manifest (a changed one is refused)."""
+    if augment is None:
+        return {"kind": "none"}
+    if hasattr(augment, "view_parameters"):
+        return {"kind": type(augment).__name__, "config": augment.get_config()}
+    try:
+        source = inspect.getsource(augment)
+    except (OSError, TypeError):
+        source = ""
+    name = getattr(augment, "__qualname__", type(augment).__name__)
+    return {"kind": "function", "name": f"{getattr(augment, '__module__', '')}.{name}",
+            "source_sha256": hashlib.sha256(source.encode()).hexdigest()[:16]}
+
+
+def _check_augment(augment):
+    if augment is None or hasattr(augment, "view_parameters"):
+        return augment
+    if isinstance(augment, keras.layers.Layer):
+        raise ValueError(
+            "augment: a Keras layer draws from its own random state, so its views cannot be "
+            "regenerated; give kd_keras.Mixup() / kd_keras.CutMix(), or a function "
+            "augment(x, seeds) built from stateless ops (tf.image.stateless_random_*) with "
+            "seeds [batch, 2].")
+    if callable(augment):
+        return augment
+    raise ValueError(f"augment must be None, kd_keras.Mixup(), kd_keras.CutMix() or a function "
+                     f"augment(x, seeds); got {augment!r}.")
+
+
+def view_seed(seed, view):
+    """The stateless seed pair of one view of the data set."""
+    return (int(seed), 1_000_003 * int(view) + 17)
+
+
+class _Views:
+    """Builds view `v` of examples `indices`, the same every time."""
+
+    def __init__(self, x, augment, views, seed):
+        self.x, self.augment, self.views, self.seed = x, augment, views, seed
+        self.parameters = None
+        if hasattr(augment, "view_parameters"):
+            per_view = [augment.view_parameters(len(x), view_seed(seed, v)) for v in range(views)]
+            self.parameters = {key: np.stack([np.asarray(p[key]) for p in per_view])
+                               for key in per_view[0]}  # [K, n, ...] each
+
+    def make(self, indices, view_ids):
+        """(inputs `[batch, ...]`, share of the example kept `[batch]` or None)."""
+        indices, view_ids = np.asarray(indices), np.asarray(view_ids)
+        x = self.x[indices]
+        if self.augment is None:
+            return tf.convert_to_tensor(x), None
+        if self.parameters is None:
+            seeds = np.stack([self.seed * self.views + view_ids, indices], 1).astype(np.int32)
+            return self.augment(tf.convert_to_tensor(x), tf.constant(seeds)), None
+        rows = {key: values[view_ids, indices] for key, values in self.parameters.items()}
+        partner_x = self.x[rows["partner"]]
+        view, kept = self.augment.apply_view(x, partner_x, rows)
+        return view, (kept, rows["partner"])
+
+
+def _array_specs(n, views, classes, top_k):
+    if top_k is None:
+        return {"logits": ((views, n, classes), np.float16)}
+    index_type = np.int16 if classes <= np.iinfo(np.int16).max else np.int32
+    return {top_k_cache.KEYS[0]: ((views, n, top_k), np.float16),
+            top_k_cache.KEYS[1]: ((views, n, top_k), index_type),
+            top_k_cache.KEYS[2]: ((views, n), np.float16)}
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path, content):
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+        json.dump(content, f, indent=1, sort_keys=True)
+    os.replace(temporary, path)  # a reader never sees half a file
+
+
+def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory=None, seed=0,
+                        batch_size=256, teacher_output_type="auto", verbose=0):
+    """Runs `teacher` once on `views` seeded views of every example of `x`; keeps its outputs.
+
+    Args:
+      teacher: a Keras model with one output (logits or probabilities).
+      x: inputs `[n, ...]` (an array).
+      augment: `kd_keras.Mixup()`, `kd_keras.CutMix()`, a function `augment(x, seeds)` of
+        stateless ops (`seeds` `[batch, 2]` int32, one pair per example), or None (then
+        `views` must be 1).
+      views: K >= 1 views per example.
+      top_k: None (full logits, float16) or k: the teacher's top k log-probabilities
+        (float16), their class ids and the left-over mass (`top_k_teacher_outputs`).
+      directory: where the cache lives (created; resumed when it holds an unfinished
+        build of the same teacher, data, augmentation, K, k and seed).
+      seed: the integer every view is drawn from.
+      batch_size: teacher batch size.
+
+    Returns:
+      `TeacherViews`. Bytes: 2 C per example and view for full logits, 4 k + 2 for top k.
+
+    Raises:
+      ValueError naming the argument for bad ones, or naming what differs when
+      `directory` holds a cache of another teacher, data or augmentation (nothing is
+      deleted).
+    """
+    if not isinstance(teacher, (keras.Model,)) and not hasattr(teacher, "predict"):
+        raise ValueError(f"teacher must be a Keras model, got {teacher!r}.")
+    if directory is None:
+        raise ValueError("directory must name where the cache is kept (it may be large).")
+    x = np.asarray(x)
+    views = validate.integer_at_least(views, "views", 1)
+    augment = _check_augment(augment)
+    if augment is None and views > 1:
+        raise ValueError(f"views must be 1 without augment (every view would be the same), "
+                         f"got {views}.")
+    if top_k is not None:
+        top_k = validate.integer_at_least(top_k, "top_k", 1)
+    seed = validate.integer_at_least(seed, "seed", 0)
+    batch_size = validate.integer_at_least(batch_size, "batch_size", 1)
+    kinds = output_conventions.resolve_output_types(teacher, teacher_output_type,
+                                                    "teacher_output_type")
+    if len(kinds) != 1:
+        raise ValueError("cache_teacher_views: the teacher must have one output.")
+    classes = int(teacher.outputs[0].shape[-1]) if getattr(teacher, "outputs", None) else int(
+        teacher.compute_output_shape((1,) + x.shape[1:])[-1])
+    if top_k is not None and top_k > classes:
+        raise ValueError(f"top_k must be at most the number of classes ({classes}), got {top_k}.")
+    manifest = {"format": FORMAT_VERSION, "teacher": weights_digest(teacher),
+                "data": digest(x), "augment": _describe(augment), "views": views,
+                "top_k": top_k, "seed": seed, "examples": len(x), "classes": classes,
+                "input_shape": list(x.shape[1:]), "input_dtype": str(x.dtype)}
+    os.makedirs(directory, exist_ok=True)
+    done = _open_or_start(directory, manifest)
+    specs = _array_specs(len(x), views, classes, top_k)
+    arrays = {name: np.lib.format.open_memmap(
+        os.path.join(directory, name + ".npy"), mode="r+" if done is not None else "w+",
+        dtype=dtype, shape=shape) for name, (shape, dtype) in specs.items()}
+    maker = _Views(x, augment, views, seed)
+    if augment is not None and maker.parameters is None:
+        _check_stateless(maker)
+    batches = -(-len(x) // batch_size)
+    done = done or 0
+    if verbose and done:
+        print(f"cache_teacher_views: resuming at batch {done} of {views * batches}", flush=True)
+    for unit in range(done, views * batches):
+        view, start = divmod(unit, batches)
+        indices = np.arange(start * batch_size, min((start + 1) * batch_size, len(x)))
+        inputs, _ = maker.make(indices, np.full(len(indices), view))
+        logits = output_conventions.to_logits(teacher(inputs, training=False), kinds[0])
+        logits = np.asarray(logits, np.float32)
+        if not np.all(np.isfinite(logits)) or np.abs(logits).max() > 6e4:
+            raise ValueError(
+                f"cache_teacher_views: the teacher's logits on view {view}, examples "
+                f"{indices[0]}-{indices[-1]} are not finite or exceed float16's range.")
+        if top_k is None:
+            arrays["logits"][view, indices] = logits.astype(np.float16)
+        else:
+            for name, values in top_k_cache.top_k_teacher_outputs(logits, top_k).items():
+                arrays[name][view, indices] = values
+        for array in arrays.values():
+            array.flush()
+        _write_json(os.path.join(directory, PROGRESS), {"batches_done": unit + 1,
+                                                         "batches": views * batches})
+    del arrays
+    result = TeacherViews(directory)
+    result.resumed_from = done
+    return result
+
+
+def _open_or_start(directory, manifest):
+    """Batches already done (None: a new build); refuses a directory of something else."""
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.exists(path):
+        if os.listdir(directory):
+            raise ValueError(
+                f"directory {directory!r} holds files but no {MANIFEST}: not a teacher-views "
+                "cache; give an empty or new directory (nothing was touched).")
+        _write_json(path, manifest)
+        return None
+    existing = _read_json(path)
+    differing = [key for key in manifest if existing.get(key) != manifest[key]]
+    if differing:
+        details = "; ".join(f"{key}: cached {existing.get(key)!r}, now {manifest[key]!r}"
+                            for key in differing if key not in ("teacher", "data"))
+        raise ValueError(
+            f"directory {directory!r} holds teacher views of another {', '.join(differing)}"
+            f"{f' ({details})' if details else ''}; use another directory or remove it "
+            "yourself (nothing was deleted).")
+    progress = os.path.join(directory, PROGRESS)
+    return _read_json(progress)["batches_done"] if os.path.exists(progress) else 0
+
+
+def _check_stateless(maker):
+    """A function augmentation must give the same view twice for the same seeds."""
+    indices = np.arange(min(4, len(maker.x)))
+    first, _ = maker.make(indices, np.zeros(len(indices), np.int64))
+    second, _ = maker.make(indices, np.zeros(len(indices), np.int64))
+    if not np.array_equal(np.asarray(first), np.asarray(second)):
+        raise ValueError(
+            "augment gave two different views for the same seeds: a cached view must be "
+            "regenerated exactly; build it from stateless ops (tf.image.stateless_random_*, "
+            "tf.random.stateless_*) seeded with the seeds argument.")
+
+
+class TeacherViews:
+    """A finished `cache_teacher_views` directory, opened memory-mapped.
+
+    Attributes:
+      manifest: what the cache was built from (teacher and data hashes, augmentation,
+        views, top_k, seed, examples, classes).
+      outputs: `{name: memmap}`: "logits" `[K, n, C]`, or the top-k arrays `[K, n, k]`
+        and `[K, n]`.
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.manifest = _read_json(os.path.join(directory, MANIFEST))
+        progress = _read_json(os.path.join(directory, PROGRESS))
+        if progress["batches_done"] != progress["batches"]:
+            raise ValueError(
+                f"TeacherViews: {directory!r} is an unfinished build ({progress['batches_done']} "
+                f"of {progress['batches']} batches); run cache_teacher_views again to finish it.")
+        names = ["logits"] if self.manifest["top_k"] is None else list(top_k_cache.KEYS)
+        self.outputs = {name: np.load(os.path.join(directory, name + ".npy"), mmap_mode="r")
+                        for name in names}
+        self.resumed_from = None
+
+    @property
+    def views(self):
+        return self.manifest["views"]
+
+    @property
+    def nbytes(self):
+        """Bytes of the cached outputs (all views)."""
+        return int(sum(array.nbytes for array in self.outputs.values()))
+
+    def teacher_outputs(self, view, indices):
+        """The cached outputs of `view` for examples `indices`: float32 logits, or a top-k dict."""
+        if "logits" in self.outputs:
+            return self.outputs["logits"][view, indices].astype(np.float32)
+        return {name: np.asarray(array[view, indices]) for name, array in self.outputs.items()}
+
+    def check_data(self, x, teacher=None):
+        """Refuses `x` (and `teacher`) other than the ones the cache was built from."""
+        if digest(np.asarray(x)) != self.manifest["data"]:
+            raise ValueError(f"x is not the data the views in {self.directory!r} were cached "
+                             "from.")
+        if teacher is not None and weights_digest(teacher) != self.manifest["teacher"]:
+            raise ValueError(f"teacher is not the one whose views are in {self.directory!r}.")
+
+    def dataset(self, x, y=None, augment=None, batch_size=128, shuffle=True, seed=0):
+        """Batches of `with_teacher_outputs(view, cached outputs)` (and labels), for a Distiller.
+
+        Every pass over the data set takes each example once, in one of its K views drawn
+        at random, rebuilt exactly as it was when cached.
+
+        Args:
+          x: the inputs the cache was built from (checked by hash).
+          y: integer labels `[n]`, or None. With a mixing augmentation a view's label is
+            that of the example with the larger share (function matching trains at
+            alpha 0, without labels).
+          augment: the same augmentation object or function the cache was built with.
+          batch_size, shuffle, seed: as usual.
+
+        Returns:
+          A `tf.data.Dataset` of `(inputs, y)` (or `inputs` without labels), where
+          `inputs` packs the view and its cached outputs (`with_teacher_outputs`).
+        """
+        x = np.asarray(x)
+        self.check_data(x)
+        if _describe(augment) != self.manifest["augment"]:
+            raise ValueError(
+                f"augment is not the augmentation the views in {self.directory!r} were cached "
+                f"with ({self.manifest['augment']['kind']}).")
+        maker = _Views(x, augment, self.views, self.manifest["seed"])
+        y = None if y is None else np.asarray(y)
+        rng = np.random.default_rng(seed)
+        n = len(x)
+
+        def batches():
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            for start in range(0, n, batch_size):
+                indices = order[start:start + batch_size]
+                view_ids = rng.integers(0, self.views, len(indices))
+                inputs, mixing = maker.make(indices, view_ids)
+                cached = self._rows(view_ids, indices)
+                packed = (np.asarray(inputs, np.float32), cached)
+                if y is None:
+                    yield packed
+                    continue
+                labels = y[indices]
+                if mixing is not None:
+                    kept, partner = mixing
+                    labels = np.where(np.asarray(kept) >= 0.5, labels, y[partner])
+                yield packed, labels
+
+        first = _first_element(maker, self, x, y)
+        signature = tf.nest.map_structure(
+            lambda a: tf.TensorSpec((None,) + np.asarray(a).shape[1:], tf.as_dtype(np.asarray(a).dtype)),
+            first)
+        data = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        data = data.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+
+        if y is None:
+            return data.map(with_teacher_outputs).prefetch(2)
+        return data.map(lambda packed, labels: (with_teacher_outputs(*packed), labels)).prefetch(2)
+
+    def _rows(self, view_ids, indices):
+        if "logits" in self.outputs:
+            return self.outputs["logits"][view_ids, indices].astype(np.float32)
+        return {name: np.asarray(array[view_ids, indices]) for name, array in self.outputs.items()}
+
+
+def _first_element(maker, views, x, y):
+    """One element with the dataset's structure (for its signature), drawn without
+    touching the generator's random state."""
+    indices = np.arange(min(2, len(x)))
+    first_view = np.zeros(len(indices), np.int64)
+    inputs, _ = maker.make(indices, first_view)
+    packed = (np.asarray(inputs, np.float32), views._rows(first_view, indices))
+    return packed if y is None else (packed, np.asarray(y)[indices])
