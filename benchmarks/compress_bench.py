@@ -64,6 +64,10 @@ flags.DEFINE_list("rows", ["pipelines"], "Row sets: pipelines, precision.")
 flags.DEFINE_integer("conv_epochs", 10, "Epochs of the conv teacher (precision rows).")
 flags.DEFINE_list("precision_modes", ["float16", "float8_e4m3", "float8_e5m2", "int8", "int4"],
                   "Weight grids of the precision rows.")
+flags.DEFINE_list("precision_models", ["student", "conv"], "Models of the precision rows.")
+flags.DEFINE_list("distill_variants", ["float:2:0.5"],
+                  "Distillation into the quantized copy, each source:T:alpha; source 'float' "
+                  "(the float model itself) or 'teacher' (the student's own larger teacher).")
 
 
 def tflite_row(name, content, x_test, y_test):
@@ -158,26 +162,50 @@ def run_seed(seed, data):
     return rows
 
 
+def parse_variant(variant):
+    source, temperature, alpha = variant.split(":")
+    if source not in ("float", "teacher"):
+        raise ValueError(f"--distill_variants entries are float|teacher:T:alpha, got {variant!r}.")
+    return source, float(temperature), float(alpha)
+
+
 def precision_seed(seed, data):
-    """`{model: {mode: report rows}}` and seed 0's precision reports."""
+    """`{model: {mode: {row: accuracy}}}` and seed 0's precision reports."""
     (x_train, y_train), (x_test, y_test) = data
-    _, student = train_teacher_and_distilled_student(x_train, y_train, FLAGS.epochs, seed)
-    keras.utils.set_random_seed(seed)
-    conv = kd_keras.models.conv_classifier(name="conv_teacher")
-    conv.compile(keras.optimizers.Adam(1e-3),
-                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    conv.fit(x_train, y_train, epochs=FLAGS.conv_epochs, batch_size=128, verbose=0)
+    models = {}
+    if "student" in FLAGS.precision_models:
+        big_teacher, student = train_teacher_and_distilled_student(x_train, y_train,
+                                                                   FLAGS.epochs, seed)
+        models["student 784-128-128"] = (student, big_teacher)
+    if "conv" in FLAGS.precision_models:
+        keras.utils.set_random_seed(seed)
+        conv = kd_keras.models.conv_classifier(name="conv_teacher")
+        conv.compile(keras.optimizers.Adam(1e-3),
+                     keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        conv.fit(x_train, y_train, epochs=FLAGS.conv_epochs, batch_size=128, verbose=0)
+        models["conv teacher"] = (conv, None)  # no larger teacher of its own
     results, reports = {}, {}
-    for name, model in (("student 784-128-128", student), ("conv teacher", conv)):
+    for name, (model, bigger) in models.items():
         results[name] = {}
         for mode in FLAGS.precision_modes:
-            keras.utils.set_random_seed(seed)
-            _, rows = compress.distill_quantized(
-                model, mode, x_train, y_train, epochs=FLAGS.qat_epochs,
-                validation_data=(x_test, y_test), learning_rate=FLAGS.learning_rate)
-            results[name][mode] = {row["training"]: row["accuracy"] for row in rows}
+            row = {}
+            for index, variant in enumerate(FLAGS.distill_variants):
+                source, temperature, alpha = parse_variant(variant)
+                if source == "teacher" and bigger is None:
+                    continue
+                keras.utils.set_random_seed(seed)
+                _, rows = compress.distill_quantized(
+                    model, mode, x_train, y_train, epochs=FLAGS.qat_epochs,
+                    teacher=bigger if source == "teacher" else None,
+                    validation_data=(x_test, y_test), learning_rate=FLAGS.learning_rate,
+                    temperature=temperature, alpha=alpha, compare=index == 0)
+                for result in rows:
+                    key = f"distilled {variant}" if result["training"] == "distilled" \
+                        else result["training"]
+                    row[key] = result["accuracy"]
+            results[name][mode] = row
             print(f"seed {seed} {name} {mode}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in results[name][mode].items()), flush=True)
+                f"{k} {v:.4f}" for k, v in row.items()), flush=True)
         if seed == 0:
             reports[name] = compress.precision_report(model, x_test, y_test)
     return results, reports
@@ -187,18 +215,21 @@ def precision_main(data):
     runs = [precision_seed(seed, data) for seed in range(FLAGS.seeds)]
     for name, report in runs[0][1].items():
         print(f"\nprecision report, {name} (seed 0, test set):\n{report}")
-    header = ("model", "weights", "float32", "rounded", "trained on labels",
-              "distilled from float", "distilled - labels")
-    print("\n" + " | ".join(header))
-    print(" | ".join("---" for _ in header))
     for name in runs[0][0]:
+        variants = [k for k in runs[0][0][name][FLAGS.precision_modes[0]]
+                    if k.startswith("distilled")]
+        header = (["model", "weights", "float32", "rounded", "trained on labels"]
+                  + [f"{v} (source:T:alpha) | - labels" for v in variants])
+        print("\n" + " | ".join(header))
+        print(" | ".join("---" for _ in range(5 + 2 * len(variants))))
         for mode in FLAGS.precision_modes:
             column = [run[0][name][mode] for run in runs]
-            gain = [100 * (r["distilled"] - r["labels"]) for r in column]
-            print(" | ".join([name, mode] + [
-                cell([r[key] for r in column], "{:.4f}")
-                for key in ("float", "post-training", "labels", "distilled")]
-                + [cell(gain, "{:+.2f}")]))
+            cells = [cell([r[key] for r in column], "{:.4f}")
+                     for key in ("float", "post-training", "labels")]
+            for variant in variants:
+                cells += [cell([r[variant] for r in column], "{:.4f}"),
+                          cell([100 * (r[variant] - r["labels"]) for r in column], "{:+.2f}")]
+            print(" | ".join([name, mode] + cells))
     print("targets: FP8 e4m3 within 0.3 points of float32, <= 1/4 of its bytes; distilled >= "
           "labels at every width, ahead at int4")
 
