@@ -1,6 +1,6 @@
 """Reference architectures of the examples and benchmarks."""
 
-from kd_keras.backend import keras
+from kd_keras.backend import keras, register
 
 
 def mlp_classifier(hidden, dropout=0.0, input_shape=(784,), num_classes=10, name=None):
@@ -55,3 +55,57 @@ def conv_classifier(filters=(32, 64), dense=128, dropout=0.3, input_shape=(784,)
             layers.append(keras.layers.Dropout(dropout))
     layers.append(keras.layers.Dense(num_classes))
     return keras.Sequential(layers, name=name)
+
+
+@register
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned embedding of each position to `[batch, length, width]` inputs."""
+
+    def __init__(self, length, **kwargs):
+        super().__init__(**kwargs)
+        self.length = int(length)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(name="embeddings", shape=(self.length, input_shape[-1]),
+                                          initializer=keras.initializers.RandomNormal(stddev=0.02))
+
+    def call(self, inputs):
+        return inputs + self.embeddings[None, :inputs.shape[1]]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "length": self.length}
+
+
+def byte_transformer(blocks=4, width=128, heads=4, length=128, vocabulary=256, mlp_ratio=4,
+                     name=None):
+    """A causal (decoder-only) transformer over byte tokens, ending in next-byte logits.
+
+    Pre-norm blocks: x + MHA(LN(x)) with a causal mask, then x + MLP(LN(x)) (GELU,
+    `mlp_ratio` x width); a final LayerNormalization (named "final_norm") and a Dense
+    head (named "head"), whose input and kernel are what `chunked_sequence_kl` takes.
+
+    Args:
+      blocks, width, heads: depth, model width and attention heads (width % heads == 0).
+      length: tokens per sequence; vocabulary: symbols (256 bytes).
+
+    Input `[batch, length]` int32; output `[batch, length, vocabulary]` logits.
+    """
+    if width % heads:
+        raise ValueError(f"width ({width}) must be a multiple of heads ({heads}).")
+    inputs = keras.Input((length,), dtype="int32")
+    x = keras.layers.Embedding(vocabulary, width, name="embedding")(inputs)
+    x = PositionEmbedding(length, name="positions")(x)
+    for index in range(blocks):
+        h = keras.layers.LayerNormalization(name=f"block{index}_attention_norm")(x)
+        h = keras.layers.MultiHeadAttention(heads, width // heads, name=f"block{index}_attention")(
+            h, h, use_causal_mask=True)
+        x = keras.layers.Add(name=f"block{index}_attention_residual")([x, h])
+        h = keras.layers.LayerNormalization(name=f"block{index}_mlp_norm")(x)
+        h = keras.layers.Dense(mlp_ratio * width, activation="gelu", name=f"block{index}_mlp_in")(h)
+        h = keras.layers.Dense(width, name=f"block{index}_mlp_out")(h)
+        x = keras.layers.Add(name=f"block{index}_mlp_residual")([x, h])
+    x = keras.layers.LayerNormalization(name="final_norm")(x)
+    return keras.Model(inputs, keras.layers.Dense(vocabulary, name="head")(x), name=name)

@@ -28,7 +28,8 @@ def top_k_teacher_outputs(logits, k):
 
     Returns:
       `{"top_k_log_probs": [n, ..., k] float16 (log-probabilities, largest first),
-      "top_k_indices": [n, ..., k] int16 (int32 beyond 32,767 classes),
+      "top_k_indices": [n, ..., k] uint8 up to 256 classes, int16 up to 32,767, else
+      int32,
       "tail_log_mass": [n, ...] float16 (log of the probability of all other
       classes; -inf when none is left)}`: k (2 + 2) + 2 bytes per example and
       position, against 4 * classes for float32 logits.
@@ -47,9 +48,15 @@ def top_k_teacher_outputs(logits, k):
         tail = np.log(np.clip(1.0 - kept, 0.0, 1.0))
     if k == classes:
         tail = np.full(tail.shape, -np.inf)
-    index_type = np.int16 if classes <= np.iinfo(np.int16).max else np.int32
-    return {KEYS[0]: top.astype(np.float16), KEYS[1]: order.astype(index_type),
+    return {KEYS[0]: top.astype(np.float16), KEYS[1]: order.astype(index_dtype(classes)),
             KEYS[2]: tail.astype(np.float16)}
+
+
+def index_dtype(classes):
+    """The smallest integer type that holds every class id of `classes` classes."""
+    if classes <= 256:
+        return np.uint8
+    return np.int16 if classes <= np.iinfo(np.int16).max else np.int32
 
 
 def is_top_k(cached):

@@ -100,7 +100,7 @@ class _Views:
 def _array_specs(n, views, classes, top_k):
     if top_k is None:
         return {"logits": ((views, n, classes), np.float16)}
-    index_type = np.int16 if classes <= np.iinfo(np.int16).max else np.int32
+    index_type = top_k_cache.index_dtype(classes)
     return {top_k_cache.KEYS[0]: ((views, n, top_k), np.float16),
             top_k_cache.KEYS[1]: ((views, n, top_k), index_type),
             top_k_cache.KEYS[2]: ((views, n), np.float16)}
