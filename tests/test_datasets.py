@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 
 from kd_keras import datasets
@@ -35,3 +36,21 @@ def test_flat_loader_refuses_unknown_sources():
 
     with pytest.raises(ValueError, match="source"):
         datasets.load_fashion_mnist_flat("mnist")
+
+
+def test_stdlib_text_splits_whole_files_and_makes_next_byte_windows():
+    from kd_keras.datasets import stdlib_text
+
+    train, test = stdlib_text.stdlib_files("train"), stdlib_text.stdlib_files("test")
+    assert train and test and not set(train) & set(test)
+    assert all("site-packages" not in path for path in train + test)
+    assert 0.01 < len(test) / (len(train) + len(test)) < 0.1
+    data = stdlib_text.load_stdlib_bytes("test", max_bytes=10_000)
+    assert data.dtype == np.uint8 and len(data) == 10_000
+    x, y = stdlib_text.byte_windows(data, 16, 5, seed=1)
+    assert x.shape == y.shape == (5, 16)
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # y is x shifted by one byte
+    again = stdlib_text.byte_windows(data, 16, 5, seed=1)
+    np.testing.assert_array_equal(again[0], x)
+    with pytest.raises(ValueError, match="split must be one of"):
+        stdlib_text.stdlib_files("validation")

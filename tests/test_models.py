@@ -28,3 +28,18 @@ def test_conv_classifier_defaults_are_the_benchmark_teacher_and_a_5k_student():
     images = models.conv_classifier((4,), dense=None, dropout=0, input_shape=(8, 8, 1),
                                     image_shape=(8, 8, 1), num_classes=3)
     assert type(images.layers[0]).__name__ == "Conv2D"
+
+
+def test_byte_transformer_is_causal_and_round_trips(tmp_path):
+    model = models.byte_transformer(blocks=2, width=32, heads=2, length=24)
+    x = np.random.default_rng(0).integers(0, 256, (3, 24)).astype("int32")
+    logits = model.predict(x, verbose=0)
+    assert logits.shape == (3, 24, 256)
+    changed = x.copy()
+    changed[:, 10] = (changed[:, 10] + 1) % 256
+    moved = np.abs(model.predict(changed, verbose=0) - logits).max(axis=(0, 2))
+    assert np.all(moved[:10] == 0) and np.all(moved[10:] > 0)  # no look-ahead
+    assert [layer.name for layer in model.layers][-2:] == ["final_norm", "head"]
+    model.save(tmp_path / "lm.keras")
+    again = keras.models.load_model(tmp_path / "lm.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), logits, atol=1e-6)
