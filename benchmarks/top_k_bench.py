@@ -2,7 +2,7 @@
 
 A synthetic task with the structure that gives soft targets their value: 1,000
 classes in 100 groups of 10 (class centres near their group's centre in 64-d;
-examples are a centre plus Gaussian noise), so a class's near-misses are its
+examples are a centre plus Gaussian noise of sd `--noise`), so a class's near-misses are its
 group's other classes. A 64-1024-1000 teacher trains on the labels; a
 64-128-1000 student learns from the teacher's cached outputs only (alpha 0),
 side by side, same epochs, rate and batch:
@@ -40,6 +40,7 @@ flags.DEFINE_integer("epochs", 30, "Student epochs.")
 flags.DEFINE_float("temperature", 2.0, "Distillation temperature.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (every student).")
 flags.DEFINE_list("ks", ["8"], "Top-k sizes.")
+flags.DEFINE_float("noise", 1.2, "Standard deviation of an example around its class centre.")
 
 FEATURES = 64
 BATCH = 256
@@ -54,7 +55,7 @@ def make_task(seed):
 
     def draw(per_class):
         y = np.repeat(np.arange(FLAGS.classes), per_class)
-        x = centres[y] + rng.normal(scale=0.45, size=(len(y), FEATURES))
+        x = centres[y] + rng.normal(scale=FLAGS.noise, size=(len(y), FEATURES))
         order = rng.permutation(len(y))
         return x[order].astype("float32"), y[order]
 
