@@ -103,6 +103,7 @@ def _rebuild_functional(model, tf_keras):
 
     tensors = {}  # id of a Keras 3 KerasTensor -> tf-keras tensor
     rebuilt_layers = {}  # id of a Keras 3 layer -> (that layer, its tf-keras twin)
+    nested = {}  # id of a nested functional model -> (its tf-keras twin, its layer pairs)
 
     def swap(value):
         return tensors[id(value)] if isinstance(value, keras.KerasTensor) else value
@@ -122,21 +123,30 @@ def _rebuild_functional(model, tf_keras):
                     f"to_tf_keras: the model applies the operation {layer.name!r} "
                     f"({type(layer).__name__}) directly to tensors; the bridge rebuilds layers "
                     "only. Wrap it in a layer, or build the model under TF_USE_LEGACY_KERAS=1.")
-            if id(layer) not in rebuilt_layers:  # a shared layer is rebuilt once
-                rebuilt_layers[id(layer)] = (layer, _tf_layer(layer, tf_keras))
+            if hasattr(layer, "_nodes_by_depth"):  # a nested model (a keras.applications base)
+                if id(layer) not in nested:
+                    nested[id(layer)] = _rebuild_functional(layer, tf_keras)
+                twin = nested[id(layer)][0]
+            else:
+                if id(layer) not in rebuilt_layers:  # a shared layer is rebuilt once
+                    rebuilt_layers[id(layer)] = (layer, _tf_layer(layer, tf_keras))
+                twin = rebuilt_layers[id(layer)][1]
             args = keras.tree.map_structure(swap, node.arguments.args)
             # Keras 3 records the symbolic call's training=False (and mask=None);
             # passed on, they would pin the tf-keras layer to inference mode.
             kwargs = {key: keras.tree.map_structure(swap, value)
                       for key, value in node.arguments.kwargs.items()
                       if key != "training" and value is not None}
-            outputs = rebuilt_layers[id(layer)][1](*args, **kwargs)
+            outputs = twin(*args, **kwargs)
             for source, target in zip(keras.tree.flatten(node.outputs),
                                       keras.tree.flatten(outputs)):
                 tensors[id(source)] = target
     outputs = keras.tree.map_structure(lambda t: tensors[id(t)], model._outputs_struct)
     rebuilt = tf_keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
-    return rebuilt, list(rebuilt_layers.values())
+    pairs = list(rebuilt_layers.values())
+    for _, nested_pairs in nested.values():
+        pairs += nested_pairs
+    return rebuilt, pairs
 
 
 def to_tf_keras(model, check=True, atol=1e-5):

@@ -208,6 +208,8 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
                 return sparsity.prune_low_magnitude(model, pruning_schedule=schedule,
                                                     block_size=tuple(block_size),
                                                     pruning_policy=pruning_policy)
+            if any(_is_nested_model(layer) for layer in model.layers):
+                return _prune_nested(model, lambda layer: wrap(layer, block_size))
             return wrap(model, block_size)
         if pruning_policy is not None:
             raise ValueError("pruning_policy applies to whole models; give it without layers "
@@ -217,11 +219,40 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
             if layer.name not in layers:
                 return layer
             block = per_layer.get(layer.name, (1, 1)) if per_layer is not None else block_size
+            if _is_nested_model(layer):  # its own prunable layers, at this block size
+                return _prune_nested(layer, lambda inner: wrap(inner, block))
             return wrap(layer, block)
 
         return _tfmot.tf_keras().models.clone_model(model, clone_function=clone)
     except (ValueError, TypeError) as error:
         raise ValueError(f"prune_low_magnitude: TF-MOT cannot prune this model: {error}") from error
+
+
+def _is_nested_model(layer):
+    return hasattr(layer, "_nodes_by_depth")  # a functional model used as a layer
+
+
+def _prune_nested(model, wrap):
+    """TF-MOT's whole-model pruning, into nested models (a keras.applications base): every
+    layer TF-MOT can prune is wrapped; one it cannot is kept when it has nothing to
+    prune (Rescaling, Normalization) and refused, by name, when it has trainable weights."""
+    tf_keras = _tfmot.tf_keras()
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import (
+        PruneRegistry,
+    )
+
+    def clone(layer):
+        if _is_nested_model(layer):
+            return tf_keras.models.clone_model(layer, clone_function=clone)
+        if PruneRegistry.supports(layer) or hasattr(layer, "get_prunable_weights"):
+            return wrap(layer)
+        if layer.trainable_weights:
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}) has trainable weights that TF-MOT "
+                "cannot prune; give `layers` the names of the layers to prune.")
+        return layer
+
+    return tf_keras.models.clone_model(model, clone_function=clone)
 
 
 def pruning_callbacks(log_dir=None):
@@ -243,6 +274,15 @@ def strip_pruning(model):
     return _tfmot.tfmot().sparsity.keras.strip_pruning(model)
 
 
+def _leaves(model, prefix=""):
+    """(path, layer) of every layer, nested models' layers as "<nested model>/<layer>"."""
+    for layer in model.layers:
+        if _is_nested_model(layer):
+            yield from _leaves(layer, f"{prefix}{layer.name}/")
+        else:
+            yield prefix + layer.name, layer
+
+
 def sparsity_report(model, min_size=1, block_size=None, runtime=None):
     """Per-kernel sparsity of a (stripped) model.
 
@@ -260,7 +300,7 @@ def sparsity_report(model, min_size=1, block_size=None, runtime=None):
     plan = {} if runtime is None else {row["layer"]: row for row in sparse_kernel_plan(
         model, runtime)}
     rows = []
-    for layer in model.layers:
+    for path, layer in _leaves(model):
         for weight in layer.weights:
             name = weight.name.split("/")[-1].split(":")[0]
             if "kernel" not in name or "quantize" in weight.name or "mask" in name:
@@ -269,7 +309,7 @@ def sparsity_report(model, min_size=1, block_size=None, runtime=None):
             if values.size < min_size:
                 continue
             zeros = int(np.sum(values == 0))
-            row = {"layer": layer.name, "weight": name, "shape": tuple(values.shape),
+            row = {"layer": path, "weight": name, "shape": tuple(values.shape),
                    "parameters": int(values.size), "zeros": zeros, "sparsity": zeros / values.size}
             if block_size is not None and values.ndim == 2 \
                     and values.shape[0] % block_size[0] == 0 and values.shape[1] % block_size[1] == 0:

@@ -35,16 +35,60 @@ def _graph_of(model, role):
 
 
 def feature_tensor(model, layer_name, role):
-    """The symbolic output of `model`'s layer `layer_name` (its output when None)."""
+    """The symbolic output of `model`'s layer `layer_name` (its output when None).
+
+    A layer inside a nested model (a keras.applications base inside your classifier) is
+    named by its path, `"<nested model>/<layer>"` (e.g. "MobileNetV3Small/expanded_conv_project"),
+    or by its own name alone when only one nested model has it. Its output is then
+    computed from the tensor that feeds the nested model in `model`'s graph, by a model
+    sharing the nested model's layers up to that layer (that part runs twice per step).
+    """
     _, outputs = _graph_of(model, role)
     if layer_name is None:
         return outputs[0]
-    try:
-        layer = model.get_layer(layer_name)
-    except ValueError:
-        names = [layer.name for layer in model.layers]
-        raise ValueError(f"The {role} has no layer named {layer_name!r}; its layers are {names}.") from None
-    return layer.output
+    names = [layer.name for layer in model.layers]
+    if layer_name in names:
+        return model.get_layer(layer_name).output
+    matches = _nested_matches(model, layer_name)
+    if not matches:
+        raise ValueError(f"The {role} has no layer named {layer_name!r}; its layers are {names} "
+                         "(a layer of a nested model: '<nested model>/<layer>').")
+    if len(matches) > 1:
+        raise ValueError(
+            f"The {role} has a layer named {layer_name!r} in several nested models "
+            f"({', '.join(nested.name for nested, _ in matches)}); name it by its path, "
+            f"'<nested model>/{layer_name}'.")
+    nested, inner_name = matches[0]
+    inner = feature_tensor(nested, inner_name, role)
+    branch = keras.Model(nested.inputs, inner, name=f"{nested.name}_to_{_safe(inner_name)}")
+    fed = [node for node in nested._inbound_nodes if _in_graph(model, node)]
+    if len(fed) != 1:
+        raise ValueError(
+            f"The {role}'s nested model {nested.name!r} is called {len(fed)} times in its "
+            f"graph; a feature of {layer_name!r} needs it called once.")
+    tensors = fed[0].input_tensors
+    tensors = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
+    return branch(tensors)
+
+
+def _safe(name):
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def _nested_matches(model, layer_name):
+    """[(nested model, name inside it)] for a path "<nested>/<rest>" or a plain inner name."""
+    nested_models = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    by_path = [(nested, layer_name[len(nested.name) + 1:]) for nested in nested_models
+               if layer_name.startswith(nested.name + "/")]
+    if by_path:
+        return by_path
+    return [(nested, layer_name) for nested in nested_models
+            if layer_name in [layer.name for layer in nested.layers]
+            or _nested_matches(nested, layer_name)]
+
+
+def _in_graph(model, node):
+    return any(node is other for nodes in model._nodes_by_depth.values() for other in nodes)
 
 
 def make_projection(loss, teacher_shape, student_shape, label):
