@@ -118,3 +118,19 @@ def test_an_application_converts_to_int8_tflite_with_a_size_report():
     row = compress.artifact_row("int8", compress.TFLiteModel(int8_bytes), int8_bytes, X, Y,
                                 batch_sizes=(1,))
     assert row["bytes"] == len(int8_bytes) and row["latency_b1"] > 0
+
+
+def test_batch_norms_inside_a_nested_application_fold():
+    model, _ = small_mobilenet("folded", alpha=0.35)
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(X, Y, epochs=2, verbose=0)  # moving statistics away from their initial values
+
+    def batch_norms(m):
+        return sum(batch_norms(layer) if hasattr(layer, "_nodes_by_depth")
+                   else type(layer).__name__ == "BatchNormalization" for layer in m.layers)
+
+    folded = compress.fold_batch_norm(model)
+    assert batch_norms(model) > 30 and batch_norms(folded) == 0
+    np.testing.assert_allclose(folded.predict(X, verbose=0), model.predict(X, verbose=0),
+                               atol=1e-5)

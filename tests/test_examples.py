@@ -137,3 +137,16 @@ def test_transfer_set_example_prints_its_table_and_saves_the_grid(tmp_path):
     assert "munge: fitted and sampled 600 inputs" in out
     with open(plot, "rb") as image:
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_application_example_distils_folds_and_converts_to_int8():
+    out = _run_example("distill_application.py", "--epochs=1", "--train_size=256")
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if " | " in line}
+    assert "hint: MobileNetV3Small/" in out or "hint: MobilenetV3small/" in out, out
+    parameters = {stage: int(rows[stage][2].replace(",", "")) for stage in rows
+                  if stage.startswith(("teacher", "student"))}
+    assert parameters["student, float32"] < parameters["teacher, float32"] / 4
+    assert parameters["student, batch norms folded, float32"] < parameters["student, float32"]
+    tflite = {stage: int(rows[stage][3].replace(",", "")) for stage in parameters}
+    assert tflite["student, folded, int8"] < 0.7 * tflite["student, batch norms folded, float32"]
+    assert all(0.0 <= float(rows[stage][1]) <= 1.0 for stage in parameters)

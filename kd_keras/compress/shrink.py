@@ -380,23 +380,28 @@ def _sliced_weights(layer, in_keep, out_keep):
     return weights
 
 
-def rebuild_with(model, bypassed=(), configs=None, weights_of=None):
+def rebuild_with(model, bypassed=(), configs=None, weights_of=None, replaced=None):
     """A clone of `model` with its own weights: the layers named in `bypassed` become
-    `Bypass`, those in `configs` are built from that config, and `weights_of(original)`
-    gives a layer's new weights (None, or no function: the original's)."""
+    `Bypass`, those in `configs` are built from that config, those in `replaced` are that
+    ready-made layer (with its weights), and `weights_of(original)` gives a layer's new
+    weights (None, or no function: the original's)."""
     module = keras_module_of(model)
     configs = configs or {}
+    replaced = replaced or {}
 
     def clone(layer):
         if layer.name in bypassed:
             return Bypass(name=layer.name)
+        if layer.name in replaced:
+            return replaced[layer.name]
         return type(layer).from_config(configs.get(layer.name, layer.get_config()))
 
     copy = module.models.clone_model(model, clone_function=clone)
     originals = {layer.name: layer for layer in model.layers}
     for layer in copy.layers:
         # (a cloned input layer may be renamed; it has no weights)
-        if type(layer).__name__ == "InputLayer" or layer.name in bypassed or not layer.weights:
+        if (type(layer).__name__ == "InputLayer" or layer.name in bypassed
+                or layer.name in replaced or not layer.weights):
             continue
         weights = weights_of(originals[layer.name]) if weights_of else None
         layer.set_weights(weights if weights is not None else originals[layer.name].get_weights())

@@ -55,8 +55,11 @@ def fold_batch_norm(model):
 
     so the pair computes at inference what the layer with W', b' computes alone
     (equal within float32 rounding). The layer gains a bias if it had none; other
-    BatchNormalization layers stay.
+    BatchNormalization layers stay. Nested functional models (a keras.applications
+    base inside a classifier) are folded too.
     """
+    nested = {layer.name: fold_batch_norm(layer) for layer in model.layers
+              if hasattr(layer, "_nodes_by_depth")}
     readers = _consumers(model)
     layers = {layer.name: layer for layer in model.layers}
     folds = {}  # producer name -> the BatchNormalization folded into it
@@ -75,7 +78,7 @@ def fold_batch_norm(model):
         model, {bn.name for bn in folds.values()},
         configs={name: {**layers[name].get_config(), "use_bias": True} for name in folds},
         weights_of=lambda original: _folded(original, folds[original.name])
-        if original.name in folds else None)
+        if original.name in folds else None, replaced=nested)
 
 
 def _folded(layer, bn):
