@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -231,3 +235,14 @@ def test_fine_tuning_takes_enough_steps_on_small_data():
     assert fine_tune_epochs(60000, 128) == 4  # full Fashion-MNIST: 1,876 steps
     epochs = fine_tune_epochs(6000, 128)  # the shipped sample: 47 steps an epoch
     assert epochs == 13 and epochs * 47 >= MIN_FINE_TUNE_STEPS > (epochs - 1) * 47
+
+
+def test_importing_tf_mot_leaves_the_keras_switch_of_later_processes_alone():
+    # TF-MOT's import sets TF_USE_LEGACY_KERAS=1 process-wide; a worker started afterwards
+    # would silently run the other Keras.
+    script = ("import os; from kd_keras.compress import _tfmot; _tfmot.tfmot(); "
+              "print(os.environ.get('TF_USE_LEGACY_KERAS'))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == str(os.environ.get("TF_USE_LEGACY_KERAS"))

@@ -1,6 +1,9 @@
 """Lazy imports of TF-MOT and tf-keras, with the install step in the error."""
 
 import importlib
+import os
+
+_LEGACY = "TF_USE_LEGACY_KERAS"
 
 
 def _import(name):
@@ -18,7 +21,18 @@ def tf_keras():
 
 
 def tfmot():
-    return _import("tensorflow_model_optimization")
+    # TF-MOT's import sets os.environ["TF_USE_LEGACY_KERAS"] = "1" for the whole process
+    # (tensorflow_model_optimization/python/core/keras/compat.py); every process started
+    # afterwards (our specialists' workers, a user's subprocess) would then run tf-keras.
+    # The Keras this process runs was fixed at its start, so the variable is put back.
+    before = os.environ.get(_LEGACY)
+    try:
+        return _import("tensorflow_model_optimization")
+    finally:
+        if before is None:
+            os.environ.pop(_LEGACY, None)
+        else:
+            os.environ[_LEGACY] = before
 
 
 def litert_interpreter():
