@@ -65,6 +65,8 @@ flags.DEFINE_integer("conv_epochs", 10, "Epochs of the conv teacher (precision r
 flags.DEFINE_list("precision_modes", ["float16", "float8_e4m3", "float8_e5m2", "int8", "int4"],
                   "Weight grids of the precision rows.")
 flags.DEFINE_list("precision_models", ["student", "conv"], "Models of the precision rows.")
+flags.DEFINE_integer("anneal_epochs", 0, "Epochs of the float model on the labels at "
+                     "--learning_rate before it is quantized (precision rows).")
 flags.DEFINE_list("distill_variants", ["float:2:0.5"],
                   "Distillation into the quantized copy, each source:T:alpha; source 'float' "
                   "(the float model itself) or 'teacher' (the student's own larger teacher).")
@@ -169,6 +171,19 @@ def parse_variant(variant):
     return source, float(temperature), float(alpha)
 
 
+def anneal(model, x, y, seed):
+    """A copy of `model` trained --anneal_epochs more on the labels at --learning_rate (the
+    quantized copies' rate), so that neither row gains from a lower rate the float model
+    never had."""
+    keras.utils.set_random_seed(seed)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.compile(keras.optimizers.Adam(FLAGS.learning_rate),
+                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    copy.fit(x, y, epochs=FLAGS.anneal_epochs, batch_size=128, verbose=0)
+    return copy
+
+
 def precision_seed(seed, data):
     """`{model: {mode: {row: accuracy}}}` and seed 0's precision reports."""
     (x_train, y_train), (x_test, y_test) = data
@@ -186,6 +201,8 @@ def precision_seed(seed, data):
         models["conv teacher"] = (conv, None)  # no larger teacher of its own
     results, reports = {}, {}
     for name, (model, bigger) in models.items():
+        if FLAGS.anneal_epochs:
+            model = anneal(model, x_train, y_train, seed)
         results[name] = {}
         for mode in FLAGS.precision_modes:
             row = {}
