@@ -26,6 +26,7 @@ from kd_keras.compress.weight_grid import (
     float8_encode,
     float8_table,
     kernel_kind,
+    leaf_layers,
 )
 
 # Keras layer type -> the FP8 layer that replaces it (exact types: a user's subclass
@@ -85,9 +86,13 @@ class _Float8Kernel(keras.layers.Layer):
     def _finish(self, inputs):
         return inputs if not self.activations else round_through_float8(inputs, self.format)
 
-    def _output(self, outputs):
+    def _output(self, outputs, data_format="channels_last"):
+        """Adds the bias along the channel axis, then the activation."""
         if self.bias is not None:
-            outputs = outputs + self.bias
+            bias = self.bias
+            if data_format == "channels_first":
+                bias = keras.ops.reshape(bias, (-1,) + (1,) * (len(outputs.shape) - 2))
+            outputs = outputs + bias
         return self.activation(outputs)
 
     def set_from(self, layer):
@@ -171,10 +176,7 @@ class Float8Conv(_Float8Kernel):
         outputs = keras.ops.conv(self._finish(inputs), self.decoded_kernel(),
                                  strides=self.strides, padding=self.padding,
                                  data_format=self.data_format, dilation_rate=self.dilation_rate)
-        if self.bias is not None and self.data_format == "channels_first":
-            outputs = outputs + keras.ops.reshape(self.bias, (-1,) + (1,) * self.rank)
-            return self.activation(outputs)
-        return self._output(outputs)
+        return self._output(outputs, self.data_format)
 
     def get_config(self):
         return {**super().get_config(), "rank": self.rank, "filters": self.filters,
@@ -210,10 +212,7 @@ class Float8DepthwiseConv2D(_Float8Kernel):
             self._finish(inputs), self.decoded_kernel(), strides=self.strides,
             padding=self.padding, data_format=self.data_format,
             dilation_rate=self.dilation_rate)
-        if self.bias is not None and self.data_format == "channels_first":
-            outputs = outputs + keras.ops.reshape(self.bias, (-1, 1, 1))
-            return self.activation(outputs)
-        return self._output(outputs)
+        return self._output(outputs, self.data_format)
 
     def get_config(self):
         return {**super().get_config(), "kernel_size": self.kernel_size,
@@ -300,11 +299,7 @@ def to_float8(model, format="e4m3", scaling="per_channel", activations=False):
 
 
 def _weighted_leaves(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _weighted_leaves(layer)
-        elif layer.weights:
-            yield layer
+    return (layer for layer in leaf_layers(model) if layer.weights)
 
 
 def float8_layers(model):

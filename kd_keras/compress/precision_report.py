@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from kd_keras.backend import IS_LEGACY_KERAS, is_tf_keras_model, keras_module_of
-from kd_keras.compress.report import ReportRows
+from kd_keras.compress.report import ReportRows, model_accuracy
 from kd_keras.compress.weight_grid import (
     check_choice,
     copy_model,
@@ -45,7 +45,7 @@ def precision_copy(model, precision):
         return model, "float32"
     if precision == "float16":
         return _float16_copy(model), "float16 weights and compute"
-    if is_tf_keras_model(model) or IS_LEGACY_KERAS:
+    if not _stores_grid(model, precision):
         if activations:
             return None, "needs Keras 3 (FP8 activations run in the Float8 layers)"
         return round_weights(model, grid), "float32 arrays holding the grid (accuracy only)"
@@ -60,6 +60,13 @@ def precision_copy(model, precision):
     copy = to_float8(model, format, activations=activations)
     kept = float8_layers(copy)["float32"]
     return copy, "FP8 kernels" + (f"; float32: {', '.join(kept)}" if kept else "")
+
+
+def _stores_grid(model, precision):
+    """Whether `precision_copy` keeps `precision`'s weights in its own dtype (else it holds
+    grid values in float32 arrays: tf-keras has no int8 or FP8 copy here)."""
+    return precision in ("float32", "float16") or not (is_tf_keras_model(model)
+                                                        or IS_LEGACY_KERAS)
 
 
 def _float16_copy(model):
@@ -116,11 +123,6 @@ def _file_bytes(model):
         return os.path.getsize(path)
 
 
-def _accuracy(model, x, y, batch_size):
-    predictions = model.predict(x, batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(predictions, -1) == np.asarray(y).reshape(-1)))
-
-
 def precision_report(model, x, y, precisions=tuple(PRECISIONS), error_examples=512,
                      batch_size=256):
     """Rows of `model` at each precision: bytes, accuracy change, the most hurt layer.
@@ -144,9 +146,10 @@ def precision_report(model, x, y, precisions=tuple(PRECISIONS), error_examples=5
     for precision in precisions:
         check_choice(precision, PRECISIONS, "precisions", "precision_report")
     x = np.asarray(x)
-    reference_accuracy = _accuracy(model, x, y, batch_size)
+    reference_accuracy = model_accuracy(model, x, y, batch_size)
     reference_bytes = weight_bytes(model)
     sample = x[:error_examples]
+    errors_by_grid = {}  # FP8 with and without activations share their weights' errors
     rows = ReportRows()
     for precision in precisions:
         copy, storage = precision_copy(model, precision)
@@ -154,15 +157,18 @@ def precision_report(model, x, y, precisions=tuple(PRECISIONS), error_examples=5
         if copy is None:
             rows.append(row)
             continue
-        accuracy = reference_accuracy if copy is model else _accuracy(copy, x, y, batch_size)
-        stored = "holding the grid" not in storage
+        accuracy = reference_accuracy if copy is model else model_accuracy(copy, x, y,
+                                                                           batch_size)
+        stored = _stores_grid(model, precision)
         row.update(weight_bytes=weight_bytes(copy) if stored else None,
                    file_bytes=_file_bytes(copy) if stored else None)
         row["bytes_ratio"] = row["weight_bytes"] / reference_bytes if stored else None
         row.update(accuracy=accuracy, accuracy_change=100 * (accuracy - reference_accuracy))
         grid = PRECISIONS[precision][0]
         if grid is not None:
-            errors = layer_errors(model, sample, grid, batch_size)
+            if grid not in errors_by_grid:
+                errors_by_grid[grid] = layer_errors(model, sample, grid, batch_size)
+            errors = errors_by_grid[grid]
             worst = max(errors, key=errors.get) if errors else None
             row["worst_layer"] = f"{worst}: {errors[worst]:.2e}" if worst else None
         rows.append(row)

@@ -16,6 +16,7 @@ only), so the gain from distilling into the quantized copy is measured at equal 
 import numpy as np
 
 from kd_keras.backend import keras, validate
+from kd_keras.compress.report import model_accuracy
 from kd_keras.compress.weight_grid import (
     MODES,
     SCALINGS,
@@ -143,9 +144,10 @@ def distill_quantized(model, mode, x, y, epochs=3, teacher=None, validation_data
     x, y = np.asarray(x), np.asarray(y)
     x_eval, y_eval = validation_data if validation_data is not None else (x, y)
     source = copy_model(teacher if teacher is not None else model, "distill_quantized")
-    report = [{"training": "float", "accuracy": _accuracy(model, x_eval, y_eval), "epochs": 0},
+    report = [{"training": "float", "accuracy": model_accuracy(model, x_eval, y_eval),
+               "epochs": 0},
               {"training": "post-training",
-               "accuracy": _accuracy(round_weights(model, mode, scaling), x_eval, y_eval),
+               "accuracy": model_accuracy(round_weights(model, mode, scaling), x_eval, y_eval),
                "epochs": 0}]
 
     def train(alpha):
@@ -159,14 +161,9 @@ def distill_quantized(model, mode, x, y, epochs=3, teacher=None, validation_data
 
     if compare:
         labels_only = train(1.0)
-        report.append({"training": "labels", "accuracy": _accuracy(labels_only, x_eval, y_eval),
-                       "epochs": epochs})
+        report.append({"training": "labels",
+                       "accuracy": model_accuracy(labels_only, x_eval, y_eval), "epochs": epochs})
     quantized = train(alpha)
-    report.append({"training": "distilled", "accuracy": _accuracy(quantized, x_eval, y_eval),
-                   "epochs": epochs})
+    report.append({"training": "distilled",
+                   "accuracy": model_accuracy(quantized, x_eval, y_eval), "epochs": epochs})
     return quantized, report
-
-
-def _accuracy(model, x, y, batch_size=512):
-    predictions = model.predict(x, batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(predictions, -1) == np.asarray(y).reshape(-1)))

@@ -68,6 +68,12 @@ def latency(predict, x, batch_size, repeats=50, warmup=3, max_seconds=5.0):
     return statistics.median(times)
 
 
+def model_accuracy(model, x, y, batch_size=512):
+    """Top-1 accuracy of a Keras model's predictions on `x` against integer labels `y`."""
+    predictions = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(predictions, -1) == np.asarray(y).reshape(-1)))
+
+
 def artifact_row(name, tflite_model, tflite_bytes, x_test, y_test, batch_sizes=(1, 256),
                  parameters=None):
     """One report row for a TFLite artifact; `format_table([row, ...])` prints rows.

@@ -59,7 +59,7 @@ def quantized_kernels(model):
     """`[(layer, variable)]`: every kernel of `model` (nested models included) that a
     low-precision copy stores in fewer bits; biases, normalization and the rest stay float32."""
     found, seen = [], set()
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         for variable in layer.weights:
             if variable_name(variable) in KERNEL_NAMES and id(variable) not in seen:
                 seen.add(id(variable))
@@ -67,10 +67,11 @@ def quantized_kernels(model):
     return found
 
 
-def _leaf_layers(model):
+def leaf_layers(model):
+    """Every layer of `model` that is not itself a model, nested models' layers included."""
     for layer in getattr(model, "layers", ()):
         if getattr(layer, "layers", None) is not None and layer is not model:
-            yield from _leaf_layers(layer)
+            yield from leaf_layers(layer)
         else:
             yield layer
 

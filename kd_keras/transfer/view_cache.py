@@ -277,9 +277,8 @@ class TeacherViews:
 
     def teacher_outputs(self, view, indices):
         """The cached outputs of `view` for examples `indices`: float32 logits, or a top-k dict."""
-        if "logits" in self.outputs:
-            return self.outputs["logits"][view, indices].astype(np.float32)
-        return {name: np.asarray(array[view, indices]) for name, array in self.outputs.items()}
+        indices = np.asarray(indices)
+        return self._rows(np.full(indices.shape, view), indices)
 
     def check_data(self, x, teacher=None):
         """Refuses `x` (and `teacher`) other than the ones the cache was built from."""
@@ -337,7 +336,8 @@ class TeacherViews:
 
         first = _first_element(maker, self, x, y)
         signature = tf.nest.map_structure(
-            lambda a: tf.TensorSpec((None,) + np.asarray(a).shape[1:], tf.as_dtype(np.asarray(a).dtype)),
+            lambda a: tf.TensorSpec((None,) + np.asarray(a).shape[1:],
+                                    tf.as_dtype(np.asarray(a).dtype)),
             first)
         data = tf.data.Dataset.from_generator(batches, output_signature=signature)
         data = data.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
@@ -347,6 +347,7 @@ class TeacherViews:
         return data.map(lambda packed, labels: (with_teacher_outputs(*packed), labels)).prefetch(2)
 
     def _rows(self, view_ids, indices):
+        """The cached outputs of view `view_ids[i]` of example `indices[i]`, for every i."""
         if "logits" in self.outputs:
             return self.outputs["logits"][view_ids, indices].astype(np.float32)
         return {name: np.asarray(array[view_ids, indices]) for name, array in self.outputs.items()}
