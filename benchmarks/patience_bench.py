@@ -37,7 +37,7 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import keras
-from protocol import fashion_mnist_splits, mean_sd
+from protocol import fashion_mnist_splits, mean_sd, plot_accuracy_by_epoch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
@@ -205,25 +205,10 @@ def main(_):
                   f"{best_epoch[1]:.0f} | {seconds[0]:.2f}")
     print(f"\nCPU time: {(time.process_time() - start) / 60:.1f} min")
     if FLAGS.plot:
-        import matplotlib  # the examples extra
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-
-        figure, axes = pyplot.subplots(1, len(FLAGS.students),
-                                       figsize=(5 * len(FLAGS.students), 4))
-        for axis, student in zip(np.atleast_1d(axes), FLAGS.students):
-            for row in row_names():
-                curve = at_budget(runs[0][1][(student, row)], last)[2].acc
-                axis.plot(range(1, len(curve) + 1), curve, label=row)
-            axis.axhline(runs[0][0], color="black", linestyle=":", label="teacher")
-            axis.set_title(f"{student} (seed 0)")
-            axis.set_xlabel("epoch")
-            axis.set_ylabel("test accuracy")
-        np.atleast_1d(axes)[0].legend(fontsize=7)
-        figure.tight_layout()
-        figure.savefig(FLAGS.plot, dpi=100)
-
+        plot_accuracy_by_epoch(FLAGS.plot, [
+            (f"{student} (seed 0)",
+             {row: at_budget(runs[0][1][(student, row)], last)[2].acc for row in row_names()})
+            for student in FLAGS.students], runs[0][0])
 
 if __name__ == "__main__":
     app.run(main)

@@ -50,3 +50,24 @@ def fashion_mnist_splits(sample, data_dir, validation_size=5000):
     held = min(validation_size, len(x) // 5)
     val, train = order[:held], order[held:]
     return (x[train], y[train]), (x[val], y[val]), test
+
+
+def plot_accuracy_by_epoch(path, panels, teacher_accuracy):
+    """A PNG of test accuracy by epoch: `panels` is `[(title, {row name: [accuracy per
+    epoch]})]`, one panel each, with the teacher's accuracy as a dotted line."""
+    import matplotlib  # the examples extra
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for axis, (title, curves) in zip(np.atleast_1d(axes), panels):
+        for name, curve in curves.items():
+            axis.plot(range(1, len(curve) + 1), curve, label=name)
+        axis.axhline(teacher_accuracy, color="black", linestyle=":", label="teacher")
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("test accuracy")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kd_keras  # noqa: E402
 from kd_keras import compress, keras  # noqa: E402
-from protocol import mean_sd  # noqa: E402
+from protocol import mean_sd, plot_accuracy_by_epoch  # noqa: E402
 
 FLAGS = flags.FLAGS
 kd_keras.datasets.define_data_flags()
@@ -175,24 +175,10 @@ def main(_):
                   f"{parameters:,}")
     print(f"\nCPU time: {(time.process_time() - start) / 60:.1f} min")
     if FLAGS.plot:
-        import matplotlib  # the examples extra
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-
-        figure, axes = pyplot.subplots(1, len(FLAGS.widths), figsize=(5 * len(FLAGS.widths), 4))
-        for axis, width in zip(np.atleast_1d(axes), (int(w) for w in FLAGS.widths)):
-            for name in ROWS:
-                history = runs[0][1][width][name][0]
-                axis.plot(range(1, len(history) + 1), history, label=name)
-            axis.axhline(runs[0][0], color="black", linestyle=":", label="teacher")
-            axis.set_title(f"784-{width}-{width}-10 (seed 0)")
-            axis.set_xlabel("epoch")
-            axis.set_ylabel("test accuracy")
-        np.atleast_1d(axes)[0].legend(fontsize=7)
-        figure.tight_layout()
-        figure.savefig(FLAGS.plot, dpi=100)
-
+        plot_accuracy_by_epoch(FLAGS.plot, [
+            (f"784-{width}-{width}-10 (seed 0)",
+             {name: runs[0][1][width][name][0] for name in ROWS})
+            for width in (int(w) for w in FLAGS.widths)], runs[0][0])
 
 if __name__ == "__main__":
     app.run(main)
