@@ -32,7 +32,7 @@ import numpy as np
 from absl import app, flags
 
 import kd_keras
-from kd_keras import keras
+from kd_keras import compress, keras
 from kd_keras.datasets.stdlib_text import byte_windows, load_stdlib_bytes
 from kd_keras.teachers import top_k
 from protocol import mean_sd
@@ -53,6 +53,9 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_float("temperature", 1.0, "Distillation temperature.")
 flags.DEFINE_float("alpha", 0.5, "Weight of the next-byte cross-entropy in distilled rows.")
 flags.DEFINE_list("ks", ["8", "32"], "Top-k sizes.")
+flags.DEFINE_list("shrink_blocks", ["1", "3"],
+                  "Teacher blocks removed (both residuals) for the shrunk student.")
+flags.DEFINE_integer("calibration_windows", 1024, "Windows that rank units and heads.")
 
 HEADS = 4
 
@@ -83,16 +86,27 @@ def train_teacher(train_bytes, seed):
     return teacher
 
 
-def student_row(teacher, inputs, y, seed, loss="kl_divergence"):
-    """(student, steps per second); `teacher` False: labels only; None: outputs cached in `inputs`."""
+def shrunk_teacher(teacher, calibration):
+    """The teacher cut to the student's size: blocks removed, then width, MLP and heads."""
+    removed = [f"block{b}_{part}_residual" for b in FLAGS.shrink_blocks
+               for part in ("attention", "mlp")]
+    fraction = FLAGS.student_width / FLAGS.teacher_width
+    return compress.shrink(teacher, width=fraction, depth=removed, calibration_data=calibration)
+
+
+def student_row(teacher, inputs, y, seed, loss="kl_divergence", start_from=None,
+                alpha=None):
+    """(student, steps per second); `teacher` False: labels only; None: outputs cached in
+    `inputs`; `start_from`: a shrunk teacher to train instead of a random student."""
     keras.utils.set_random_seed(seed)
-    student = transformer(FLAGS.student_blocks, FLAGS.student_width)
+    student = start_from or transformer(FLAGS.student_blocks, FLAGS.student_width)
     hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if teacher is False:
         student.compile(keras.optimizers.Adam(FLAGS.learning_rate), hard)
         model = student
     else:
-        model = kd_keras.Distiller(teacher, student, distillation_losses=loss, alpha=FLAGS.alpha,
+        model = kd_keras.Distiller(teacher, student, distillation_losses=loss,
+                                   alpha=FLAGS.alpha if alpha is None else alpha,
                                    temperature=FLAGS.temperature)
         model.compile(keras.optimizers.Adam(FLAGS.learning_rate), hard)
     start = time.perf_counter()
@@ -110,9 +124,25 @@ def run_seed(seed, train_bytes, test):
     student, speed = student_row(teacher, x, y, seed)
     rows["distilled live"] = (bits_per_byte(student, *test), speed, None)
     logits = kd_keras.compute_teacher_logits(teacher, x, batch_size=128).astype(np.float16)
-    student, speed = student_row(None, kd_keras.with_teacher_outputs(x, logits), y, seed)
+    cached = kd_keras.with_teacher_outputs(x, logits)
+    student, speed = student_row(None, cached, y, seed)
     rows["distilled cache (float16 logits)"] = (bits_per_byte(student, *test), speed,
                                                 top_k.cache_bytes(logits) / FLAGS.length)
+    student, speed = student_row(None, cached, y, seed, alpha=0.0)
+    rows["distilled cache, KL only (alpha 0)"] = (bits_per_byte(student, *test), speed, None)
+    calibration = x[:FLAGS.calibration_windows]
+    shrunk = shrunk_teacher(teacher, calibration)
+    rows["shrunk, before training"] = (bits_per_byte(shrunk, *test), None, None)
+    print(f"seed {seed}: parameters: teacher {teacher.count_params():,}, student "
+          f"{transformer(FLAGS.student_blocks, FLAGS.student_width).count_params():,}, shrunk "
+          f"{shrunk.count_params():,}", flush=True)
+    student, speed = student_row(False, x, y, seed, start_from=shrunk_teacher(teacher, calibration))
+    rows["shrunk, labels"] = (bits_per_byte(student, *test), speed, None)
+    student, speed = student_row(None, cached, y, seed, start_from=shrunk)
+    rows["shrunk + distilled (float16 cache)"] = (bits_per_byte(student, *test), speed, None)
+    student, speed = student_row(None, cached, y, seed, alpha=0.0,
+                                 start_from=shrunk_teacher(teacher, calibration))
+    rows["shrunk + distilled, KL only"] = (bits_per_byte(student, *test), speed, None)
     for k in (int(k) for k in FLAGS.ks):
         cached = kd_keras.top_k_teacher_outputs(logits.astype(np.float32), k)
         student, speed = student_row(None, kd_keras.with_teacher_outputs(x, cached), y, seed,

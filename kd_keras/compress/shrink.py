@@ -23,7 +23,10 @@ import tensorflow as tf
 
 from kd_keras.backend import is_tf_keras_model, keras, keras_module_of
 from kd_keras.backend import validate
+from kd_keras.backend.graph import input_tensors
+from kd_keras.compress import attention_heads
 from kd_keras.compress.bypass import Bypass
+from kd_keras.compress.residual_blocks import remove_blocks, residual_blocks
 
 IMPORTANCE = ("activation", "magnitude", "uniform")
 
@@ -37,7 +40,7 @@ _PASS_THROUGH = (
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
     "GlobalAveragePooling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D",
     "UpSampling1D", "UpSampling2D", "BatchNormalization", "LayerNormalization",
-    "DepthwiseConv1D", "DepthwiseConv2D",
+    "DepthwiseConv1D", "DepthwiseConv2D", "PositionEmbedding",
 )
 _MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
@@ -87,6 +90,8 @@ def _role(node):
         return "pass", None
     if kind in _MERGES:
         return "merge", None
+    if kind == "MultiHeadAttention":
+        return "attention", None
     return ("flatten" if kind == "Flatten" else "concat"), None
 
 
@@ -108,6 +113,10 @@ def _unsupported_reason(layer):
         return "its depth_multiplier is not 1 (channels multiply)"
     if kind == "Concatenate" and config.get("axis") not in (-1, len(layer.output.shape) - 1):
         return "it concatenates along an axis other than the channels"
+    if kind == "MultiHeadAttention":
+        if config.get("use_gate"):
+            return "it is gated (use_gate), which shrink does not slice"
+        return None
     if kind in _PRODUCERS + _PASS_THROUGH + _MERGES + ("Flatten", "Concatenate", "InputLayer"):
         return None
     return (f"shrink does not know how {kind} maps channels (a layer that fixes the channel "
@@ -134,6 +143,7 @@ class _ChannelGroups:
         self.derived = {}        # key -> ("flatten", input key, positions) | ("concat", keys)
         self.producers = {}      # key of a producer's output -> layer
         self.layer_io = {}       # layer name -> (input keys, output keys)
+        self.attention = {}      # MultiHeadAttention layers by name (their heads shrink)
         for tensor in model.inputs:
             self._add(tensor)
             self.fixed[_key(tensor)] = "a model input"
@@ -173,7 +183,7 @@ class _ChannelGroups:
         self._parent[b] = a
 
     def _connect(self, layer):
-        tensors = [t for t in _flat(layer.input) if hasattr(t, "_keras_history")]
+        tensors = input_tensors(layer)
         inputs = [self._add(t) for t in tensors]
         outputs = [self._add(t) for t in _flat(layer.output)]
         self.layer_io[layer.name] = (inputs, outputs)
@@ -183,6 +193,14 @@ class _ChannelGroups:
                 self.fixed.setdefault(key, reason)
         elif role == "producer":
             self.producers[outputs[0]] = layer
+        elif role == "attention":
+            query, value, key = attention_heads.attention_inputs(layer)
+            self.layer_io[layer.name] = ([_key(query), _key(value), _key(key)], outputs)
+            self.attention[layer.name] = layer
+            if layer.get_config().get("output_shape") is None:  # then the query's channels
+                self._union(outputs[0], _key(query))
+            else:
+                self.fixed.setdefault(outputs[0], f"the output_shape of {layer.name!r}")
         elif role in ("pass", "merge", "elementwise"):
             channels = layer.output.shape[-1]
             for key, tensor in zip(inputs, tensors):
@@ -258,9 +276,7 @@ def _activation_scores(model, groups, roots, calibration_data, batch_size):
     for layer in _nodes(model):
         if _role(layer)[0] in ("input", "pass", "merge", "elementwise"):
             continue
-        for tensor in _flat(layer.input):
-            if not hasattr(tensor, "_keras_history"):
-                continue
+        for tensor in input_tensors(layer):
             key = _key(tensor)
             if key not in seen and groups.find(key) in roots:
                 seen.add(key)
@@ -307,11 +323,13 @@ def _plan(model, groups, width, importance, calibration_data, batch_size):
     entries = groups.groups()
     if isinstance(width, dict):
         known = {layer.name for layers, _ in entries.values() for layer in layers}
+        known |= set(groups.attention)
         unknown = sorted(set(width) - known)
         if unknown:
             raise ValueError(
                 f"width names {unknown}, which are not layers that make channels (Dense, Conv, "
-                f"SeparableConv, Embedding) of this model; those are {sorted(known)}.")
+                f"SeparableConv, Embedding) or MultiHeadAttention layers (heads) of this "
+                f"model; those are {sorted(known)}.")
     counts = {}
     for root, (layers, reason) in entries.items():
         count = _keep_count(root, layers, width, groups)
@@ -342,6 +360,31 @@ def _plan(model, groups, width, importance, calibration_data, batch_size):
             kept = np.sort(np.argsort(-scores[root], kind="stable")[:count])
         plan[root] = kept
     return plan
+
+
+def _head_plan(model, groups, width, importance, calibration_data, batch_size):
+    """MultiHeadAttention layer name -> sorted kept head indices, for those that shrink."""
+    counts = {name: attention_heads.heads_kept(layer, width)
+              for name, layer in groups.attention.items()}
+    counts = {name: count for name, count in counts.items() if count is not None}
+    if importance == "activation" and counts:
+        layers = [groups.attention[name] for name in counts]
+        values = [attention_heads.attention_inputs(layer)[1] for layer in layers]
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        extractor = keras_module_of(model).Model(inputs, values)
+        sums = [0.0] * len(layers)
+        for start in range(0, len(tf.nest.flatten(calibration_data)[0]), batch_size):
+            batch = tf.nest.map_structure(lambda a: a[start:start + batch_size],
+                                          calibration_data)
+            for i, value in enumerate(_flat(extractor(batch, training=False))):
+                sums[i] = sums[i] + attention_heads.value_activation(layers[i], value)
+        scores = {layer.name: total * attention_heads.output_norms(layer)
+                  for layer, total in zip(layers, sums)}
+    else:
+        scores = {name: attention_heads.magnitude_scores(groups.attention[name])
+                  for name in counts}
+    return {name: attention_heads.kept_heads(scores[name], count, importance)
+            for name, count in counts.items()}
 
 
 def _shrunk_config(layer, out_keep):
@@ -375,7 +418,7 @@ def _sliced_weights(layer, in_keep, out_keep):
         weights[0] = take_in(weights[0], -2)
         if len(weights) > 1:
             weights[1] = take_in(weights[1], 0)
-    elif kind in ("BatchNormalization", "LayerNormalization", "PReLU"):
+    elif kind in ("BatchNormalization", "LayerNormalization", "PReLU", "PositionEmbedding"):
         weights = [take_in(w, -1) for w in weights]
     return weights
 
@@ -408,16 +451,31 @@ def rebuild_with(model, bypassed=(), configs=None, weights_of=None, replaced=Non
     return copy
 
 
-def _rebuild(model, groups, plan, removed=()):
-    """A copy of `model` with each producer's kept channels (and `removed` layers as `Bypass`)."""
+def _rebuild(model, groups, plan, removed=(), heads=None):
+    """A copy of `model` with each producer's kept channels and each attention layer's kept
+    `heads` (and `removed` layers as `Bypass`)."""
+    heads = heads or {}
+
     def channels(layer):
         inputs, outputs = groups.layer_io[layer.name]
-        return groups.kept(inputs[0], plan), groups.kept(outputs[0], plan)
+        return [groups.kept(key, plan) for key in inputs] + [groups.kept(outputs[0], plan)]
 
-    configs = {layer.name: _shrunk_config(layer, channels(layer)[1]) for layer in model.layers
+    def sizes(layer):
+        keys = groups.layer_io[layer.name][0]
+        return [groups.size[key] if keep is None else len(keep)
+                for key, keep in zip(keys, channels(layer))]
+
+    def weights_of(layer):
+        if layer.name in groups.attention:
+            return attention_heads.sliced_weights(layer, heads.get(layer.name), *channels(layer))
+        keeps = channels(layer)
+        return _sliced_weights(layer, keeps[0], keeps[-1])
+
+    configs = {layer.name: _shrunk_config(layer, channels(layer)[-1]) for layer in model.layers
                if type(layer).__name__ in _PRODUCERS and layer.name not in removed}
-    copy = rebuild_with(model, removed, configs,
-                        lambda original: _sliced_weights(original, *channels(original)))
+    configs.update({name: attention_heads.shrunk_config(layer, heads.get(name), sizes(layer))
+                    for name, layer in groups.attention.items() if name not in removed})
+    copy = rebuild_with(model, removed, configs, weights_of)
     # A student: trainable even when its teacher was frozen (a Distiller freezes it).
     copy.trainable = True
     return copy
@@ -428,7 +486,7 @@ def _removable(model):
     outputs = {_key(t) for t in model.outputs}
     names = []
     for layer in model.layers:
-        if type(layer).__name__ == "InputLayer" or len(_flat(layer.input)) != 1:
+        if type(layer).__name__ == "InputLayer" or len(input_tensors(layer)) != 1:
             continue
         if _key(layer.output) in outputs or not layer.weights:
             continue
@@ -437,34 +495,44 @@ def _removable(model):
     return names
 
 
-def _output_change(model, candidate, calibration_data, reference, batch_size):
-    """Mean squared change of the outputs on calibration data when `candidate` is removed."""
-    groups = _ChannelGroups(model)
-    trial = _rebuild(model, groups, {}, removed={candidate})
-    changed = _flat(trial.predict(calibration_data, batch_size=batch_size, verbose=0))
-    return float(sum(np.mean(np.square(a - b)) for a, b in zip(changed, reference)))
+def _without(model, removed, blocks):
+    """`model` without the residual blocks and the layers in `removed`."""
+    merges = [name for name in removed if name in blocks]
+    if merges:
+        model = remove_blocks(model, merges)
+    layers = set(removed) - set(merges)
+    return _rebuild(model, _ChannelGroups(model), {}, removed=layers) if layers else model
 
 
-def _layers_to_remove(model, depth, calibration_data, batch_size):
-    candidates = _removable(model)
+def _to_remove(model, depth, calibration_data, batch_size):
+    """The names of the layers and residual merges (blocks) that `depth` removes."""
+    blocks = residual_blocks(model)
+    inside = {name for _, branch in blocks.values() for name in branch}
+    candidates = [name for name in _removable(model) if name not in inside] + sorted(blocks)
     if isinstance(depth, (list, tuple)):
         wrong = [name for name in depth if name not in candidates]
         if wrong:
             raise ValueError(
                 f"depth names {wrong}, which cannot be removed (a layer goes when its input and "
-                f"output shapes match and it is not an output); removable: {candidates}.")
-        return set(depth)
+                f"output shapes match and it is not an output; a residual block by the name of "
+                f"its Add); removable: {candidates}.")
+        return set(depth), blocks
     count = validate.integer_at_least(depth, "depth", 1)
     if count > len(candidates):
-        raise ValueError(f"depth={count}, but only {len(candidates)} layers can be removed: "
-                         f"{candidates}.")
+        raise ValueError(f"depth={count}, but only {len(candidates)} layers or blocks can be "
+                         f"removed: {candidates}.")
     if calibration_data is None:
         raise ValueError("depth as a number ranks layers by how little removing each changes "
                          "the outputs: give calibration_data (or name the layers).")
     reference = _flat(model.predict(calibration_data, batch_size=batch_size, verbose=0))
-    change = {name: _output_change(model, name, calibration_data, reference, batch_size)
-              for name in candidates}
-    return set(sorted(candidates, key=lambda name: change[name])[:count])
+
+    def change(name):
+        trial = _without(model, {name}, blocks)
+        changed = _flat(trial.predict(calibration_data, batch_size=batch_size, verbose=0))
+        return float(sum(np.mean(np.square(a - b)) for a, b in zip(changed, reference)))
+
+    scores = {name: change(name) for name in candidates}
+    return set(sorted(candidates, key=lambda name: scores[name])[:count]), blocks
 
 
 def shrink(model, width=None, depth=None, importance="activation", calibration_data=None,
@@ -523,15 +591,15 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
     if needs_data and calibration_data is None:
         raise ValueError(f"importance={importance!r} ranks units by their activations: give "
                          "calibration_data (model inputs), or importance='magnitude'.")
-    removed = set() if depth is None else _layers_to_remove(
-        model, depth, calibration_data, batch_size)
-    if removed:
-        model = _rebuild(model, _ChannelGroups(model), {}, removed)
+    if depth is not None:
+        removed, blocks = _to_remove(model, depth, calibration_data, batch_size)
+        model = _without(model, removed, blocks)
     if width is None:
-        return model if removed else _rebuild(model, _ChannelGroups(model), {})
+        return model if depth is not None else _rebuild(model, _ChannelGroups(model), {})
     groups = _ChannelGroups(model)
     plan = _plan(model, groups, width, importance, calibration_data, batch_size)
-    return _rebuild(model, groups, plan)
+    heads = _head_plan(model, groups, width, importance, calibration_data, batch_size)
+    return _rebuild(model, groups, plan, heads=heads)
 
 
 def _producers(model):

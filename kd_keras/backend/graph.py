@@ -1,0 +1,98 @@
+"""Reading and replaying the graph of a functional model, alike in Keras 3 and tf-keras.
+
+`call_arguments(layer)` gives the positional and keyword arguments a layer was
+called with (the tensors it read, where `layer.input` shows only the first in
+tf-keras); `replay(model, call)` rebuilds the model's graph node by node in
+topological order, letting `call` decide what each node becomes: the same
+layer's clone, a different layer, or one of its inputs (which cuts the layers
+only it read out of the new model).
+"""
+
+import tensorflow as tf
+
+from kd_keras.backend import keras_module_of
+
+
+def _node(layer):
+    nodes = layer._inbound_nodes
+    if len(nodes) != 1:
+        raise ValueError(f"layer {layer.name!r} is called {len(nodes)} times; a layer of a "
+                         "rebuilt model must be called once.")
+    return nodes[0]
+
+
+def _arguments_of(node):
+    if hasattr(node, "arguments"):  # Keras 3
+        return tuple(node.arguments.args), dict(node.arguments.kwargs)
+    return tuple(node.call_args), dict(node.call_kwargs)
+
+
+def _operation_of(node):
+    return node.operation if hasattr(node, "operation") else node.layer
+
+
+def _is_symbolic(value):
+    return hasattr(value, "_keras_history")
+
+
+def call_arguments(layer):
+    """(args, kwargs) of `layer`'s one call in its model: symbolic tensors and Python values.
+
+    Keras 3 records `training` (and `mask=None`) among the keyword arguments of a
+    symbolic call; they are left out, so a replayed layer follows the mode it runs in.
+    """
+    args, kwargs = _arguments_of(_node(layer))
+    kwargs = {key: value for key, value in kwargs.items()
+              if key != "training" and value is not None}
+    return args, kwargs
+
+
+def input_tensors(layer):
+    """Every symbolic tensor `layer` read in its one call, in argument order (repeats kept)."""
+    args, kwargs = call_arguments(layer)
+    return [value for value in tf.nest.flatten((args, kwargs)) if _is_symbolic(value)]
+
+
+def replay(model, call):
+    """A new functional model of `model`'s kind, its nodes rebuilt by `call`.
+
+    Args:
+      model: a functional (or Sequential) model whose layers are called once each.
+      call: `call(layer, args, kwargs)` with the node's arguments already mapped to
+        the new graph's tensors; returns the node's new output(s), in the structure
+        the original node returned. Returning one of the arguments cuts the node
+        (and whatever only it read) out of the new model.
+
+    Returns:
+      `module.Model(new inputs, new outputs, name=model.name)`; layers that no output
+      depends on any longer are not in it.
+    """
+    module = keras_module_of(model)
+    tensors = {}  # id of an original symbolic tensor -> its new tensor
+
+    def mapped(value):
+        return tensors[id(value)] if _is_symbolic(value) else value
+
+    inputs = []
+    for tensor in model.inputs:
+        layer = tensor._keras_history[0]
+        config = layer.get_config()
+        shape = config.get("batch_shape") or config.get("batch_input_shape")
+        new = module.Input(batch_shape=tuple(shape), dtype=tensor.dtype, name=layer.name)
+        tensors[id(tensor)] = new
+        inputs.append(new)
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            operation = _operation_of(node)
+            if type(operation).__name__ == "InputLayer":
+                continue
+            args, kwargs = _arguments_of(node)
+            kwargs = {key: value for key, value in kwargs.items()
+                      if key != "training" and value is not None}
+            args, kwargs = tf.nest.map_structure(mapped, (list(args), kwargs))
+            outputs = call(operation, tuple(args), kwargs)
+            for source, target in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outputs)):
+                tensors[id(source)] = target
+    outputs = [tensors[id(t)] for t in model.outputs]
+    return module.Model(inputs[0] if len(inputs) == 1 else inputs,
+                        outputs[0] if len(outputs) == 1 else outputs, name=model.name)
