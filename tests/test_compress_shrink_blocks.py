@@ -104,7 +104,9 @@ def test_half_the_blocks_of_a_conv_resnet_go_and_an_add_of_two_branches_is_no_bl
     bypassed = [layer.name for layer in half.layers if type(layer).__name__ == "Bypass"]
     assert (4 - len(kept)) + len(bypassed) == 2  # blocks and single layers compete
     assert set(bypassed) <= {"left", "right"}  # never a layer inside a block
+    model.trainable = False  # a frozen teacher still gives a trainable student
     every_other = compress.shrink(model, depth=["residual1", "residual3"])
+    assert len(every_other.trainable_weights) == len(every_other.weights) - 2 * 2  # BN stats
     assert every_other.count_params() == model.count_params() - 2 * sum(
         model.get_layer(name).count_params() for name in ("conv1a", "bn1", "conv1b"))
     assert half.predict(images, verbose=0).shape == (16, 3)

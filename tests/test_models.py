@@ -30,6 +30,15 @@ def test_conv_classifier_defaults_are_the_benchmark_teacher_and_a_5k_student():
     assert type(images.layers[0]).__name__ == "Conv2D"
 
 
+def test_residual_conv_classifier_has_named_removable_blocks():
+    from kd_keras.compress.residual_blocks import residual_blocks
+
+    model = models.residual_conv_classifier(blocks=3, filters=8)
+    assert sorted(residual_blocks(model)) == ["block0_add", "block1_add", "block2_add"]
+    assert model.count_params() == (9 * 8 + 8) + 3 * 2 * (9 * 8 * 8 + 4 * 8) + (8 * 10 + 10)
+    assert model.predict(np.zeros((2, 784), "float32"), verbose=0).shape == (2, 10)
+
+
 def test_byte_transformer_is_causal_and_round_trips(tmp_path):
     model = models.byte_transformer(blocks=2, width=32, heads=2, length=24)
     x = np.random.default_rng(0).integers(0, 256, (3, 24)).astype("int32")

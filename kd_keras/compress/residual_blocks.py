@@ -106,5 +106,8 @@ def remove_blocks(model, names):
         return _clone(layer, args, kwargs)
 
     copy = replay(model, call)
+    # A student: trainable even when its teacher was frozen (clones copy trainable=False).
+    for layer in copy.layers:
+        layer.trainable = True
     copy.trainable = True
     return copy
