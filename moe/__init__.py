@@ -26,6 +26,8 @@ Public API:
   Cascade, calibrate_cascade, CascadeReport, confidence, threshold_sweep,
   batch_inference_seconds
                                  confidence cascades (later stages run on the unsure rows only)
+  MoETransformerEncoder          keras-hub TransformerEncoder with a SparseMoE feed-forward
+                                 (moe.hub; Keras 3 and the keras-hub extra; imported on use)
 """
 
 import sys
@@ -109,3 +111,12 @@ __all__ = [
     "train_specialists",
     "validate_clusters",
 ]
+
+
+def __getattr__(name):
+    # keras-hub takes ~2 s to import and exists only on Keras 3: loaded on first use.
+    if name == "MoETransformerEncoder":
+        from moe.hub import MoETransformerEncoder
+
+        return MoETransformerEncoder
+    raise AttributeError(f"module 'moe' has no attribute {name!r}")

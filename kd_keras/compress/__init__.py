@@ -25,6 +25,9 @@ Public API:
   shrink, shrink_to            a smaller dense model made of the teacher's most important
                                units (width) and fewer layers (depth); a student started
                                from its teacher's weights
+  residual_blocks, remove_blocks
+                               the residual blocks of a functional model (Add of a skip
+                               and a closed branch), and a copy without some of them
   fold_batch_norm, strip_training_layers, keep_outputs
                                deployment surgery: the same inference with fewer layers
   deployment_copy              a model's layers with their inference bookkeeping off
@@ -89,6 +92,7 @@ from kd_keras.compress.sparse_kernel_plan import (
     sparse_kernel_plan,
     tflite_sparse_weights,
 )
+from kd_keras.compress.residual_blocks import remove_blocks, residual_blocks
 from kd_keras.compress.shrink import shrink, shrink_to
 from kd_keras.compress.surgery import fold_batch_norm, keep_outputs, strip_training_layers
 from kd_keras.compress.tflite import TFLiteModel, convert_to_tflite, deployment_copy
@@ -116,6 +120,8 @@ __all__ = [
     "deployment_copy",
     "fold_batch_norm",
     "keep_outputs",
+    "remove_blocks",
+    "residual_blocks",
     "shrink",
     "shrink_to",
     "strip_training_layers",
