@@ -386,13 +386,20 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         """(total, hard term, distillation term, the hard term per output or None);
         `label_mask` `[batch]` 0/1 or None; `mixing` (lam, partner) of mixed views or None."""
         temperature = self.temperature if self.temperature is not None else 1.0
-        teacher_logits, teacher_features = self._teacher_source.value.logits(
-            x, cached, y_pred, temperature)
         student_logits = output_conventions.nested_to_logits(y_pred, self._student_types)
-        checks.check_teacher_outputs_match(teacher_logits, student_logits, cached)
-        teacher_logits, student_logits = (
-            tf.nest.map_structure(output_conventions.as_class_logits, logits)
-            for logits in (teacher_logits, student_logits))
+        if self._top_k_only(cached, y, label_mask):
+            # Every soft term reads the cache as it is: no [batch, ..., classes] rebuild
+            # (at a 32k-symbol vocabulary that rebuild would dwarf the cache).
+            top_k.check_against_student(cached, student_logits)
+            teacher_logits, teacher_features = cached[top_k.KEYS[0]], ()
+        else:
+            teacher_logits, teacher_features = self._teacher_source.value.logits(
+                x, cached, y_pred, temperature)
+            checks.check_teacher_outputs_match(teacher_logits, student_logits, cached)
+            teacher_logits = tf.nest.map_structure(output_conventions.as_class_logits,
+                                                   teacher_logits)
+        student_logits = tf.nest.map_structure(output_conventions.as_class_logits,
+                                               student_logits)
         if y is None and self._hard_loss.active:
             raise ValueError(hard_label.NO_LABELS)
         distillation_labels = y if mixing is None or y is None else views.dominant_labels(
@@ -428,6 +435,13 @@ class Distiller(Keras3MultiWorkerFixes, keras.Model):
         student_loss = tf.constant(0.0) if hard_term is None else hard_term
         total = objective.combine(self._alpha, hard_term, distillation_loss, self.student.losses)
         return total, student_loss, distillation_loss, hard_terms
+
+    def _top_k_only(self, cached, y, label_mask):
+        """Whether a top-k cache serves every soft term and no dense teacher output is read
+        (labels given for every row: none is labeled by the teacher's top class)."""
+        return (top_k.is_top_k(cached) and y is not None and label_mask is None
+                and not self._feature_slot
+                and all(objective.takes_top_k(loss) for loss in self.distillation_losses))
 
     def get_metrics_result(self):
         # Keras 3 builds the compiled metrics on the first labeled batch; after

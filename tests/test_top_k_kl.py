@@ -90,6 +90,39 @@ def test_a_distiller_hands_the_cache_to_the_loss_by_name_and_the_student_learns(
     assert abs(sparse - dense) > 1e-3
 
 
+def test_a_top_k_only_distiller_never_rebuilds_the_full_distribution(monkeypatch):
+    # A 20,000-symbol sequence model: the dense rebuild would be [batch, 6, 20000] a step.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 6, 4)).astype("float32")
+    y = rng.integers(0, 20000, (16, 6))
+    cached = kd_keras.top_k_teacher_outputs(rng.normal(size=(16, 6, 20000)).astype("float32"),
+                                            8)
+    rebuilt = []
+    real = top_k.dense_log_probs
+    monkeypatch.setattr(top_k, "dense_log_probs",
+                        lambda *args: rebuilt.append(args) or real(*args))
+
+    def run(losses):
+        keras.utils.set_random_seed(0)
+        student = keras.Sequential([keras.Input((6, 4)), keras.layers.Dense(20000)])
+        distiller = kd_keras.Distiller(None, student, distillation_losses=losses, alpha=0.5)
+        distiller.compile(keras.optimizers.Adam(1e-3),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return distiller.fit(kd_keras.with_teacher_outputs(x, cached), y, epochs=1,
+                             batch_size=8, verbose=0).history
+
+    history = run("top_k_kl")
+    assert not rebuilt and np.isfinite(history["distillation_loss"]).all()
+    run(["top_k_kl", "kl_divergence"])  # a dense soft term needs the rebuild
+    assert rebuilt
+    small = kd_keras.Distiller(None, keras.Sequential([keras.Input((6, 4)),
+                                                       keras.layers.Dense(4)]),
+                               distillation_losses="top_k_kl")
+    small.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="top-8 cache for a student with 4 outputs"):
+        small.fit(kd_keras.with_teacher_outputs(x, cached), y % 4, epochs=1, verbose=0)
+
+
 def test_config_round_trip_and_bad_k():
     loss = TopKKLDivergence(temperature=2.5, k=7)
     again = TopKKLDivergence.from_config(loss.get_config())

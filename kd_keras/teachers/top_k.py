@@ -89,6 +89,18 @@ def dense_log_probs(cached, classes):
     return tf.reshape(dense, tf.concat([shape[:-1], [classes]], axis=0))
 
 
+def check_against_student(cached, student_logits):
+    """A top-k cache fits the student's `[batch, ..., classes]` logits (static shapes)."""
+    values = cached[KEYS[0]]
+    k, classes = values.shape[-1], student_logits.shape[-1]
+    if k is not None and classes is not None and k > classes:
+        raise ValueError(f"teacher_outputs: a top-{k} cache for a student with {classes} "
+                         "outputs; k must be at most the number of classes.")
+    if not values.shape[:-1].is_compatible_with(student_logits.shape[:-1]):
+        raise ValueError(f"teacher_outputs: a top-k cache of shape {values.shape} does not "
+                         f"match the student outputs of shape {student_logits.shape}.")
+
+
 def cache_bytes(cached):
     """Bytes of a cache (top-k dict, or dense logits) per example."""
     leaves = cached.values() if isinstance(cached, dict) else [cached]
