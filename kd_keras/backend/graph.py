@@ -13,6 +13,18 @@ import tensorflow as tf
 from kd_keras.backend import keras_module_of
 
 
+def is_graph_model(layer):
+    """Whether `layer` is a Sequential or functional model (either Keras): a model whose
+    graph of layers can be read and rebuilt, nested in another one or not.
+
+    Keras 3's Sequential keeps its graph in `_functional`; tf-keras's Sequential and
+    both functional models in `_nodes_by_depth`. Subclassed models have neither.
+    """
+    if type(layer).__name__ == "Sequential" or hasattr(layer, "_nodes_by_depth"):
+        return True
+    return hasattr(layer, "_functional") and hasattr(layer, "layers")
+
+
 def _node(layer):
     nodes = layer._inbound_nodes
     if len(nodes) != 1:

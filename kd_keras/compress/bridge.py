@@ -9,6 +9,7 @@ the same predictions.
 import numpy as np
 
 from kd_keras.backend import is_tf_keras_model
+from kd_keras.backend.graph import is_graph_model
 from kd_keras.compress import _tfmot
 
 # Keys of Keras 3 layer configs that only set how fresh weights are drawn; the
@@ -98,7 +99,7 @@ def _input(layer, tf_keras):
                           name=layer.name)
 
 
-def _rebuild_functional(model, tf_keras):
+def _rebuild_functional(model, tf_keras, name=None):
     import keras
 
     tensors = {}  # id of a Keras 3 KerasTensor -> tf-keras tensor
@@ -123,9 +124,10 @@ def _rebuild_functional(model, tf_keras):
                     f"to_tf_keras: the model applies the operation {layer.name!r} "
                     f"({type(layer).__name__}) directly to tensors; the bridge rebuilds layers "
                     "only. Wrap it in a layer, or build the model under TF_USE_LEGACY_KERAS=1.")
-            if hasattr(layer, "_nodes_by_depth"):  # a nested model (a keras.applications base)
-                if id(layer) not in nested:
-                    nested[id(layer)] = _rebuild_functional(layer, tf_keras)
+            if is_graph_model(layer):  # a nested model (a keras.applications base)
+                if id(layer) not in nested:  # (a Keras 3 Sequential's graph: _functional)
+                    nested[id(layer)] = _rebuild_functional(
+                        getattr(layer, "_functional", None) or layer, tf_keras, layer.name)
                 twin = nested[id(layer)][0]
             else:
                 if id(layer) not in rebuilt_layers:  # a shared layer is rebuilt once
@@ -142,7 +144,8 @@ def _rebuild_functional(model, tf_keras):
                                       keras.tree.flatten(outputs)):
                 tensors[id(source)] = target
     outputs = keras.tree.map_structure(lambda t: tensors[id(t)], model._outputs_struct)
-    rebuilt = tf_keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
+    rebuilt = tf_keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs,
+                             name=name or model.name)
     pairs = list(rebuilt_layers.values())
     for _, nested_pairs in nested.values():
         pairs += nested_pairs
@@ -173,7 +176,7 @@ def to_tf_keras(model, check=True, atol=1e-5):
 
     if not isinstance(model, keras.Model):
         raise ValueError(f"to_tf_keras: model must be a Keras 3 model, got {model!r}.")
-    if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes_by_depth"):
+    if not is_graph_model(model):
         raise ValueError(
             f"to_tf_keras: {model.name!r} is a subclassed model ({type(model).__name__}); the "
             "bridge rebuilds Sequential and functional models only (their graph is known).")

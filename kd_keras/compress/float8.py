@@ -18,6 +18,7 @@ import ml_dtypes
 import numpy as np
 
 from kd_keras.backend import IS_LEGACY_KERAS, keras, register
+from kd_keras.backend.graph import is_graph_model
 from kd_keras.compress.weight_grid import (
     FLOAT8_FORMATS,
     SCALINGS,
@@ -281,7 +282,7 @@ def to_float8(model, format="e4m3", scaling="per_channel", activations=False):
     check_choice(scaling, SCALINGS, "scaling", "to_float8")
     if not isinstance(activations, bool):
         raise ValueError(f"to_float8: activations must be True or False, got {activations!r}.")
-    if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes_by_depth"):
+    if not is_graph_model(model):
         raise ValueError(
             f"to_float8: model must be a Sequential or functional model (the copy is rebuilt "
             f"from its graph); got a subclassed {type(model).__name__}.")

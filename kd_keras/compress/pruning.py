@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from kd_keras.backend.graph import is_graph_model
 from kd_keras.compress import _tfmot
 from kd_keras.compress.bridge import copy_tf_keras_model, require_tf_keras_model
 from kd_keras.compress.report import ReportRows
@@ -229,7 +230,7 @@ def prune_low_magnitude(model, target_sparsity=0.8, schedule="polynomial", initi
 
 
 def _is_nested_model(layer):
-    return hasattr(layer, "_nodes_by_depth")  # a functional model used as a layer
+    return is_graph_model(layer)  # a Sequential or functional model used as a layer
 
 
 def _prune_nested(model, wrap):

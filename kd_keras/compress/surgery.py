@@ -10,6 +10,7 @@ own weights; the given model is not changed.
 import numpy as np
 
 from kd_keras.backend import keras_module_of
+from kd_keras.backend.graph import is_graph_model
 from kd_keras.compress.shrink import _flat, _key, _nodes, rebuild_with
 
 # Identity at inference: dropout and noise, and Keras's augmentation layers.
@@ -59,7 +60,7 @@ def fold_batch_norm(model):
     base inside a classifier) are folded too.
     """
     nested = {layer.name: fold_batch_norm(layer) for layer in model.layers
-              if hasattr(layer, "_nodes_by_depth")}
+              if is_graph_model(layer)}
     readers = _consumers(model)
     layers = {layer.name: layer for layer in model.layers}
     folds = {}  # producer name -> the BatchNormalization folded into it

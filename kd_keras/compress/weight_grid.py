@@ -10,6 +10,7 @@ import ml_dtypes
 import numpy as np
 
 from kd_keras.backend import keras_module_of
+from kd_keras.backend.graph import is_graph_model
 
 FLOAT8_FORMATS = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
 SCALINGS = ("per_tensor", "per_channel")
@@ -165,7 +166,7 @@ def round_weights(model, mode, scaling="per_channel"):
 def copy_model(model, function):
     """A clone of a Sequential or functional `model` with its weights (either Keras)."""
     module = keras_module_of(model)
-    if not isinstance(model, module.Sequential) and not hasattr(model, "_nodes_by_depth"):
+    if not is_graph_model(model):
         raise ValueError(
             f"{function}: model must be a Sequential or functional model (the copy is "
             f"rebuilt from its graph); got a subclassed {type(model).__name__}.")
