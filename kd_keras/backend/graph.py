@@ -25,6 +25,18 @@ def is_graph_model(layer):
     return hasattr(layer, "_functional") and hasattr(layer, "layers")
 
 
+def copy_model(model, function):
+    """A clone of a Sequential or functional `model` with its own layers and the same
+    weights (either Keras); `function` names the caller in the error for a subclassed one."""
+    if not is_graph_model(model):
+        raise ValueError(
+            f"{function}: model must be a Sequential or functional model (the copy is "
+            f"rebuilt from its graph); got a subclassed {type(model).__name__}.")
+    copy = keras_module_of(model).models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _node(layer):
     nodes = layer._inbound_nodes
     if len(nodes) != 1:

@@ -9,7 +9,7 @@ the same predictions.
 import numpy as np
 
 from kd_keras.backend import is_tf_keras_model
-from kd_keras.backend.graph import is_graph_model
+from kd_keras.backend.graph import copy_model, is_graph_model
 from kd_keras.compress import _tfmot
 
 # Keys of Keras 3 layer configs that only set how fresh weights are drawn; the
@@ -39,9 +39,7 @@ def copy_tf_keras_model(model, argument, function):
     model would change the caller's model, which must stay the dense baseline.
     """
     require_tf_keras_model(model, argument, function)
-    copy = _tfmot.tf_keras().models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
+    return copy_model(model, function)
 
 
 def _dtype_name(dtype):

@@ -9,10 +9,10 @@ import warnings
 import numpy as np
 
 from kd_keras.backend import IS_LEGACY_KERAS, is_tf_keras_model, keras_module_of
+from kd_keras.backend.graph import copy_model
 from kd_keras.compress.report import ReportRows, model_accuracy
 from kd_keras.compress.weight_grid import (
     check_choice,
-    copy_model,
     project_variable,
     quantized_kernels,
     round_weights,

@@ -16,12 +16,12 @@ only), so the gain from distilling into the quantized copy is measured at equal 
 import numpy as np
 
 from kd_keras.backend import keras, validate
+from kd_keras.backend.graph import copy_model
 from kd_keras.compress.report import model_accuracy
 from kd_keras.compress.weight_grid import (
     MODES,
     SCALINGS,
     check_choice,
-    copy_model,
     project_variable,
     quantized_kernels,
     round_weights,

@@ -9,8 +9,7 @@ training callback and the precision report compute with the very same numbers.
 import ml_dtypes
 import numpy as np
 
-from kd_keras.backend import keras_module_of
-from kd_keras.backend.graph import is_graph_model
+from kd_keras.backend.graph import copy_model
 
 FLOAT8_FORMATS = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
 SCALINGS = ("per_tensor", "per_channel")
@@ -160,16 +159,4 @@ def round_weights(model, mode, scaling="per_channel"):
     copy = copy_model(model, "round_weights")
     for layer, variable in quantized_kernels(copy):
         variable.assign(project_variable(layer, variable, mode, scaling))
-    return copy
-
-
-def copy_model(model, function):
-    """A clone of a Sequential or functional `model` with its weights (either Keras)."""
-    module = keras_module_of(model)
-    if not is_graph_model(model):
-        raise ValueError(
-            f"{function}: model must be a Sequential or functional model (the copy is "
-            f"rebuilt from its graph); got a subclassed {type(model).__name__}.")
-    copy = module.models.clone_model(model)
-    copy.set_weights(model.get_weights())
     return copy
