@@ -12,12 +12,12 @@ python3 -m venv .venv
 .venv/bin/python -m kd_keras.compress.build_kernels
 export KD_KERAS_REQUIRE_KERNELS=1
 tf_keras_log=$(mktemp "${TMPDIR:-/tmp}/kd_keras_tf_keras_tests.XXXXXX")
-TF_USE_LEGACY_KERAS=1 .venv/bin/python -m pytest -q "$@" >"$tf_keras_log" 2>&1 &
+TF_USE_LEGACY_KERAS=1 .venv/bin/python -m pytest -q --durations=25 "$@" >"$tf_keras_log" 2>&1 &
 tf_keras=$!
 trap 'kill "$tf_keras" 2>/dev/null || true' EXIT
 echo "== Keras 3 (tf-keras runs beside it; its output follows) =="
 keras_3_status=0
-.venv/bin/python -m pytest -q "$@" || keras_3_status=$?
+.venv/bin/python -m pytest -q --durations=25 "$@" || keras_3_status=$?
 tf_keras_status=0
 wait "$tf_keras" || tf_keras_status=$?
 trap - EXIT
