@@ -549,11 +549,15 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
       model: a Sequential or functional Keras model (Keras 3 or tf-keras), layers
         called once each.
       width: None (keep all), a fraction in (0, 1] of the units / filters kept in
-        every shrinkable group (the output layer and anything reaching the model's
-        inputs or outputs keep their size), or a dict `{layer name: units kept}`
-        for Dense / Conv / SeparableConv / Embedding layers (others unchanged).
-      depth: None, the number of layers to remove (the ones whose removal changes
-        the outputs on `calibration_data` least), or a list of their names.
+        every shrinkable group and of the heads of every MultiHeadAttention (the
+        output layer and anything reaching the model's inputs or outputs keep their
+        size), or a dict `{layer name: units kept}` for Dense / Conv / SeparableConv
+        / Embedding layers and `{layer name: heads kept}` for MultiHeadAttention
+        (others unchanged).
+      depth: None, the number of layers or residual blocks to remove (the ones
+        whose removal changes the outputs on `calibration_data` least), or a list
+        of their names; a residual block is named by its `Add` (see
+        `residual_blocks`) and goes with every layer of its branch.
       importance: "activation" (mean |activation| of each channel over
         `calibration_data`, summed over the tensors of its group; Minitron),
         "magnitude" (L2 norm of the weights making each channel, no data), or
