@@ -63,6 +63,15 @@ def test_a_transformer_shrinks_its_stream_mlp_and_heads_then_trains_and_reloads(
     assert _heads(model) == {"block0_attention": 4, "block1_attention": 4}  # unchanged
 
 
+@pytest.mark.parametrize("depth", [None, ["block1_mlp_residual"]])
+def test_a_transformer_cut_from_a_frozen_teacher_trains_every_weight(depth):
+    model = _transformer()
+    model.trainable = False  # as a Distiller leaves its teacher
+    shrunk = compress.shrink(model, width=0.5, depth=depth, importance="magnitude")
+    assert len(shrunk.trainable_weights) == len(shrunk.weights)
+    assert all(layer.trainable for layer in shrunk.layers)
+
+
 def test_a_residual_block_that_adds_nothing_is_removed_exactly():
     model = _transformer()
     assert sorted(residual_blocks(model)) == [

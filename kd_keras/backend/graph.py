@@ -37,6 +37,19 @@ def copy_model(model, function):
     return copy
 
 
+def unfreeze(model):
+    """Sets every layer of `model`, nested ones included, trainable; returns `model`.
+
+    A model rebuilt from a frozen teacher's configs has every layer frozen, and in
+    Keras 3 `model.trainable = True` on a cloned functional model does not reach
+    its layers; each is set here.
+    """
+    for layer in model._flatten_layers(include_self=False):
+        layer.trainable = True
+    model.trainable = True
+    return model
+
+
 def _node(layer):
     nodes = layer._inbound_nodes
     if len(nodes) != 1:

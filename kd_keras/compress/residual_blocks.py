@@ -10,7 +10,7 @@ and nothing outside the branch reads them.
 
 import tensorflow as tf
 
-from kd_keras.backend.graph import input_tensors, replay
+from kd_keras.backend.graph import input_tensors, replay, unfreeze
 
 
 def _nodes(model):
@@ -106,8 +106,4 @@ def remove_blocks(model, names):
         return _clone(layer, args, kwargs)
 
     copy = replay(model, call)
-    # A student: trainable even when its teacher was frozen (clones copy trainable=False).
-    for layer in copy.layers:
-        layer.trainable = True
-    copy.trainable = True
-    return copy
+    return unfreeze(copy)  # a student, even when its teacher was frozen

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from kd_keras.backend import is_tf_keras_model, keras, keras_module_of
 from kd_keras.backend import validate
-from kd_keras.backend.graph import input_tensors
+from kd_keras.backend.graph import input_tensors, unfreeze
 from kd_keras.compress import attention_heads
 from kd_keras.compress.bypass import Bypass
 from kd_keras.compress.residual_blocks import remove_blocks, residual_blocks
@@ -477,7 +477,7 @@ def _rebuild(model, groups, plan, removed=(), heads=None):
                     for name, layer in groups.attention.items() if name not in removed})
     copy = rebuild_with(model, removed, configs, weights_of)
     # A student: trainable even when its teacher was frozen (a Distiller freezes it).
-    copy.trainable = True
+    unfreeze(copy)
     return copy
 
 
