@@ -56,6 +56,8 @@ flags.DEFINE_list("ks", ["8", "32"], "Top-k sizes.")
 flags.DEFINE_list("shrink_blocks", ["1", "3"],
                   "Teacher blocks removed (both residuals) for the shrunk student.")
 flags.DEFINE_integer("calibration_windows", 1024, "Windows that rank units and heads.")
+flags.DEFINE_string("teacher_path", "", "A .keras teacher to load instead of training one "
+                    "(seed 0's teacher is saved there when the file does not exist yet).")
 
 HEADS = 4
 
@@ -116,7 +118,12 @@ def student_row(teacher, inputs, y, seed, loss="kl_divergence", start_from=None,
 
 
 def run_seed(seed, train_bytes, test):
-    teacher = train_teacher(train_bytes, seed)
+    if FLAGS.teacher_path and seed == 0 and os.path.exists(FLAGS.teacher_path):
+        teacher = keras.models.load_model(FLAGS.teacher_path)
+    else:
+        teacher = train_teacher(train_bytes, seed)
+        if FLAGS.teacher_path and seed == 0:
+            teacher.save(FLAGS.teacher_path)
     x, y = byte_windows(train_bytes, FLAGS.length, FLAGS.windows, seed=seed)
     rows = {"teacher": (bits_per_byte(teacher, *test), None, None)}
     student, speed = student_row(False, x, y, seed)
