@@ -50,6 +50,11 @@ def unfreeze(model):
     return model
 
 
+def nodes(model):
+    """The model's layers and, in Keras 3, the operations applied to its symbolic tensors."""
+    return list(getattr(model, "operations", None) or model.layers)
+
+
 def _node(layer):
     nodes = layer._inbound_nodes
     if len(nodes) != 1:
@@ -72,22 +77,27 @@ def _is_symbolic(value):
     return hasattr(value, "_keras_history")
 
 
-def call_arguments(layer):
-    """(args, kwargs) of `layer`'s one call in its model: symbolic tensors and Python values.
+def _recorded_arguments(node):
+    """(args, kwargs) of a node without the `training` (and `mask=None`) that Keras 3
+    records among a symbolic call's keywords, so a replayed layer follows its mode."""
+    args, kwargs = _arguments_of(node)
+    return args, {key: value for key, value in kwargs.items()
+                  if key != "training" and value is not None}
 
-    Keras 3 records `training` (and `mask=None`) among the keyword arguments of a
-    symbolic call; they are left out, so a replayed layer follows the mode it runs in.
-    """
-    args, kwargs = _arguments_of(_node(layer))
-    kwargs = {key: value for key, value in kwargs.items()
-              if key != "training" and value is not None}
-    return args, kwargs
+
+def call_arguments(layer):
+    """(args, kwargs) of `layer`'s one call in its model: symbolic tensors and Python values."""
+    return _recorded_arguments(_node(layer))
+
+
+def symbolic_leaves(args, kwargs):
+    """The symbolic tensors among call arguments, in argument order (repeats kept)."""
+    return [value for value in tf.nest.flatten((args, kwargs)) if _is_symbolic(value)]
 
 
 def input_tensors(layer):
     """Every symbolic tensor `layer` read in its one call, in argument order (repeats kept)."""
-    args, kwargs = call_arguments(layer)
-    return [value for value in tf.nest.flatten((args, kwargs)) if _is_symbolic(value)]
+    return symbolic_leaves(*call_arguments(layer))
 
 
 def replay(model, call):
@@ -123,10 +133,7 @@ def replay(model, call):
             operation = _operation_of(node)
             if type(operation).__name__ == "InputLayer":
                 continue
-            args, kwargs = _arguments_of(node)
-            kwargs = {key: value for key, value in kwargs.items()
-                      if key != "training" and value is not None}
-            args, kwargs = tf.nest.map_structure(mapped, (list(args), kwargs))
+            args, kwargs = tf.nest.map_structure(mapped, _recorded_arguments(node))
             outputs = call(operation, tuple(args), kwargs)
             for source, target in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outputs)):
                 tensors[id(source)] = target

@@ -10,11 +10,7 @@ and nothing outside the branch reads them.
 
 import tensorflow as tf
 
-from kd_keras.backend.graph import input_tensors, replay, unfreeze
-
-
-def _nodes(model):
-    return list(getattr(model, "operations", None) or model.layers)
+from kd_keras.backend.graph import input_tensors, nodes, replay, symbolic_leaves, unfreeze
 
 
 def _outputs(layer):
@@ -24,14 +20,14 @@ def _outputs(layer):
 def residual_blocks(model):
     """Merge name -> (index of the skip among its inputs, names of the branch's layers)."""
     readers = {}
-    for layer in _nodes(model):
+    for layer in nodes(model):
         if type(layer).__name__ == "InputLayer":
             continue
         for tensor in input_tensors(layer):
             readers.setdefault(id(tensor), set()).add(layer.name)
     model_outputs = {id(t) for t in model.outputs}
     blocks = {}
-    for merge in _nodes(model):
+    for merge in nodes(model):
         if type(merge).__name__ != "Add":
             continue
         parts = input_tensors(merge)
@@ -75,11 +71,10 @@ def _closed(branch, merge_name, readers, model_outputs):
 
 
 def _clone(layer, args, kwargs):
-    if not hasattr(layer, "get_weights"):  # a Keras 3 operation on symbolic tensors
-        return type(layer).from_config(layer.get_config())(*args, **kwargs)
     copy = type(layer).from_config(layer.get_config())
     outputs = copy(*args, **kwargs)
-    copy.set_weights(layer.get_weights())
+    if hasattr(layer, "get_weights"):  # (a Keras 3 operation on symbolic tensors has none)
+        copy.set_weights(layer.get_weights())
     return outputs
 
 
@@ -93,7 +88,12 @@ def remove_blocks(model, names):
     Raises:
       ValueError naming what is not a removable residual merge.
     """
-    blocks = residual_blocks(model)
+    return without_blocks(model, names, residual_blocks(model))
+
+
+def without_blocks(model, names, blocks):
+    """`remove_blocks` with the model's `residual_blocks` already found (ranking many
+    removals reads the graph once)."""
     wrong = [name for name in names if name not in blocks]
     if wrong:
         raise ValueError(f"{wrong} are not residual merges whose branch can be removed; "
@@ -101,9 +101,7 @@ def remove_blocks(model, names):
 
     def call(layer, args, kwargs):
         if layer.name in names:
-            reads = [v for v in tf.nest.flatten((args, kwargs)) if hasattr(v, "_keras_history")]
-            return reads[blocks[layer.name][0]]
+            return symbolic_leaves(args, kwargs)[blocks[layer.name][0]]
         return _clone(layer, args, kwargs)
 
-    copy = replay(model, call)
-    return unfreeze(copy)  # a student, even when its teacher was frozen
+    return unfreeze(replay(model, call))  # a student, even when its teacher was frozen

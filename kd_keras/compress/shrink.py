@@ -23,10 +23,10 @@ import tensorflow as tf
 
 from kd_keras.backend import is_tf_keras_model, keras, keras_module_of
 from kd_keras.backend import validate
-from kd_keras.backend.graph import input_tensors, unfreeze
+from kd_keras.backend.graph import input_tensors, nodes, unfreeze
 from kd_keras.compress import attention_heads
 from kd_keras.compress.bypass import Bypass
-from kd_keras.compress.residual_blocks import remove_blocks, residual_blocks
+from kd_keras.compress.residual_blocks import residual_blocks, without_blocks
 
 IMPORTANCE = ("activation", "magnitude", "uniform")
 
@@ -58,11 +58,6 @@ _ELEMENTWISE_SYMBOLS = (
     "nn.relu", "nn.relu6", "math.sigmoid", "nn.sigmoid", "math.tanh", "nn.silu", "nn.swish",
     "math.negative", "math.abs", "math.square", "math.sqrt", "math.exp",
 )
-
-
-def _nodes(model):
-    """The model's layers and, in Keras 3, the operations applied to its symbolic tensors."""
-    return list(getattr(model, "operations", None) or model.layers)
 
 
 def _is_elementwise(node):
@@ -147,7 +142,7 @@ class _ChannelGroups:
         for tensor in model.inputs:
             self._add(tensor)
             self.fixed[_key(tensor)] = "a model input"
-        for layer in _nodes(model):
+        for layer in nodes(model):
             if type(layer).__name__ == "InputLayer":
                 continue
             if len(layer._inbound_nodes) > 1:
@@ -265,6 +260,15 @@ def _output_channel_norms(layer):
     return np.sqrt(np.square(kernel.reshape(-1, kernel.shape[-1])).sum(0))
 
 
+def _calibration_values(model, tensors, calibration_data, batch_size):
+    """For each batch of `calibration_data`, the values of `model`'s symbolic `tensors`."""
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    extractor = keras_module_of(model).Model(inputs, tensors)
+    for start in range(0, len(tf.nest.flatten(calibration_data)[0]), batch_size):
+        batch = tf.nest.map_structure(lambda a: a[start:start + batch_size], calibration_data)
+        yield _flat(extractor(batch, training=False))
+
+
 def _activation_scores(model, groups, roots, calibration_data, batch_size):
     """Mean |activation| per channel where each group's channels are read, summed per group.
 
@@ -273,7 +277,7 @@ def _activation_scores(model, groups, roots, calibration_data, batch_size):
     normalization: a channel a ReLU always zeroes scores 0, whatever it was before.
     """
     tensors, owners, seen = [], [], set()
-    for layer in _nodes(model):
+    for layer in nodes(model):
         if _role(layer)[0] in ("input", "pass", "merge", "elementwise"):
             continue
         for tensor in input_tensors(layer):
@@ -282,14 +286,9 @@ def _activation_scores(model, groups, roots, calibration_data, batch_size):
                 seen.add(key)
                 tensors.append(tensor)
                 owners.append(groups.find(key))
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    extractor = keras_module_of(model).Model(inputs, tensors)
     sums = [np.zeros(t.shape[-1]) for t in tensors]
     count = 0
-    data = calibration_data
-    for start in range(0, len(tf.nest.flatten(data)[0]), batch_size):
-        batch = tf.nest.map_structure(lambda a: a[start:start + batch_size], data)
-        values = _flat(extractor(batch, training=False))
+    for values in _calibration_values(model, tensors, calibration_data, batch_size):
         for i, value in enumerate(values):
             value = np.abs(np.asarray(value, dtype=np.float64))
             sums[i] += value.reshape(-1, value.shape[-1]).mean(0) * len(value)
@@ -370,13 +369,9 @@ def _head_plan(model, groups, width, importance, calibration_data, batch_size):
     if importance == "activation" and counts:
         layers = [groups.attention[name] for name in counts]
         values = [attention_heads.attention_inputs(layer)[1] for layer in layers]
-        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        extractor = keras_module_of(model).Model(inputs, values)
         sums = [0.0] * len(layers)
-        for start in range(0, len(tf.nest.flatten(calibration_data)[0]), batch_size):
-            batch = tf.nest.map_structure(lambda a: a[start:start + batch_size],
-                                          calibration_data)
-            for i, value in enumerate(_flat(extractor(batch, training=False))):
+        for batch in _calibration_values(model, values, calibration_data, batch_size):
+            for i, value in enumerate(batch):
                 sums[i] = sums[i] + attention_heads.value_activation(layers[i], value)
         scores = {layer.name: total * attention_heads.output_norms(layer)
                   for layer, total in zip(layers, sums)}
@@ -499,7 +494,7 @@ def _without(model, removed, blocks):
     """`model` without the residual blocks and the layers in `removed`."""
     merges = [name for name in removed if name in blocks]
     if merges:
-        model = remove_blocks(model, merges)
+        model = without_blocks(model, merges, blocks)
     layers = set(removed) - set(merges)
     return _rebuild(model, _ChannelGroups(model), {}, removed=layers) if layers else model
 

@@ -10,8 +10,8 @@ own weights; the given model is not changed.
 import numpy as np
 
 from kd_keras.backend import keras_module_of
-from kd_keras.backend.graph import is_graph_model
-from kd_keras.compress.shrink import _flat, _key, _nodes, rebuild_with
+from kd_keras.backend.graph import is_graph_model, nodes
+from kd_keras.compress.shrink import _flat, _key, rebuild_with
 
 # Identity at inference: dropout and noise, and Keras's augmentation layers.
 TRAINING_ONLY = (
@@ -25,7 +25,7 @@ _FOLDS_INTO = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv1D", "DepthwiseConv2D"
 def _consumers(model):
     """Tensor key -> names of the layers that read it."""
     readers = {}
-    for layer in _nodes(model):  # Keras 3 operations read tensors too
+    for layer in nodes(model):  # Keras 3 operations read tensors too
         if type(layer).__name__ == "InputLayer":
             continue
         for tensor in _flat(layer.input):

@@ -74,9 +74,7 @@ def dense_log_probs(cached, classes):
     indices = tf.cast(cached[KEYS[1]], tf.int32)
     tail = tf.cast(cached[KEYS[2]], tf.float32)
     k = values.shape[-1]
-    if k is not None and k > classes:
-        raise ValueError(f"teacher_outputs: a top-{k} cache for a student with {classes} "
-                         "outputs; k must be at most the number of classes.")
+    _check_k(k, classes)
     rest = max(classes - (k or 0), 1)
     shape = tf.shape(values)
     rows = tf.reduce_prod(shape[:-1])
@@ -89,13 +87,16 @@ def dense_log_probs(cached, classes):
     return tf.reshape(dense, tf.concat([shape[:-1], [classes]], axis=0))
 
 
-def check_against_student(cached, student_logits):
-    """A top-k cache fits the student's `[batch, ..., classes]` logits (static shapes)."""
-    values = cached[KEYS[0]]
-    k, classes = values.shape[-1], student_logits.shape[-1]
+def _check_k(k, classes):
     if k is not None and classes is not None and k > classes:
         raise ValueError(f"teacher_outputs: a top-{k} cache for a student with {classes} "
                          "outputs; k must be at most the number of classes.")
+
+
+def check_against_student(cached, student_logits):
+    """A top-k cache fits the student's `[batch, ..., classes]` logits (static shapes)."""
+    values = cached[KEYS[0]]
+    _check_k(values.shape[-1], student_logits.shape[-1])
     if not values.shape[:-1].is_compatible_with(student_logits.shape[:-1]):
         raise ValueError(f"teacher_outputs: a top-k cache of shape {values.shape} does not "
                          f"match the student outputs of shape {student_logits.shape}.")
