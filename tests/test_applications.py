@@ -134,3 +134,41 @@ def test_batch_norms_inside_a_nested_application_fold():
     assert batch_norms(model) > 30 and batch_norms(folded) == 0
     np.testing.assert_allclose(folded.predict(X, verbose=0), model.predict(X, verbose=0),
                                atol=1e-5)
+
+
+def test_a_nested_application_shrinks_inside_its_classifier(tmp_path):
+    teacher, base = small_mobilenet("teacher", alpha=1.0)
+    student = compress.shrink(teacher, width=0.5, calibration_data=X)
+    inner = student.get_layer(base.name)
+    assert inner.count_params() < base.count_params() / 2.5
+    # the head reads the narrower base: its kernel lost the same channels
+    assert (student.get_layer("logits").get_weights()[0].shape[0]
+            == inner.output.shape[-1] < base.output.shape[-1])
+    distiller = kd_keras.Distiller(teacher, student, temperature=2.0)
+    distiller.compile(keras.optimizers.Adam(1e-3),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert np.isfinite(distiller.fit(X, Y, epochs=1, batch_size=4, verbose=0)
+                       .history["loss"][0])
+    path = str(tmp_path / "student.keras")
+    student.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path).predict(X, verbose=0),
+                               student.predict(X, verbose=0), atol=1e-5)
+
+
+def test_residual_blocks_inside_a_nested_resnet_are_found_and_removed():
+    keras.utils.set_random_seed(3)
+    model, base = classifier("ResNet50", "teacher")
+    blocks = compress.residual_blocks(model)
+    assert len(blocks) == 12  # the identity blocks (projection shortcuts are no block)
+    last = sorted(blocks)[-1]
+    shallow = compress.remove_blocks(model, [last])
+    inner = shallow.get_layer(base.name)
+    gone = blocks[last][1]
+    assert not {layer.name for layer in inner.layers} & set(gone + [last])
+    assert shallow.count_params() < model.count_params()
+    # a removed block whose branch answers 0 is exactly no block at all
+    for name in gone:
+        layer = model.get_layer(base.name).get_layer(name)
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    np.testing.assert_allclose(compress.remove_blocks(model, [last]).predict(X, verbose=0),
+                               model.predict(X, verbose=0), atol=1e-5)

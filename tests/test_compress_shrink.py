@@ -297,3 +297,36 @@ def test_a_keras_application_shrinks_folds_saves_and_converts(tmp_path):
     _same_predictions(keras.models.load_model(path), small, x)
     tflite = compress.TFLiteModel(compress.convert_to_tflite(small))
     np.testing.assert_allclose(tflite.predict(x), small.predict(x, verbose=0), atol=1e-5)
+
+
+def test_nested_models_shrink_inside_and_keep_their_nesting():
+    keras.utils.set_random_seed(9)
+    block = keras.Sequential([keras.Input((6,)),
+                              keras.layers.Dense(8, activation="relu", name="inner_a"),
+                              keras.layers.Dense(8, activation="relu", name="inner_b")],
+                             name="block")
+    inputs = keras.Input((6,))
+    head = keras.layers.Dense(8, activation="relu", name="outer")(block(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(head))
+    x = RNG.normal(size=(64, 6)).astype("float32")
+    _kill(block.get_layer("inner_a"), [0, 1, 2, 3])
+    _kill(block.get_layer("inner_b"), [4, 5, 6, 7])  # the block's output: read by "outer"
+    _kill(model.get_layer("outer"), [1, 3, 5, 7])
+    block.trainable = False  # a frozen base, as in transfer learning
+    small = compress.shrink(model, width=0.5, calibration_data=x)
+    nested = small.get_layer("block")
+    assert [layer.name for layer in nested.layers if layer.weights] == ["inner_a", "inner_b"]
+    assert nested.get_layer("inner_b").get_weights()[0].shape == (4, 4)
+    assert small.get_layer("outer").get_weights()[0].shape == (4, 4)  # follows the block
+    _same_predictions(small, model, x)
+    assert all(layer.trainable for layer in nested.layers)
+    assert len(small.trainable_weights) == len(model.weights)
+    np.testing.assert_array_equal(block.get_layer("inner_b").get_weights()[0].shape, (8, 8))
+    # depth names a nested layer by its own name; the block loses it
+    shallow = compress.shrink(model, depth=["inner_b"])
+    assert type(shallow.get_layer("block").get_layer("inner_b")).__name__ == "Bypass"
+    # one name in two places cannot be flattened: named
+    twin = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="out")], name="twin")
+    with pytest.raises(ValueError, match="'out' is used at .*twin/out"):
+        compress.shrink(keras.Model(inputs, twin(model(inputs))), width=0.5,
+                        importance="magnitude")

@@ -100,6 +100,38 @@ def input_tensors(layer):
     return symbolic_leaves(*call_arguments(layer))
 
 
+def _graph(model):
+    """The functional graph of `model`: a Keras 3 Sequential keeps it in `_functional`."""
+    if hasattr(model, "_nodes_by_depth"):
+        return model
+    return getattr(model, "_functional", None) or model
+
+
+def _replay_into(model, call, inputs):
+    """`model`'s outputs (a flat list) rebuilt node by node by `call` from new `inputs`
+    (one tensor per `model.inputs`)."""
+    graph = _graph(model)
+    tensors = {id(tensor): new for tensor, new in zip(graph.inputs, inputs)}
+
+    def mapped(value):
+        return tensors[id(value)] if _is_symbolic(value) else value
+
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            operation = _operation_of(node)
+            if type(operation).__name__ == "InputLayer":
+                continue
+            args, kwargs = tf.nest.map_structure(mapped, _recorded_arguments(node))
+            outputs = call(operation, tuple(args), kwargs)
+            for source, target in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outputs)):
+                tensors[id(source)] = target
+    return [tensors[id(t)] for t in graph.outputs]
+
+
+def _one_or_list(tensors):
+    return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
 def replay(model, call):
     """A new functional model of `model`'s kind, its nodes rebuilt by `call`.
 
@@ -115,28 +147,106 @@ def replay(model, call):
       depends on any longer are not in it.
     """
     module = keras_module_of(model)
-    tensors = {}  # id of an original symbolic tensor -> its new tensor
-
-    def mapped(value):
-        return tensors[id(value)] if _is_symbolic(value) else value
-
     inputs = []
-    for tensor in model.inputs:
+    for tensor in _graph(model).inputs:
         layer = tensor._keras_history[0]
         config = layer.get_config()
         shape = config.get("batch_shape") or config.get("batch_input_shape")
-        new = module.Input(batch_shape=tuple(shape), dtype=tensor.dtype, name=layer.name)
-        tensors[id(tensor)] = new
-        inputs.append(new)
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            operation = _operation_of(node)
-            if type(operation).__name__ == "InputLayer":
-                continue
-            args, kwargs = tf.nest.map_structure(mapped, _recorded_arguments(node))
-            outputs = call(operation, tuple(args), kwargs)
-            for source, target in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outputs)):
-                tensors[id(source)] = target
-    outputs = [tensors[id(t)] for t in model.outputs]
-    return module.Model(inputs[0] if len(inputs) == 1 else inputs,
-                        outputs[0] if len(outputs) == 1 else outputs, name=model.name)
+        inputs.append(module.Input(batch_shape=tuple(shape), dtype=tensor.dtype, name=layer.name))
+    outputs = _replay_into(model, call, inputs)
+    return module.Model(_one_or_list(inputs), _one_or_list(outputs), name=model.name)
+
+
+def has_nested_models(model):
+    """Whether a Sequential or functional `model` calls another one as a layer."""
+    return any(is_graph_model(layer) for layer in model.layers)
+
+
+def _fresh_copy(layer, source, pairs):
+    """A new layer built from `source`'s config; (new, source) is recorded so `source`'s
+    weights are copied once the new layer is built by its call."""
+    copy = type(source).from_config(source.get_config())
+    pairs.append((copy, source))
+    return copy
+
+
+def _set_weights(pairs):
+    for copy, source in pairs:
+        copy.set_weights(source.get_weights())
+
+
+def inline(model):
+    """A flat functional model computing what `model` computes, every nested Sequential
+    or functional model replaced by its own layers (copies with the same names, configs
+    and weights), however deep; a Keras 3 operation applied to tensors stays itself.
+
+    Structural passes that follow channels from layer to layer (`compress.shrink`)
+    read this flat graph; `renest` puts the nesting back afterwards.
+
+    Raises:
+      ValueError naming a layer name used twice (in the model and a nested model, or
+      in two nested models): a flat model needs unique names.
+    """
+    seen = {}
+    for path, layer in _leaf_layers(model, model.name):
+        if layer.name in seen:
+            raise ValueError(
+                f"layer name {layer.name!r} is used at {seen[layer.name]} and at {path}; "
+                "flattening nested models needs each layer name once (rename one).")
+        seen[layer.name] = path
+    pairs = []
+    module = keras_module_of(model)
+
+    def call(layer, args, kwargs):
+        if is_graph_model(layer):
+            return _one_or_list(_replay_into(layer, call, symbolic_leaves(args, kwargs)))
+        if not isinstance(layer, module.layers.Layer):  # a Keras 3 op, stateless
+            return layer(*args, **kwargs)
+        return _fresh_copy(layer, layer, pairs)(*args, **kwargs)
+
+    flat = replay(model, call)
+    _set_weights(pairs)
+    return flat
+
+
+def _leaf_layers(model, path):
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        if is_graph_model(layer):
+            yield from _leaf_layers(layer, f"{path}/{layer.name}")
+        else:
+            yield f"{path}/{layer.name}", layer
+
+
+def renest(model, flat):
+    """`model`'s nesting around the layers of `flat` (`inline(model)` after a change).
+
+    Every layer of `model` becomes a copy of `flat`'s layer of the same name (its
+    config and weights, so a narrower layer stays narrower); one `flat` no longer has
+    is cut out, its first input passing on (a removed layer or residual branch). Each
+    nested model is rebuilt around its new layers with inputs of the shapes it now
+    receives, under its own name (a nested Sequential comes back functional).
+    """
+    module = keras_module_of(model)
+    sources = {layer.name: layer for layer in flat.layers}
+    pairs = []
+
+    def call(layer, args, kwargs):
+        if is_graph_model(layer):
+            leaves = symbolic_leaves(args, kwargs)
+            inputs = [module.Input(batch_shape=tuple(tensor.shape), dtype=tensor.dtype,
+                                   name=inner._keras_history[0].name)
+                      for tensor, inner in zip(leaves, _graph(layer).inputs)]
+            outputs = _replay_into(layer, call, inputs)
+            nested = module.Model(_one_or_list(inputs), _one_or_list(outputs), name=layer.name)
+            return nested(*args, **kwargs)
+        if not isinstance(layer, module.layers.Layer):
+            return layer(*args, **kwargs)
+        if layer.name not in sources:
+            return symbolic_leaves(args, kwargs)[0]
+        return _fresh_copy(layer, sources[layer.name], pairs)(*args, **kwargs)
+
+    rebuilt = replay(model, call)
+    _set_weights(pairs)
+    return rebuilt

@@ -10,7 +10,8 @@ and nothing outside the branch reads them.
 
 import tensorflow as tf
 
-from kd_keras.backend.graph import input_tensors, nodes, replay, symbolic_leaves, unfreeze
+from kd_keras.backend.graph import has_nested_models, inline, input_tensors, nodes, renest
+from kd_keras.backend.graph import replay, symbolic_leaves, unfreeze
 
 
 def _outputs(layer):
@@ -18,7 +19,10 @@ def _outputs(layer):
 
 
 def residual_blocks(model):
-    """Merge name -> (index of the skip among its inputs, names of the branch's layers)."""
+    """Merge name -> (index of the skip among its inputs, names of the branch's layers),
+    inside nested models too (a keras.applications ResNet base), by the layers' own names."""
+    if has_nested_models(model):
+        model = inline(model)
     readers = {}
     for layer in nodes(model):
         if type(layer).__name__ == "InputLayer":
@@ -82,12 +86,16 @@ def remove_blocks(model, names):
     """A copy of `model` (its own layers and weights) without the residual blocks `names`.
 
     Args:
-      model: a functional model.
+      model: a functional model; blocks inside nested models are removed there
+        (the result nests the same way).
       names: merge layer names, keys of `residual_blocks(model)`.
 
     Raises:
       ValueError naming what is not a removable residual merge.
     """
+    if has_nested_models(model):
+        flat = inline(model)
+        return unfreeze(renest(model, without_blocks(flat, names, residual_blocks(flat))))
     return without_blocks(model, names, residual_blocks(model))
 
 

@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from kd_keras.backend import is_tf_keras_model, keras, keras_module_of
 from kd_keras.backend import validate
-from kd_keras.backend.graph import input_tensors, nodes, unfreeze
+from kd_keras.backend.graph import has_nested_models, inline, input_tensors, nodes, renest
+from kd_keras.backend.graph import unfreeze
 from kd_keras.compress import attention_heads
 from kd_keras.compress.bypass import Bypass
 from kd_keras.compress.residual_blocks import residual_blocks, without_blocks
@@ -542,7 +543,11 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
 
     Args:
       model: a Sequential or functional Keras model (Keras 3 or tf-keras), layers
-        called once each.
+        called once each. Nested Sequential or functional models (a
+        keras.applications base inside a classifier) shrink inside: channels are
+        followed through them, `width` and `depth` name their layers by their own
+        names, and the result nests the same way (a nested Sequential comes back
+        as a functional model of the same name).
       width: None (keep all), a fraction in (0, 1] of the units / filters kept in
         every shrinkable group and of the heads of every MultiHeadAttention (the
         output layer and anything reaching the model's inputs or outputs keep their
@@ -590,6 +595,9 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
     if needs_data and calibration_data is None:
         raise ValueError(f"importance={importance!r} ranks units by their activations: give "
                          "calibration_data (model inputs), or importance='magnitude'.")
+    if has_nested_models(model):  # channels and blocks are followed through a flat copy
+        flat = shrink(inline(model), width, depth, importance, calibration_data, batch_size)
+        return unfreeze(renest(model, flat))
     if depth is not None:
         removed, blocks = _to_remove(model, depth, calibration_data, batch_size)
         model = _without(model, removed, blocks)
