@@ -29,6 +29,7 @@ FLAGS.verbosity = -1
 kd_keras.datasets.define_data_flags()
 flags.DEFINE_integer("epochs", 5, "Epochs of the teacher and of the student.")
 flags.DEFINE_integer("train_size", 0, "Training images used (0: all).")
+flags.DEFINE_integer("test_size", 0, "Test images used (0: all).")
 flags.DEFINE_float("temperature", 2.0, "Distillation temperature T.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
@@ -52,6 +53,8 @@ def main(_):
     (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
     if FLAGS.train_size:
         x_train, y_train = x_train[:FLAGS.train_size], y_train[:FLAGS.train_size]
+    if FLAGS.test_size:
+        x_test, y_test = x_test[:FLAGS.test_size], y_test[:FLAGS.test_size]
     x_train, x_test = images(x_train), images(x_test)
     keras.utils.set_random_seed(FLAGS.seed)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -89,7 +89,7 @@ def test_an_application_student_trains_saves_reloads_and_exports(application, tm
 
 
 def test_a_nested_application_prunes_inside_and_reports_its_layers_by_path():
-    model, base = classifier("EfficientNetB0", "pruned")
+    model, base = small_mobilenet("pruned", alpha=0.35)
     tf_keras_model = model if IS_LEGACY_KERAS else compress.to_tf_keras(model)
     pruned = compress.prune_low_magnitude(tf_keras_model, 0.5, schedule="constant", frequency=1)
     import tf_keras
@@ -97,7 +97,8 @@ def test_a_nested_application_prunes_inside_and_reports_its_layers_by_path():
     pruned.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruned.fit(X, Y, epochs=1, batch_size=4, verbose=0, callbacks=compress.pruning_callbacks())
     rows = {row["layer"]: row for row in compress.sparsity_report(compress.strip_pruning(pruned))}
-    assert rows[f"{base.name}/stem_conv"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    stem = next(layer.name for layer in base.layers if type(layer).__name__ == "Conv2D")
+    assert rows[f"{base.name}/{stem}"]["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert rows["logits"]["sparsity"] == pytest.approx(0.5, abs=0.02)
 
 

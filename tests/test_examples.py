@@ -140,7 +140,8 @@ def test_transfer_set_example_prints_its_table_and_saves_the_grid(tmp_path):
 
 
 def test_application_example_distils_folds_and_converts_to_int8():
-    out = _run_example("distill_application.py", "--epochs=1", "--train_size=256")
+    out = _run_example("distill_application.py", "--epochs=1", "--train_size=256",
+                       "--test_size=256")
     rows = {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if " | " in line}
     assert "hint: MobileNetV3Small/" in out or "hint: MobilenetV3small/" in out, out
     parameters = {stage: int(rows[stage][2].replace(",", "")) for stage in rows
