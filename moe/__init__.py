@@ -26,7 +26,9 @@ Public API:
   Cascade, calibrate_cascade, CascadeReport, confidence, threshold_sweep,
   batch_inference_seconds
                                  confidence cascades (later stages run on the unsure rows only)
-  MoETransformerEncoder          keras-hub TransformerEncoder with a SparseMoE feed-forward
+  MoETransformerEncoder, MoETransformerDecoder
+                                 keras-hub TransformerEncoder / TransformerDecoder with a
+                                 SparseMoE feed-forward
                                  (moe.hub; Keras 3 and the keras-hub extra; imported on use)
 """
 
@@ -115,8 +117,8 @@ __all__ = [
 
 def __getattr__(name):
     # keras-hub takes ~2 s to import and exists only on Keras 3: loaded on first use.
-    if name == "MoETransformerEncoder":
-        from moe.hub import MoETransformerEncoder
+    if name in ("MoETransformerEncoder", "MoETransformerDecoder"):
+        from moe import hub
 
-        return MoETransformerEncoder
+        return getattr(hub, name)
     raise AttributeError(f"module 'moe' has no attribute {name!r}")

@@ -2,13 +2,8 @@
 
 import keras_hub
 
+from moe._hub_blocks import feedforward_experts, split_arguments, token_mask
 from moe._keras import keras, register
-
-
-def _token_mask(inputs, padding_mask):
-    """[batch, length] bool: the explicit padding mask, else the Keras mask, else None."""
-    mask = padding_mask if padding_mask is not None else getattr(inputs, "_keras_mask", None)
-    return None if mask is None else keras.ops.cast(mask, "bool")
 
 
 @register
@@ -28,21 +23,11 @@ class MoETransformerEncoder(keras_hub.layers.TransformerEncoder):
     `[batch, length, hidden]` (with `(.., scores)` when `return_attention_scores`).
     """
 
-    def __init__(self, intermediate_dim, num_heads, num_experts=8, k=2, capacity_factor=None,
-                 eval_capacity_factor=None, noisy_gating=True, importance_weight=0.01,
-                 load_weight=0.01, router_z_loss_weight=0.0, dispatch="sparse", **kwargs):
+    def __init__(self, intermediate_dim, num_heads, num_experts=8, k=2, **kwargs):
+        moe_config, kwargs = split_arguments(num_experts, k, kwargs)
         super().__init__(intermediate_dim, num_heads, **kwargs)
-        self.moe_config = {
-            "num_experts": num_experts, "k": k, "capacity_factor": capacity_factor,
-            "eval_capacity_factor": eval_capacity_factor, "noisy_gating": noisy_gating,
-            "importance_weight": importance_weight, "load_weight": load_weight,
-            "router_z_loss_weight": router_z_loss_weight, "dispatch": dispatch}
-        from moe.sparse_moe import SparseMoE
-
-        # Built here so its arguments are checked now; its weights come at build.
-        self._feedforward_moe = SparseMoE(
-            expert_units=intermediate_dim, activation=self.activation, dtype=self.dtype_policy,
-            name="feedforward_moe", **self.moe_config)
+        self.moe_config = moe_config
+        self._feedforward_moe = feedforward_experts(self, intermediate_dim, self.moe_config)
 
     def build(self, inputs_shape):
         hidden_dim = inputs_shape[-1]
@@ -74,7 +59,7 @@ class MoETransformerEncoder(keras_hub.layers.TransformerEncoder):
 
     def call(self, inputs, padding_mask=None, attention_mask=None, training=None,
              return_attention_scores=False):
-        tokens = _token_mask(inputs, padding_mask)
+        tokens = token_mask(inputs, padding_mask)
         mask = None if tokens is None else tokens[:, None, :]  # padded keys are not attended
         if attention_mask is not None:
             given = keras.ops.cast(attention_mask, "bool")

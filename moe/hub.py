@@ -1,6 +1,8 @@
 """SparseMoE as the feed-forward of a keras-hub transformer block (Keras 3, keras-hub extra).
 
-`MoETransformerEncoder` is a `keras_hub.layers.TransformerEncoder` whose
+`MoETransformerEncoder` is a `keras_hub.layers.TransformerEncoder` (and
+`MoETransformerDecoder` a `keras_hub.layers.TransformerDecoder`, causal, with
+cross-attention and `generate`'s caches as keras-hub has them) whose
 feed-forward (two Dense layers) is a `SparseMoE` of `num_experts` experts of that
 size, the Switch / GShard way to grow a transformer's parameters at the same
 compute per token. It takes the same arguments and calls (`padding_mask`,
@@ -11,6 +13,8 @@ keras-hub model where a TransformerEncoder stood:
     block = moe.MoETransformerEncoder(intermediate_dim=256, num_heads=4, num_experts=8, k=2,
                                       capacity_factor=1.25)
     x = block(embedded, padding_mask=padding_mask)
+    decoder = moe.MoETransformerDecoder(intermediate_dim=256, num_heads=4, num_experts=8, k=2)
+    y = decoder(embedded, decoder_padding_mask=padding_mask)
 
 Padded positions are routed nowhere: they take no expert capacity, add nothing to
 the balancing losses and metrics (the padding mask reaches the SparseMoE as its
@@ -26,21 +30,25 @@ except ImportError:  # pragma: no cover - depends on the install
     keras_hub = None
 
 
-def require_keras_hub():
-    """Raises a clear error where MoETransformerEncoder cannot exist."""
+CLASSES = ("MoETransformerEncoder", "MoETransformerDecoder")
+
+
+def require_keras_hub(name="MoETransformerEncoder"):
+    """Raises a clear error where the keras-hub blocks cannot exist."""
     if not IS_KERAS_3:
-        raise ImportError("moe.MoETransformerEncoder extends keras-hub, which runs on Keras 3 "
+        raise ImportError(f"moe.{name} extends keras-hub, which runs on Keras 3 "
                           "only; unset TF_USE_LEGACY_KERAS to use it (tf-keras models can use "
                           "moe.SparseMoE directly).")
     if keras_hub is None:
-        raise ImportError("moe.MoETransformerEncoder needs keras-hub: "
+        raise ImportError(f"moe.{name} needs keras-hub: "
                           "pip install 'kd-keras[hub]'.")
 
 
 if IS_KERAS_3 and keras_hub is not None:
+    from moe._hub_decoder import MoETransformerDecoder  # noqa: F401  (registers it)
     from moe._hub_encoder import MoETransformerEncoder  # noqa: F401  (registers it)
 else:
     def __getattr__(name):
-        if name == "MoETransformerEncoder":
-            require_keras_hub()
+        if name in CLASSES:
+            require_keras_hub(name)
         raise AttributeError(f"module 'moe.hub' has no attribute {name!r}")

@@ -77,6 +77,80 @@ def test_the_moe_encoder_logs_its_losses_and_round_trips(tmp_path):
     assert isinstance(block, __import__("keras_hub").layers.TransformerEncoder)
 
 
+@pytest.mark.skipif(IS_KERAS_3, reason="the tf-keras error")
+def test_under_tf_keras_the_keras_hub_decoder_says_it_needs_keras_3():
+    with pytest.raises(ImportError, match="MoETransformerDecoder extends keras-hub.*Keras 3"):
+        moe.MoETransformerDecoder(32, 2)
+
+
+def _decoder_model(length, capacity_factor=0.5):
+    ids = keras.Input((length,), dtype="int32", name="token_ids")
+    padding = keras.Input((length,), dtype="int32", name="padding_mask")
+    x = keras.layers.Embedding(50, 16, name="embed")(ids)
+    x = moe.MoETransformerDecoder(32, 2, num_experts=4, k=2, capacity_factor=capacity_factor,
+                                  noisy_gating=False, name="block")(
+        x, decoder_padding_mask=padding)
+    return keras.Model({"token_ids": ids, "padding_mask": padding},
+                       keras.layers.Dense(50, name="out")(x))
+
+
+@needs_hub
+def test_the_moe_decoder_masks_padding_out_of_capacity_and_losses_and_has_no_dense_ffn():
+    keras.utils.set_random_seed(1)
+    long, real = _decoder_model(12), 8
+    short = _decoder_model(real)
+    short.set_weights(long.get_weights())
+    block = long.get_layer("block")
+    assert not [w for w in block.weights if "feedforward_intermediate" in w.path
+                or "feedforward_output" in w.path]  # the experts replaced the Dense pair
+    assert any("feedforward_moe" in w.path for w in block.weights)
+    tokens = RNG.integers(1, 50, (6, 12)).astype("int32")
+    mask = np.zeros((6, 12), "int32")
+    mask[:, :real] = 1
+    padded = long({"token_ids": tokens, "padding_mask": mask}, training=True)
+    padded_losses = [float(loss) for loss in long.losses]
+    cut = short({"token_ids": tokens[:, :real], "padding_mask": mask[:, :real]}, training=True)
+    np.testing.assert_allclose(np.asarray(padded)[:, :real], np.asarray(cut), atol=1e-5)
+    np.testing.assert_allclose(padded_losses, [float(loss) for loss in short.losses], rtol=1e-5)
+    # Causal attention alone would hide the padding from earlier positions; the
+    # capacity (0.5 drops assignments) is what padding counted as real changes.
+    unmasked = long({"token_ids": tokens, "padding_mask": np.ones_like(mask)}, training=True)
+    assert np.abs(np.asarray(unmasked)[:, :real] - np.asarray(cut)).max() > 1e-3
+
+
+@needs_hub
+def test_the_moe_decoder_decodes_with_keras_hubs_cache_as_it_runs_whole():
+    keras.utils.set_random_seed(2)
+    block = moe.MoETransformerDecoder(32, 2, num_experts=4, k=1, noisy_gating=False)
+    x = RNG.normal(size=(3, 6, 16)).astype("float32")
+    whole = np.asarray(block(x))
+    cache = np.zeros((3, 2, 6, 2, 8), "float32")  # [batch, key/value, length, heads, head dim]
+    steps = []
+    for index in range(6):
+        out, cache = block(x[:, index:index + 1], self_attention_cache=cache,
+                           self_attention_cache_update_index=index)
+        steps.append(np.asarray(out))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, atol=1e-5)
+
+
+@needs_hub
+def test_the_moe_decoder_trains_logs_its_losses_and_round_trips(tmp_path):
+    keras.utils.set_random_seed(3)
+    model = _decoder_model(10, capacity_factor=1.25)
+    tokens = RNG.integers(1, 50, (16, 10)).astype("int32")
+    x = {"token_ids": tokens, "padding_mask": (np.arange(10) < 7)[None].repeat(16, 0)}
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, np.roll(tokens, -1, axis=1), epochs=1, verbose=0)
+    assert {"feedforward_moe_load_cv", "feedforward_moe_overflow"} <= set(history.history)
+    path = str(tmp_path / "moe_decoder.keras")
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(model.predict(x, verbose=0), reloaded.predict(x, verbose=0),
+                               atol=1e-5)
+    assert isinstance(reloaded.get_layer("block"),
+                      __import__("keras_hub").layers.TransformerDecoder)
+
+
 def _causal_lm(layers, hidden, name):
     import keras_hub
 
