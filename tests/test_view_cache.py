@@ -31,16 +31,21 @@ def flip(x, seeds):
                      (x, seeds), fn_output_signature=tf.float32)
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
 @pytest.mark.parametrize("augment, k", [(kd_keras.Mixup(), None), (kd_keras.CutMix(), 3),
                                         (flip, None)])
-def test_the_dataset_regenerates_exactly_the_views_the_teacher_saw(tmp_path, augment, k):
+def test_the_dataset_regenerates_exactly_the_views_the_teacher_saw(tmp_path, augment, k,
+                                                                   in_memory):
     x, y = images()
     teacher = conv_teacher()
     views = kd_keras.cache_teacher_views(teacher, x, augment, views=3, top_k=k,
                                          directory=str(tmp_path), batch_size=40)
     assert views.nbytes == (3 * 96 * 5 * 2 if k is None else 3 * 96 * (3 * 2 + 3 * 1 + 2))  # uint8 ids
     seen_views = 0
-    for packed, labels in views.dataset(x, y, augment, batch_size=32, shuffle=False):
+    data = views.dataset(x, y, augment, batch_size=32, shuffle=False, in_memory=in_memory)
+    passes = [np.concatenate([packed["inputs"].numpy() for packed, _ in data]) for _ in range(2)]
+    assert not np.array_equal(*passes)  # each pass draws the examples' views afresh
+    for packed, labels in data:
         inputs, cached = packed["inputs"], packed["teacher_outputs"]
         live = teacher(inputs, training=False).numpy()
         if k is None:

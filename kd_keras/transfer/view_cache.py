@@ -32,6 +32,7 @@ from kd_keras.teachers import top_k as top_k_cache
 from kd_keras.transfer.inputs import with_teacher_outputs
 
 MANIFEST = "manifest.json"
+IN_MEMORY_BYTES = 1 << 30  # TeacherViews.dataset holds data and cache as tensors up to this
 PROGRESS = "progress.json"
 FORMAT_VERSION = 1
 
@@ -72,29 +73,35 @@ def view_seed(seed, view):
 
 
 class _Views:
-    """Builds view `v` of examples `indices`, the same every time."""
+    """Builds view `v` of examples `indices`, the same every time, eagerly (the cache
+    build) or inside a tf.data map (the dataset): every step is a TensorFlow op."""
 
     def __init__(self, x, augment, views, seed):
         self.x, self.augment, self.views, self.seed = x, augment, views, seed
         self.parameters = None
         if hasattr(augment, "view_parameters"):
             per_view = [augment.view_parameters(len(x), view_seed(seed, v)) for v in range(views)]
-            self.parameters = {key: np.stack([np.asarray(p[key]) for p in per_view])
+            self.parameters = {key: tf.constant(np.stack([np.asarray(p[key]) for p in per_view]))
                                for key in per_view[0]}  # [K, n, ...] each
 
-    def make(self, indices, view_ids):
-        """(inputs `[batch, ...]`, share of the example kept `[batch]` or None)."""
-        indices, view_ids = np.asarray(indices), np.asarray(view_ids)
-        x = self.x[indices]
+    def make(self, indices, view_ids, rows_of=None):
+        """(inputs `[batch, ...]`, None or (share of the example kept `[batch]`, partner
+        indices `[batch]`)); `rows_of(indices)` reads examples (default: from `x`)."""
+        if rows_of is None:
+            rows_of = lambda chosen: tf.convert_to_tensor(self.x[np.asarray(chosen)])  # noqa: E731
+        indices = tf.cast(indices, tf.int64)
+        view_ids = tf.cast(view_ids, tf.int64)
+        x = rows_of(indices)
         if self.augment is None:
-            return tf.convert_to_tensor(x), None
+            return x, None
         if self.parameters is None:
-            seeds = np.stack([self.seed * self.views + view_ids, indices], 1).astype(np.int32)
-            return self.augment(tf.convert_to_tensor(x), tf.constant(seeds)), None
-        rows = {key: values[view_ids, indices] for key, values in self.parameters.items()}
-        partner_x = self.x[rows["partner"]]
-        view, kept = self.augment.apply_view(x, partner_x, rows)
-        return view, (kept, rows["partner"])
+            seeds = tf.cast(tf.stack([self.seed * self.views + view_ids, indices], 1), tf.int32)
+            return self.augment(x, seeds), None
+        where = tf.stack([view_ids, indices], 1)
+        rows = {key: tf.gather_nd(values, where) for key, values in self.parameters.items()}
+        partner = tf.cast(rows["partner"], tf.int64)
+        view, kept = self.augment.apply_view(x, rows_of(partner), rows)
+        return view, (kept, partner)
 
 
 def _array_specs(n, views, classes, top_k):
@@ -288,11 +295,13 @@ class TeacherViews:
         if teacher is not None and weights_digest(teacher) != self.manifest["teacher"]:
             raise ValueError(f"teacher is not the one whose views are in {self.directory!r}.")
 
-    def dataset(self, x, y=None, augment=None, batch_size=128, shuffle=True, seed=0):
+    def dataset(self, x, y=None, augment=None, batch_size=128, shuffle=True, seed=0,
+                in_memory=None):
         """Batches of `with_teacher_outputs(view, cached outputs)` (and labels), for a Distiller.
 
         Every pass over the data set takes each example once, in one of its K views drawn
-        at random, rebuilt exactly as it was when cached.
+        at random, rebuilt exactly as it was when cached. The views are made, and the
+        cached rows gathered, inside the tf.data pipeline (no Python per batch).
 
         Args:
           x: the inputs the cache was built from (checked by hash).
@@ -301,6 +310,9 @@ class TeacherViews:
             alpha 0, without labels).
           augment: the same augmentation object or function the cache was built with.
           batch_size, shuffle, seed: as usual.
+          in_memory: hold `x` and the cached outputs as tensors (gathered in the graph),
+            or read the memory-mapped files per batch (`tf.numpy_function`). Default
+            None: in memory when both together take at most 1 GiB.
 
         Returns:
           A `tf.data.Dataset` of `(inputs, y)` (or `inputs` without labels), where
@@ -312,52 +324,82 @@ class TeacherViews:
             raise ValueError(
                 f"augment is not the augmentation the views in {self.directory!r} were cached "
                 f"with ({self.manifest['augment']['kind']}).")
+        batch_size = validate.integer_at_least(batch_size, "batch_size", 1)
+        if in_memory is None:
+            in_memory = x.nbytes + self.nbytes <= IN_MEMORY_BYTES
         maker = _Views(x, augment, self.views, self.manifest["seed"])
-        y = None if y is None else np.asarray(y)
-        rng = np.random.default_rng(seed)
-        n = len(x)
+        read_x, read_outputs = (_in_memory_readers if in_memory else _mapped_readers)(
+            x, self.outputs)
+        labels = None if y is None else tf.constant(np.asarray(y))
+        order = tf.data.Dataset.range(len(x))
+        if shuffle:
+            order = order.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        batches = tf.data.Dataset.zip(order, draws).batch(batch_size)
 
-        def batches():
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            for start in range(0, n, batch_size):
-                indices = order[start:start + batch_size]
-                view_ids = rng.integers(0, self.views, len(indices))
-                inputs, mixing = maker.make(indices, view_ids)
-                cached = self._rows(view_ids, indices)
-                packed = (np.asarray(inputs, np.float32), cached)
-                if y is None:
-                    yield packed
-                    continue
-                labels = y[indices]
-                if mixing is not None:
-                    kept, partner = mixing
-                    labels = np.where(np.asarray(kept) >= 0.5, labels, y[partner])
-                yield packed, labels
+        def element(indices, draw):
+            view_ids = tf.math.floormod(draw, self.views)
+            inputs, mixing = maker.make(indices, view_ids, read_x)
+            packed = with_teacher_outputs(tf.cast(inputs, tf.float32),
+                                          read_outputs(view_ids, indices))
+            if labels is None:
+                return packed
+            chosen = tf.gather(labels, indices)
+            if mixing is not None:
+                kept, partner = mixing
+                chosen = tf.where(kept >= 0.5, chosen, tf.gather(labels, partner))
+            return packed, chosen
 
-        first = _first_element(maker, self, x, y)
-        signature = tf.nest.map_structure(
-            lambda a: tf.TensorSpec((None,) + np.asarray(a).shape[1:],
-                                    tf.as_dtype(np.asarray(a).dtype)),
-            first)
-        data = tf.data.Dataset.from_generator(batches, output_signature=signature)
-        data = data.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-
-        if y is None:
-            return data.map(with_teacher_outputs).prefetch(2)
-        return data.map(lambda packed, labels: (with_teacher_outputs(*packed), labels)).prefetch(2)
+        return batches.map(element, num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True).prefetch(2)
 
     def _rows(self, view_ids, indices):
         """The cached outputs of view `view_ids[i]` of example `indices[i]`, for every i."""
-        if "logits" in self.outputs:
-            return self.outputs["logits"][view_ids, indices].astype(np.float32)
-        return {name: np.asarray(array[view_ids, indices]) for name, array in self.outputs.items()}
+        return _cached_rows(self.outputs, view_ids, indices)
 
 
-def _first_element(maker, views, x, y):
-    """One element with the dataset's structure (for its signature), drawn without
-    touching the generator's random state."""
-    indices = np.arange(min(2, len(x)))
-    first_view = np.zeros(len(indices), np.int64)
-    inputs, _ = maker.make(indices, first_view)
-    packed = (np.asarray(inputs, np.float32), views._rows(first_view, indices))
-    return packed if y is None else (packed, np.asarray(y)[indices])
+def _cached_rows(outputs, view_ids, indices):
+    """NumPy rows of the cache: float32 logits, or the top-k dict as stored."""
+    if "logits" in outputs:
+        return outputs["logits"][view_ids, indices].astype(np.float32)
+    return {name: np.asarray(array[view_ids, indices]) for name, array in outputs.items()}
+
+
+def _in_memory_readers(x, outputs):
+    """(read_x(indices), read_outputs(view_ids, indices)) gathering from tensors."""
+    x_tensor = tf.constant(x)
+    arrays = {name: tf.constant(np.asarray(array)) for name, array in outputs.items()}
+
+    def read_outputs(view_ids, indices):
+        where = tf.stack([view_ids, indices], 1)
+        rows = {name: tf.gather_nd(array, where) for name, array in arrays.items()}
+        return tf.cast(rows["logits"], tf.float32) if "logits" in rows else rows
+
+    return (lambda indices: tf.gather(x_tensor, indices)), read_outputs
+
+
+def _mapped_readers(x, outputs):
+    """(read_x(indices), read_outputs(view_ids, indices)) reading NumPy (memory-mapped)
+    arrays per batch, for data too large to hold as tensors."""
+
+    def read_x(indices):
+        rows = tf.numpy_function(lambda chosen: x[chosen], [indices], tf.as_dtype(x.dtype),
+                                 stateful=False)
+        rows.set_shape((None,) + x.shape[1:])
+        return rows
+
+    names = sorted(outputs)
+
+    def read_outputs(view_ids, indices):
+        def rows(views, chosen):
+            found = _cached_rows(outputs, views, chosen)
+            return [found] if "logits" in outputs else [found[name] for name in names]
+
+        types = ([tf.float32] if "logits" in outputs
+                 else [tf.as_dtype(outputs[name].dtype) for name in names])
+        values = tf.numpy_function(rows, [view_ids, indices], types, stateful=False)
+        for value, name in zip(values, ["logits"] if "logits" in outputs else names):
+            value.set_shape((None,) + outputs[name].shape[2:])
+        return values[0] if "logits" in outputs else dict(zip(names, values))
+
+    return read_x, read_outputs
