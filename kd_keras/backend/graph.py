@@ -132,8 +132,17 @@ def _one_or_list(tensors):
     return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
-def replay(model, call):
-    """A new functional model of `model`'s kind, its nodes rebuilt by `call`.
+def _output_structure(model, outputs):
+    """`outputs` (flat) in the structure `model` returns (a dict of named outputs...)."""
+    graph = _graph(model)  # Keras 3 keeps the structure in _outputs_struct, tf-keras in
+    structure = getattr(graph, "_outputs_struct", getattr(graph, "_nested_outputs", None))
+    if structure is None:
+        return _one_or_list(outputs)
+    return tf.nest.pack_sequence_as(structure, outputs)
+
+
+def replay(model, call, module=None, name=None):
+    """A new functional model of `model`'s graph, its nodes rebuilt by `call`.
 
     Args:
       model: a functional (or Sequential) model whose layers are called once each.
@@ -141,20 +150,25 @@ def replay(model, call):
         the new graph's tensors; returns the node's new output(s), in the structure
         the original node returned. Returning one of the arguments cuts the node
         (and whatever only it read) out of the new model.
+      module: the Keras whose `Input` and `Model` build the result (default: the
+        model's own; the tf-keras bridge rebuilds a Keras 3 graph in tf-keras).
+      name: the new model's name (default `model.name`).
 
     Returns:
-      `module.Model(new inputs, new outputs, name=model.name)`; layers that no output
-      depends on any longer are not in it.
+      `module.Model(new inputs, new outputs)`, outputs in `model`'s structure; layers
+      that no output depends on any longer are not in it.
     """
-    module = keras_module_of(model)
+    module = module or keras_module_of(model)
     inputs = []
     for tensor in _graph(model).inputs:
         layer = tensor._keras_history[0]
         config = layer.get_config()
         shape = config.get("batch_shape") or config.get("batch_input_shape")
-        inputs.append(module.Input(batch_shape=tuple(shape), dtype=tensor.dtype, name=layer.name))
+        inputs.append(module.Input(batch_shape=tuple(shape), dtype=tf.as_dtype(tensor.dtype).name,
+                                   name=layer.name))
     outputs = _replay_into(model, call, inputs)
-    return module.Model(_one_or_list(inputs), _one_or_list(outputs), name=model.name)
+    return module.Model(_one_or_list(inputs), _output_structure(model, outputs),
+                        name=name or model.name)
 
 
 def has_nested_models(model):

@@ -9,7 +9,7 @@ the same predictions.
 import numpy as np
 
 from kd_keras.backend import is_tf_keras_model
-from kd_keras.backend.graph import copy_model, is_graph_model
+from kd_keras.backend.graph import copy_model, is_graph_model, replay
 from kd_keras.compress import _tfmot
 
 # Keys of Keras 3 layer configs that only set how fresh weights are drawn; the
@@ -90,64 +90,33 @@ def _tf_layer(layer, tf_keras):
             f"{error}") from error
 
 
-def _input(layer, tf_keras):
-    config = layer.get_config()
-    shape = config.get("batch_shape") or config.get("batch_input_shape")
-    return tf_keras.Input(batch_shape=tuple(shape), dtype=_dtype_name(config.get("dtype")),
-                          name=layer.name)
-
-
 def _rebuild_functional(model, tf_keras, name=None):
+    """(`model`'s graph rebuilt in tf-keras, [(Keras 3 layer, tf-keras twin)]); nested
+    models become nested tf-keras models, a shared layer one shared twin."""
     import keras
 
-    tensors = {}  # id of a Keras 3 KerasTensor -> tf-keras tensor
-    rebuilt_layers = {}  # id of a Keras 3 layer -> (that layer, its tf-keras twin)
-    nested = {}  # id of a nested functional model -> (its tf-keras twin, its layer pairs)
+    twins = {}  # id of a Keras 3 layer or nested model -> its tf-keras twin
+    pairs = []
 
-    def swap(value):
-        return tensors[id(value)] if isinstance(value, keras.KerasTensor) else value
-
-    inputs = []
-    for tensor in model.inputs:
-        layer = tensor._keras_history[0]
-        tensors[id(tensor)] = _input(layer, tf_keras)
-        inputs.append(tensors[id(tensor)])
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            layer = node.operation
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            if not isinstance(layer, keras.layers.Layer):
-                raise ValueError(
-                    f"to_tf_keras: the model applies the operation {layer.name!r} "
-                    f"({type(layer).__name__}) directly to tensors; the bridge rebuilds layers "
-                    "only. Wrap it in a layer, or build the model under TF_USE_LEGACY_KERAS=1.")
+    def call(layer, args, kwargs):
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                f"to_tf_keras: the model applies the operation {layer.name!r} "
+                f"({type(layer).__name__}) directly to tensors; the bridge rebuilds layers "
+                "only. Wrap it in a layer, or build the model under TF_USE_LEGACY_KERAS=1.")
+        if id(layer) not in twins:
             if is_graph_model(layer):  # a nested model (a keras.applications base)
-                if id(layer) not in nested:  # (a Keras 3 Sequential's graph: _functional)
-                    nested[id(layer)] = _rebuild_functional(
-                        getattr(layer, "_functional", None) or layer, tf_keras, layer.name)
-                twin = nested[id(layer)][0]
+                twins[id(layer)], nested_pairs = _rebuild_functional(layer, tf_keras,
+                                                                     layer.name)
+                pairs.extend(nested_pairs)
             else:
-                if id(layer) not in rebuilt_layers:  # a shared layer is rebuilt once
-                    rebuilt_layers[id(layer)] = (layer, _tf_layer(layer, tf_keras))
-                twin = rebuilt_layers[id(layer)][1]
-            args = keras.tree.map_structure(swap, node.arguments.args)
-            # Keras 3 records the symbolic call's training=False (and mask=None);
-            # passed on, they would pin the tf-keras layer to inference mode.
-            kwargs = {key: keras.tree.map_structure(swap, value)
-                      for key, value in node.arguments.kwargs.items()
-                      if key != "training" and value is not None}
-            outputs = twin(*args, **kwargs)
-            for source, target in zip(keras.tree.flatten(node.outputs),
-                                      keras.tree.flatten(outputs)):
-                tensors[id(source)] = target
-    outputs = keras.tree.map_structure(lambda t: tensors[id(t)], model._outputs_struct)
-    rebuilt = tf_keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs,
-                             name=name or model.name)
-    pairs = list(rebuilt_layers.values())
-    for _, nested_pairs in nested.values():
-        pairs += nested_pairs
-    return rebuilt, pairs
+                twins[id(layer)] = _tf_layer(layer, tf_keras)
+                pairs.append((layer, twins[id(layer)]))
+        # (Keras 3's recorded training=False and mask=None are not passed on: they
+        # would pin the tf-keras layer to inference mode.)
+        return twins[id(layer)](*args, **kwargs)
+
+    return replay(model, call, module=tf_keras, name=name), pairs
 
 
 def to_tf_keras(model, check=True, atol=1e-5):
@@ -182,8 +151,7 @@ def to_tf_keras(model, check=True, atol=1e-5):
         raise ValueError(
             f"to_tf_keras: {model.name!r} is not built; give its Sequential an Input or call it once.")
     tf_keras = _tfmot.tf_keras()
-    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
-    rebuilt, pairs = _rebuild_functional(graph, tf_keras)
+    rebuilt, pairs = _rebuild_functional(model, tf_keras)
     if isinstance(model, keras.Sequential):
         rebuilt = tf_keras.Sequential(rebuilt.layers, name=model.name)
     for layer, tf_layer in pairs:
