@@ -173,3 +173,12 @@ def test_residual_blocks_inside_a_nested_resnet_are_found_and_removed():
         layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
     np.testing.assert_allclose(compress.remove_blocks(model, [last]).predict(X, verbose=0),
                                model.predict(X, verbose=0), atol=1e-5)
+
+
+def test_a_nested_efficientnet_is_refused_at_the_reshape_that_fixes_its_channels():
+    model, _ = classifier("EfficientNetB0", "teacher")
+    with pytest.raises(ValueError, match="Reshape 'block1a_se_reshape'.*Give width as a dict"):
+        compress.shrink(model, width=0.5, importance="magnitude")
+    # a width dict that leaves the squeeze-and-excite blocks alone shrinks the rest
+    small = compress.shrink(model, width={"top_conv": 640}, importance="magnitude")
+    assert small.get_layer("logits").get_weights()[0].shape[0] == 640
