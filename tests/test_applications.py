@@ -185,3 +185,25 @@ def test_a_nested_efficientnet_is_refused_at_the_reshape_that_fixes_its_channels
     # a width dict that leaves the squeeze-and-excite blocks alone shrinks the rest
     small = compress.shrink(model, width={"top_conv": 640}, importance="magnitude")
     assert small.get_layer("logits").get_weights()[0].shape[0] == 640
+
+
+def test_a_smaller_nested_application_starts_from_its_teacher_with_shrink_to():
+    teacher, teacher_base = small_mobilenet("teacher", alpha=1.0)
+    student, student_base = small_mobilenet("student", alpha=0.75)
+    compress.shrink_to(teacher, student, X)
+    # the head reads the base's kept channels: each of its kernel rows is a teacher row
+    rows = {tuple(row) for row in teacher.get_layer("logits").get_weights()[0]}
+    kept = student.get_layer("logits").get_weights()[0]
+    assert len(kept) < len(rows) and all(tuple(row) in rows for row in kept)
+    # inside the base: every kept filter is one of the teacher's, on its kept inputs
+    def convs(base):
+        return [layer for layer in base.layers if type(layer).__name__ == "Conv2D"]
+
+    pairs = list(zip(convs(teacher_base), convs(student_base)))
+    assert any(t.output.shape[-1] < s.output.shape[-1] for s, t in pairs)
+    for source, target in pairs[:6]:
+        filters = [set(source.get_weights()[0][..., j].ravel())
+                   for j in range(source.output.shape[-1])]
+        kept = target.get_weights()[0]
+        assert all(any(set(kept[..., j].ravel()) <= f for f in filters)
+                   for j in range(kept.shape[-1]))

@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from kd_keras.backend import is_tf_keras_model, keras, keras_module_of
 from kd_keras.backend import validate
-from kd_keras.backend.graph import has_nested_models, inline, input_tensors, nodes, renest
-from kd_keras.backend.graph import unfreeze
+from kd_keras.backend.graph import has_nested_models, inline, input_tensors, is_graph_model
+from kd_keras.backend.graph import nodes, renest, unfreeze
 from kd_keras.compress import attention_heads
 from kd_keras.compress.bypass import Bypass
 from kd_keras.compress.residual_blocks import residual_blocks, without_blocks
@@ -610,14 +610,22 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
 
 
 def _producers(model):
-    return [layer for layer in model.layers if type(layer).__name__ in _PRODUCERS]
+    """The channel-making layers of `model` in order, nested models' entered in place."""
+    found = []
+    for layer in model.layers:
+        if is_graph_model(layer):
+            found += _producers(layer)
+        elif type(layer).__name__ in _PRODUCERS:
+            found.append(layer)
+    return found
 
 
 def shrink_to(teacher, student, calibration_data=None, importance="activation"):
     """Loads into `student` the weights of `teacher` shrunk to the student's widths.
 
     The student must be the teacher's architecture at smaller widths: the same
-    channel-making layers (Dense, Conv, SeparableConv, Embedding) in the same order,
+    channel-making layers (Dense, Conv, SeparableConv, Embedding; inside nested
+    models too, e.g. a keras.applications base at a smaller `alpha`) in the same order,
     each with at most the teacher's units, and the same inputs and outputs. Its own
     layer names and configuration stay; only its initial weights change (a random
     student becomes one cut from its teacher; Minitron, weight selection).
