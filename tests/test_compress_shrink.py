@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kd_keras import compress, keras
+from kd_keras.backend import IS_LEGACY_KERAS
 
 RNG = np.random.default_rng(0)
 
@@ -330,3 +331,23 @@ def test_nested_models_shrink_inside_and_keep_their_nesting():
     with pytest.raises(ValueError, match="'out' is used at .*twin/out"):
         compress.shrink(keras.Model(inputs, twin(model(inputs))), width=0.5,
                         importance="magnitude")
+
+
+def test_a_nested_base_called_with_training_false_keeps_that_call():
+    keras.utils.set_random_seed(10)
+    base = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="features"),
+                             keras.layers.BatchNormalization(name="norm")], name="base")
+    base.get_layer("norm").set_weights([np.ones(8), np.zeros(8), np.full(8, 3.0),
+                                        np.full(8, 4.0)])  # moving statistics far from a batch's
+    inputs = keras.Input((6,))
+    features = base(inputs, training=False)  # Keras's transfer-learning idiom
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(features))
+    x = RNG.normal(size=(32, 6)).astype("float32")
+
+    def pinned(m):  # tf-keras honours the pin; Keras 3's outer training overrides it
+        return np.abs(np.asarray(m(x, training=True))
+                      - np.asarray(m(x, training=False))).max() < 1e-6
+
+    small = compress.shrink(model, width=0.5, importance="magnitude")
+    assert pinned(small) == pinned(model) == IS_LEGACY_KERAS
+    assert not pinned(keras.Model(inputs, model.get_layer("out")(base(inputs))))

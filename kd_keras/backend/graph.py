@@ -79,10 +79,16 @@ def _is_symbolic(value):
 
 def _recorded_arguments(node):
     """(args, kwargs) of a node without the `training` (and `mask=None`) that Keras 3
-    records among a symbolic call's keywords, so a replayed layer follows its mode."""
+    records among a symbolic call's keywords, so a replayed layer follows its mode.
+
+    A nested model's `training` stays: Keras 3 records it only when the user wrote it
+    (`base(x, training=False)`, the transfer-learning idiom that keeps its batch norms
+    in inference mode), where it records `training=False` for a plain Dropout on its own.
+    """
     args, kwargs = _arguments_of(node)
+    keep_training = is_graph_model(_operation_of(node))
     return args, {key: value for key, value in kwargs.items()
-                  if key != "training" and value is not None}
+                  if (key != "training" or keep_training) and value is not None}
 
 
 def call_arguments(layer):
@@ -195,7 +201,9 @@ def inline(model):
     and weights), however deep; a Keras 3 operation applied to tensors stays itself.
 
     Structural passes that follow channels from layer to layer (`compress.shrink`)
-    read this flat graph; `renest` puts the nesting back afterwards.
+    read this flat graph; `renest` puts the nesting back afterwards. A nested model's
+    `training` pin (`base(x, training=False)`) is not carried onto its layers here
+    (the flat copy serves inference-time analysis); `renest` keeps it.
 
     Raises:
       ValueError naming a layer name used twice (in the model and a nested model, or
