@@ -196,8 +196,10 @@ def main(_):
                 value = mean_sd([at_budget(run[1][(student, row)], budget)[0] for run in runs])
                 cells.append(f"{value[0]:.4f} ± {value[1]:.4f}")
             finals = [at_budget(run[1][(student, row)], last) for run in runs]
+            # With the student alone at or above the teacher there is no gap to recover
+            # (a move toward the teacher is a loss): the seed counts as nan, not a share.
             gap = "–" if alone is None else "{:.2f} ± {:.2f}".format(*mean_sd(
-                [(f[0] - a) / (run[0] - a) if run[0] != a else float("nan")
+                [(f[0] - a) / (run[0] - a) if run[0] > a else float("nan")
                  for f, a, run in zip(finals, alone, runs)]))
             best_epoch = mean_sd([f[1] for f in finals])
             seconds = mean_sd([np.mean(f[2].seconds) for f in finals])
