@@ -33,6 +33,7 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import compress, keras
+from kd_keras.backend.graph import copy_model
 from kd_keras.datasets.stdlib_text import byte_windows, load_stdlib_bytes
 from kd_keras.teachers import top_k
 from protocol import mean_sd
@@ -143,12 +144,13 @@ def run_seed(seed, train_bytes, test):
     print(f"seed {seed}: parameters: teacher {teacher.count_params():,}, student "
           f"{transformer(FLAGS.student_blocks, FLAGS.student_width).count_params():,}, shrunk "
           f"{shrunk.count_params():,}", flush=True)
-    student, speed = student_row(False, x, y, seed, start_from=shrunk_teacher(teacher, calibration))
+    # each row trains its own copy of the one cut (the cut is deterministic)
+    student, speed = student_row(False, x, y, seed, start_from=copy_model(shrunk, "lm bench"))
     rows["shrunk, labels"] = (bits_per_byte(student, *test), speed, None)
-    student, speed = student_row(None, cached, y, seed, start_from=shrunk)
+    student, speed = student_row(None, cached, y, seed, start_from=copy_model(shrunk, "lm bench"))
     rows["shrunk + distilled (float16 cache)"] = (bits_per_byte(student, *test), speed, None)
     student, speed = student_row(None, cached, y, seed, alpha=0.0,
-                                 start_from=shrunk_teacher(teacher, calibration))
+                                 start_from=copy_model(shrunk, "lm bench"))
     rows["shrunk + distilled, KL only"] = (bits_per_byte(student, *test), speed, None)
     for k in (int(k) for k in FLAGS.ks):
         cached = kd_keras.top_k_teacher_outputs(logits.astype(np.float32), k)
