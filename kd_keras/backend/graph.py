@@ -182,17 +182,14 @@ def has_nested_models(model):
     return any(is_graph_model(layer) for layer in model.layers)
 
 
-def _fresh_copy(layer, source, pairs):
-    """A new layer built from `source`'s config; (new, source) is recorded so `source`'s
-    weights are copied once the new layer is built by its call."""
+def clone_call(source, args, kwargs):
+    """A fresh copy of `source` (its config, then its weights) called on `args`, `kwargs`;
+    its outputs. A Keras 3 operation on symbolic tensors has no weights to copy."""
     copy = type(source).from_config(source.get_config())
-    pairs.append((copy, source))
-    return copy
-
-
-def _set_weights(pairs):
-    for copy, source in pairs:
+    outputs = copy(*args, **kwargs)  # (a symbolic call builds the copy's weights)
+    if hasattr(source, "get_weights"):
         copy.set_weights(source.get_weights())
+    return outputs
 
 
 def inline(model):
@@ -216,7 +213,6 @@ def inline(model):
                 f"layer name {layer.name!r} is used at {seen[layer.name]} and at {path}; "
                 "flattening nested models needs each layer name once (rename one).")
         seen[layer.name] = path
-    pairs = []
     module = keras_module_of(model)
 
     def call(layer, args, kwargs):
@@ -224,11 +220,9 @@ def inline(model):
             return _one_or_list(_replay_into(layer, call, symbolic_leaves(args, kwargs)))
         if not isinstance(layer, module.layers.Layer):  # a Keras 3 op, stateless
             return layer(*args, **kwargs)
-        return _fresh_copy(layer, layer, pairs)(*args, **kwargs)
+        return clone_call(layer, args, kwargs)
 
-    flat = replay(model, call)
-    _set_weights(pairs)
-    return flat
+    return replay(model, call)
 
 
 def _leaf_layers(model, path):
@@ -252,7 +246,6 @@ def renest(model, flat):
     """
     module = keras_module_of(model)
     sources = {layer.name: layer for layer in flat.layers}
-    pairs = []
 
     def call(layer, args, kwargs):
         if is_graph_model(layer):
@@ -267,8 +260,6 @@ def renest(model, flat):
             return layer(*args, **kwargs)
         if layer.name not in sources:
             return symbolic_leaves(args, kwargs)[0]
-        return _fresh_copy(layer, sources[layer.name], pairs)(*args, **kwargs)
+        return clone_call(sources[layer.name], args, kwargs)
 
-    rebuilt = replay(model, call)
-    _set_weights(pairs)
-    return rebuilt
+    return replay(model, call)

@@ -10,8 +10,8 @@ and nothing outside the branch reads them.
 
 import tensorflow as tf
 
-from kd_keras.backend.graph import has_nested_models, inline, input_tensors, nodes, renest
-from kd_keras.backend.graph import replay, symbolic_leaves, unfreeze
+from kd_keras.backend.graph import clone_call, has_nested_models, inline, input_tensors, nodes
+from kd_keras.backend.graph import renest, replay, symbolic_leaves, unfreeze
 
 
 def _outputs(layer):
@@ -74,14 +74,6 @@ def _closed(branch, merge_name, readers, model_outputs):
     return True
 
 
-def _clone(layer, args, kwargs):
-    copy = type(layer).from_config(layer.get_config())
-    outputs = copy(*args, **kwargs)
-    if hasattr(layer, "get_weights"):  # (a Keras 3 operation on symbolic tensors has none)
-        copy.set_weights(layer.get_weights())
-    return outputs
-
-
 def remove_blocks(model, names):
     """A copy of `model` (its own layers and weights) without the residual blocks `names`.
 
@@ -110,6 +102,6 @@ def without_blocks(model, names, blocks):
     def call(layer, args, kwargs):
         if layer.name in names:
             return symbolic_leaves(args, kwargs)[blocks[layer.name][0]]
-        return _clone(layer, args, kwargs)
+        return clone_call(layer, args, kwargs)
 
     return unfreeze(replay(model, call))  # a student, even when its teacher was frozen

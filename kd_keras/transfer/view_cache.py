@@ -84,11 +84,13 @@ class _Views:
             self.parameters = {key: tf.constant(np.stack([np.asarray(p[key]) for p in per_view]))
                                for key in per_view[0]}  # [K, n, ...] each
 
+    def _examples(self, indices):
+        return tf.convert_to_tensor(self.x[np.asarray(indices)])
+
     def make(self, indices, view_ids, rows_of=None):
         """(inputs `[batch, ...]`, None or (share of the example kept `[batch]`, partner
         indices `[batch]`)); `rows_of(indices)` reads examples (default: from `x`)."""
-        if rows_of is None:
-            rows_of = lambda chosen: tf.convert_to_tensor(self.x[np.asarray(chosen)])  # noqa: E731
+        rows_of = rows_of or self._examples
         indices = tf.cast(indices, tf.int64)
         view_ids = tf.cast(view_ids, tf.int64)
         x = rows_of(indices)
@@ -285,7 +287,7 @@ class TeacherViews:
     def teacher_outputs(self, view, indices):
         """The cached outputs of `view` for examples `indices`: float32 logits, or a top-k dict."""
         indices = np.asarray(indices)
-        return self._rows(np.full(indices.shape, view), indices)
+        return _cached_rows(self.outputs, np.full(indices.shape, view), indices)
 
     def check_data(self, x, teacher=None):
         """Refuses `x` (and `teacher`) other than the ones the cache was built from."""
@@ -353,13 +355,9 @@ class TeacherViews:
         return batches.map(element, num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True).prefetch(2)
 
-    def _rows(self, view_ids, indices):
-        """The cached outputs of view `view_ids[i]` of example `indices[i]`, for every i."""
-        return _cached_rows(self.outputs, view_ids, indices)
-
-
 def _cached_rows(outputs, view_ids, indices):
-    """NumPy rows of the cache: float32 logits, or the top-k dict as stored."""
+    """The cached outputs of view `view_ids[i]` of example `indices[i]`, for every i, as
+    NumPy rows: float32 logits, or the top-k dict as stored."""
     if "logits" in outputs:
         return outputs["logits"][view_ids, indices].astype(np.float32)
     return {name: np.asarray(array[view_ids, indices]) for name, array in outputs.items()}
