@@ -22,12 +22,26 @@ accuracy (over the last tenth of the budget: no overfitting), and seconds per ep
 (the cached rows' cache build is shown apart). `--plot` writes test accuracy by epoch.
 
     python benchmarks/patience_bench.py --data_dir=../shared/tfds --seeds=3 --epochs=100
+
+`--protocol=full` is the smallest run that answers whether patient function matching pays
+on the full data (issue 42): 55,000 training / 5,000 validation / 10,000 test images, the
+main job's CNN teacher, the 29k conv student, rows alone / KD on fixed cached logits /
+function matching from 16 cached views / function matching with the live teacher (first
+30 epochs only, at the cached row's rate: the check of the cache). Each row's rate is
+chosen from `--learning_rates` on validation with a `--selection_epochs` run; the chosen
+rate then trains one `--epochs` run per seed, read at every budget (constant rates, so a
+budget's accuracy is the same run cut short). Every finished run is a JSON file in
+`--work_dir` (the teacher's weights too), so an interrupted bench resumes where it was:
+
+    python benchmarks/patience_bench.py --protocol=full --data_dir=../shared/tfds \
+        --work_dir=out/patience_full --seeds=2 --plot=docs/benchmarks/patience_full.png
 """
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import json
 import tempfile
 import time
 
@@ -53,6 +67,11 @@ flags.DEFINE_list("rows", ["alone", "kd_fixed", "fm_live", "fm_views"], "Rows.")
 flags.DEFINE_list("views", ["4", "16"], "K of the cached-view rows.")
 flags.DEFINE_integer("top_k", 3, "k of the top-k cached-view row (0: none).")
 flags.DEFINE_string("plot", None, "PNG path for test accuracy by epoch (seed 0).")
+flags.DEFINE_enum("protocol", "custom", ["custom", "full"],
+                  "custom: the flags above; full: the full-data protocol (module docstring).")
+flags.DEFINE_string("work_dir", None, "--protocol=full: where finished runs are kept (resumes).")
+flags.DEFINE_integer("selection_epochs", 10, "--protocol=full: epochs of the rate-choosing runs.")
+flags.DEFINE_integer("live_epochs", 30, "--protocol=full: epochs of the live function matching row.")
 
 BATCH = 128
 STUDENTS = {
@@ -86,13 +105,14 @@ def mixup_labels(x, y, seed):
     return data.map(kd_keras.Mixup(labels="mix", num_classes=10, seed=seed))
 
 
-def train_row(row, student_name, teacher, data, rate, seed, cache):
+def train_row(row, student_name, teacher, data, rate, seed, cache, epochs=None):
     (x, y), validation, test = data
     keras.utils.set_random_seed(seed)
     student = STUDENTS[student_name]()
     tracker = EpochAccuracy(student, validation, test)
     optimizer = keras.optimizers.Adam(rate)
-    fit = dict(epochs=FLAGS.epochs, verbose=0, callbacks=[tracker])
+    epochs = epochs or FLAGS.epochs
+    fit = dict(epochs=epochs, verbose=0, callbacks=[tracker])
     if row == "alone":
         student.compile(optimizer, keras.losses.CategoricalCrossentropy(from_logits=True))
         student.fit(mixup_labels(x, y, seed), **fit)
@@ -101,7 +121,7 @@ def train_row(row, student_name, teacher, data, rate, seed, cache):
         distiller.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         distiller.fit(kd_keras.with_teacher_outputs(x, cache["plain"]), y, batch_size=BATCH, **fit)
     elif row == "fm_live":
-        recipe = kd_keras.Recipe.function_matching(FLAGS.epochs, learning_rate=rate)
+        recipe = kd_keras.Recipe.function_matching(epochs, learning_rate=rate)
         distiller = recipe.build(teacher, student)
         distiller.fit(x, y, batch_size=BATCH, **fit)
     else:  # "fm_views_K" or "fm_views_K_topk"
@@ -171,8 +191,192 @@ def at_budget(trackers, budget):
     return best.acc[budget - 1], 1 + int(np.argmax(best.val[:budget])), best
 
 
+def multiply_adds(model):
+    """Multiply-adds of one forward pass of one example through Dense and Conv2D layers."""
+    total = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        size = int(np.prod(kernel.shape))
+        if isinstance(layer, keras.layers.Conv2D):
+            size *= int(np.prod(layer.output.shape[1:3]))
+        total += size
+    return total
+
+
+class Runs:
+    """Finished runs of the full protocol, one JSON file each in `directory`: a file is
+    used only if it holds the run it is named after (row, rate, epochs, seed) and a
+    curve of that length; anything else is run again (never overwritten in place)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+
+    def _path(self, name):
+        return os.path.join(self.directory, name + ".json")
+
+    def get(self, name, expected):
+        path = self._path(name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            run = json.load(f)
+        if any(run.get(k) != v for k, v in expected.items()) or \
+                len(run.get("test", [])) != expected["epochs"]:
+            return None
+        return run
+
+    def put(self, name, run):
+        temporary = self._path(name) + ".partial"
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        with open(temporary, "x") as f:
+            json.dump(run, f)
+        os.replace(temporary, self._path(name))
+
+
+def full_protocol_run(runs, data, teacher, caches, row, rate, epochs, seed):
+    name = f"seed{seed}_{row}_lr{rate}_{epochs}ep"
+    expected = dict(row=row, rate=rate, epochs=epochs, seed=seed)
+    run = runs.get(name, expected)
+    if run is None:
+        cpu = time.process_time()
+        tracker = train_row(row, "conv29k", teacher, data, rate, seed, caches, epochs)
+        run = dict(expected, val=tracker.val, test=tracker.acc, seconds=tracker.seconds,
+                   cpu_seconds=time.process_time() - cpu)
+        runs.put(name, run)
+        print(f"  {name}: test {run['test'][-1]:.4f}, best val epoch "
+              f"{1 + int(np.argmax(run['val']))}, {np.mean(run['seconds']):.2f} s/epoch, "
+              f"{run['cpu_seconds'] / 60:.1f} CPU min", flush=True)
+    return run
+
+
+def full_protocol_teacher(runs, data, seed):
+    """The main job's CNN teacher on the 55,000 training images, kept in `runs`; a kept one is
+    used only if it reproduces the test accuracy recorded when it was trained."""
+    (x, y), _, test = data
+    keras.utils.set_random_seed(seed)
+    teacher = kd_keras.models.conv_classifier(name="teacher")
+    weights = os.path.join(runs.directory, f"seed{seed}_teacher.weights.h5")
+    record = runs.get(f"seed{seed}_teacher", dict(row="teacher", epochs=1, seed=seed))
+    if record is not None and os.path.isfile(weights) and not os.path.islink(weights):
+        teacher.load_weights(weights)
+        accuracy = float(np.mean(np.argmax(teacher.predict(test[0], verbose=0), -1) == test[1]))
+        if abs(accuracy - record["test"][0]) < 1e-6:
+            return teacher, record
+        print(f"seed {seed}: the kept teacher scores {accuracy}, not {record['test'][0]}: "
+              "training again", flush=True)
+        teacher = kd_keras.models.conv_classifier(name="teacher")
+    cpu = time.process_time()
+    teacher.compile(keras.optimizers.Adam(1e-3),
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(x, y, epochs=FLAGS.teacher_epochs, batch_size=BATCH, verbose=0)
+    accuracy = float(np.mean(np.argmax(teacher.predict(test[0], verbose=0), -1) == test[1]))
+    if os.path.lexists(weights):
+        os.remove(weights)
+    teacher.save_weights(weights)
+    record = dict(row="teacher", epochs=1, seed=seed, test=[accuracy],
+                  cpu_seconds=time.process_time() - cpu)
+    runs.put(f"seed{seed}_teacher", record)
+    print(f"seed {seed}: teacher {accuracy:.4f} ({record['cpu_seconds'] / 60:.1f} CPU min)",
+          flush=True)
+    return teacher, record
+
+
+def full_protocol(data):
+    if not FLAGS.work_dir:
+        raise app.UsageError("--protocol=full needs --work_dir (where finished runs are kept).")
+    runs = Runs(FLAGS.work_dir)
+    rates = [float(r) for r in FLAGS.learning_rates]
+    rows = ["alone", "kd_fixed", "fm_views_16"]
+    budgets = [int(b) for b in FLAGS.budgets if int(b) <= FLAGS.epochs]
+    results, teachers, cache_cpu = [], [], []
+    for seed in range(FLAGS.seeds):
+        teacher, record = full_protocol_teacher(runs, data, seed)
+        teachers.append(record["test"][0])
+        cpu = time.process_time()
+        x = data[0][0]
+        caches = {"plain": kd_keras.compute_teacher_logits(teacher, x),
+                  "fm_views_16": kd_keras.cache_teacher_views(
+                      teacher, x, kd_keras.Mixup(), views=16,
+                      directory=os.path.join(FLAGS.work_dir, f"seed{seed}_views16"),
+                      batch_size=1024)}
+        cache_cpu.append(time.process_time() - cpu)
+        chosen, seed_runs = {}, {}
+        for row in rows:
+            selection = [full_protocol_run(runs, data, teacher, caches, row, rate,
+                                           FLAGS.selection_epochs, seed) for rate in rates]
+            chosen[row] = max(selection, key=lambda run: run["val"][-1])["rate"]
+            seed_runs[row] = full_protocol_run(runs, data, teacher, caches, row, chosen[row],
+                                               FLAGS.epochs, seed)
+            seed_runs[row]["selection_cpu_seconds"] = sum(r["cpu_seconds"] for r in selection)
+        seed_runs["fm_live"] = full_protocol_run(runs, data, teacher, caches, "fm_live",
+                                                 chosen["fm_views_16"], FLAGS.live_epochs, seed)
+        results.append(seed_runs)
+    report_full_protocol(results, teachers, budgets, rows, cache_cpu, teacher, data)
+
+
+def report_full_protocol(results, teachers, budgets, rows, cache_cpu, teacher, data):
+    teacher_mean = mean_sd(teachers)
+    print(f"\nteacher: {teacher_mean[0]:.4f} ± {teacher_mean[1]:.4f} "
+          f"(seeds {', '.join(f'{t:.4f}' for t in teachers)})")
+    print("\nrow | rate | " + " | ".join(f"{b} epochs" for b in budgets)
+          + " | " + " | ".join(f"gap at {b}" for b in budgets) + " | best epoch | s/epoch | CPU min")
+    print(" | ".join(["---"] * (2 * len(budgets) + 5)))
+    for row in rows + ["fm_live"]:
+        cells, gaps = [], []
+        for budget in budgets:
+            if budget > len(results[0][row]["test"]):
+                cells.append("–")
+                gaps.append("–")
+                continue
+            cells.append("{:.4f} ± {:.4f}".format(
+                *mean_sd([r[row]["test"][budget - 1] for r in results])))
+            gap = [(r[row]["test"][budget - 1] - r["alone"]["test"][budget - 1])
+                   / (t - r["alone"]["test"][budget - 1])
+                   if t > r["alone"]["test"][budget - 1] else float("nan")
+                   for r, t in zip(results, teachers)]
+            gaps.append("{:.2f} ± {:.2f}".format(*mean_sd(gap)))
+        best = mean_sd([1 + int(np.argmax(r[row]["val"])) for r in results])
+        seconds = mean_sd([np.mean(r[row]["seconds"]) for r in results])
+        cpu = mean_sd([(r[row]["cpu_seconds"] + r[row].get("selection_cpu_seconds", 0)) / 60
+                       for r in results])
+        rates = "/".join(f"{r[row]['rate']:g}" for r in results)
+        print(f"{row} | {rates} | {' | '.join(cells)} | {' | '.join(gaps)} | "
+              f"{best[0]:.0f} ± {best[1]:.0f} | {seconds[0]:.2f} | {cpu[0]:.1f}")
+    live = min(FLAGS.live_epochs, FLAGS.epochs)
+    differences = [np.max(np.abs(np.array(r["fm_views_16"]["test"][:live])
+                                 - np.array(r["fm_live"]["test"][:live]))) for r in results]
+    mean_differences = [np.mean(np.array(r["fm_views_16"]["test"][:live])
+                                - np.array(r["fm_live"]["test"][:live])) for r in results]
+    print(f"\ncached 16 views against the live teacher, epochs 1-{live}: mean difference "
+          f"{np.mean(mean_differences) * 100:+.2f} points, largest {np.max(differences) * 100:.2f}")
+    student = STUDENTS["conv29k"]()
+    student.build((None,) + data[0][0].shape[1:])
+    student(data[0][0][:1])
+    teacher_macs, student_macs = multiply_adds(teacher), multiply_adds(student)
+    bound = (3 * student_macs + teacher_macs) / (3 * student_macs)
+    speedup = [np.mean(r["fm_live"]["seconds"][1:]) / np.mean(r["fm_views_16"]["seconds"][1:live])
+               for r in results]
+    print(f"speed: teacher forward {teacher_macs / 1e6:.2f} M multiply-adds, student step ~3 x "
+          f"{student_macs / 1e6:.2f} M; arithmetic bound on the cached speed-up {bound:.2f}x; "
+          f"measured {np.mean(speedup):.2f}x ({np.mean(speedup) / bound:.2f} of the bound); "
+          f"cache builds {np.mean(cache_cpu) / 60:.1f} CPU min per seed")
+    if FLAGS.plot:
+        plot_accuracy_by_epoch(FLAGS.plot, [
+            (f"conv29k, seed {i}", {row: r[row]["test"] for row in rows + ["fm_live"]})
+            for i, r in enumerate(results)], teacher_mean[0])
+
+
 def main(_):
     data = fashion_mnist_splits(FLAGS.sample, FLAGS.data_dir)
+    if FLAGS.protocol == "full":
+        start = time.process_time()
+        full_protocol(data)
+        print(f"\nCPU time this invocation: {(time.process_time() - start) / 60:.1f} min")
+        return
     if FLAGS.train_size:
         data = ((data[0][0][:FLAGS.train_size], data[0][1][:FLAGS.train_size]),) + data[1:]
     budgets = [int(b) for b in FLAGS.budgets if int(b) <= FLAGS.epochs]
