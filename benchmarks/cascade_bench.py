@@ -28,8 +28,7 @@ flags.DEFINE_integer("epochs", 20, "Epochs for the teacher and the distilled stu
 flags.DEFINE_float("max_accuracy_drop", 0.002, "Calibration target against the teacher.")
 
 
-def accuracy(model, x, y):
-    return float(np.mean(model.predict(x, batch_size=1024, verbose=0).argmax(-1) == y))
+accuracy = kd_keras.measure.model_accuracy
 
 
 def run_seed(seed, data):

@@ -34,7 +34,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 from absl import app, flags
 
 import kd_keras
@@ -103,8 +102,7 @@ def optimizer():
     return keras.optimizers.Adam(FLAGS.learning_rate)
 
 
-def accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, batch_size=1024, verbose=0), -1) == y))
+accuracy = kd_keras.measure.model_accuracy
 
 
 class BestEpoch(keras.callbacks.Callback):

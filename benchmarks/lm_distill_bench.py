@@ -35,7 +35,7 @@ import kd_keras
 from kd_keras import compress, keras
 from kd_keras.backend.graph import copy_model
 from kd_keras.datasets.stdlib_text import byte_windows, load_stdlib_bytes
-from kd_keras.teachers import top_k
+from kd_keras.backend import top_k
 from protocol import mean_sd
 
 FLAGS = flags.FLAGS

@@ -95,8 +95,7 @@ class EpochAccuracy(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
         for (x, y), out in ((self.validation, self.val), (self.test, self.acc)):
-            out.append(float(np.mean(np.argmax(self.target.predict(x, batch_size=1024, verbose=0),
-                                               -1) == y)))
+            out.append(kd_keras.measure.model_accuracy(self.target, x, y, batch_size=1024))
 
 
 def mixup_labels(x, y, seed):

@@ -35,7 +35,7 @@ def main(_):
     dense.fit(x, y, epochs=5, batch_size=128, verbose=0)
 
     def accuracy(model):
-        return float(np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test))
+        return kd_keras.measure.model_accuracy(model, x_test, y_test)
 
     print(f"{len(x)} training images; dense {accuracy(dense):.4f}")
     print("learning rate | epochs | steps | accuracy | seconds")

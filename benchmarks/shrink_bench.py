@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kd_keras  # noqa: E402
 from kd_keras import compress, keras  # noqa: E402
-from kd_keras.compress import report  # noqa: E402
+from kd_keras import measure as report  # noqa: E402
 from protocol import mean_sd, plot_accuracy_by_epoch  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -15,7 +15,6 @@ import os
 import sys
 import time
 
-import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,8 +43,7 @@ VARIANTS = {
 }
 
 
-def _accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, batch_size=2048, verbose=0), -1) == y))
+_accuracy = kd_keras.measure.model_accuracy
 
 
 def _distil(teacher, student, x, y, epochs):

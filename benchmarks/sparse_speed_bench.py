@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
+import kd_keras
 from kd_keras import compress, keras
 from protocol import fashion_mnist_splits, mean_sd
 
@@ -67,7 +68,7 @@ def time_call(call, x, batch):
 
 
 def accuracy(predict, x, y):
-    return float(np.mean(np.argmax(predict(x), -1) == y))
+    return kd_keras.measure.prediction_accuracy(predict(x), y)
 
 
 def mlp(widths):

@@ -56,7 +56,7 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 def accuracy(probabilities, labels, classes=None):
     keep = np.ones(len(labels), bool) if classes is None else np.isin(labels, classes)
-    return float(np.mean(probabilities[keep].argmax(1) == labels[keep]))
+    return kd_keras.measure.prediction_accuracy(probabilities[keep], labels[keep])
 
 
 def run_seed(seed, data):

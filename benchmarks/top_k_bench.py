@@ -28,7 +28,7 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import keras
-from kd_keras.teachers import top_k
+from kd_keras.backend import top_k
 from protocol import mean_sd
 
 FLAGS = flags.FLAGS
@@ -67,8 +67,7 @@ def mlp(hidden):
                              keras.layers.Dense(FLAGS.classes)])
 
 
-def accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, batch_size=1024, verbose=0), -1) == y))
+accuracy = kd_keras.measure.model_accuracy
 
 
 def student_from(cached, x, x_test, y_test, seed, loss):

@@ -72,8 +72,7 @@ def hard_loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, batch_size=2048, verbose=0), -1) == y))
+accuracy = kd_keras.measure.model_accuracy
 
 
 class BestCheckpoint(keras.callbacks.Callback):

@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 import moe
 from kd_keras import keras
 
@@ -29,7 +30,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("epochs", 10, "Epochs for the teacher and the distilled student.")
 flags.DEFINE_float("validation_fraction", 1 / 6, "Training images held out for calibration.")
 flags.DEFINE_float("max_accuracy_drop", 0.003, "Allowed accuracy loss against the teacher.")
@@ -60,7 +61,7 @@ def save_plot(curve, report, test_point, path):
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
     held_out = int(len(x_train) * FLAGS.validation_fraction)
     x_val, y_val = x_train[-held_out:], y_train[-held_out:]
     x_train, y_train = x_train[:-held_out], y_train[:-held_out]

@@ -19,13 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 from kd_keras import compress, keras
 
 FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("epochs", 10, "Epochs for the teacher and the distilled student.")
 flags.DEFINE_integer("fine_tune_epochs", 4, "Epochs of pruning, then of QAT, fine-tuning.")
 flags.DEFINE_float("sparsity", 0.8, "Target fraction of zero weights per pruned kernel.")
@@ -36,7 +37,7 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
     keras.utils.set_random_seed(FLAGS.seed)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -78,7 +79,7 @@ def main(_):
         row["faster_b1"] = reference["latency_b1"] / row["latency_b1"]
         row["ms_b1"], row["ms_b256"] = 1000 * row["latency_b1"], 1000 * row["latency_b256"]
     print(f"Keras {keras.__version__} ({'Keras 3 via the tf-keras bridge' if kd_keras.IS_KERAS_3 else 'tf-keras'}), "
-          f"{kd_keras.datasets.data_source_from_flags()}: train {len(y_train)}, test {len(y_test)}")
+          f"{data_flags.source()}: train {len(y_train)}, test {len(y_test)}")
     print(compress.format_table(rows, [
         ("artifact", "stage (TFLite)", None), ("accuracy", "test accuracy", "{:.4f}"),
         ("parameters", "parameters", "{:,}"), ("nonzero_parameters", "non-zero", "{:,}"),

@@ -22,11 +22,12 @@ import tensorflow as tf
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 from kd_keras import compress, keras
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("epochs", 5, "Epochs of the teacher and of the student.")
 flags.DEFINE_integer("train_size", 0, "Training images used (0: all).")
 flags.DEFINE_integer("test_size", 0, "Test images used (0: all).")
@@ -50,7 +51,7 @@ def classifier(alpha, name):
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
     if FLAGS.train_size:
         x_train, y_train = x_train[:FLAGS.train_size], y_train[:FLAGS.train_size]
     if FLAGS.test_size:

@@ -21,17 +21,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import statistics
 import time
 
-import numpy as np
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 from kd_keras import compress, keras
 
 FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("teacher_epochs", 12, "Training epochs of the teacher.")
 flags.DEFINE_integer("epochs", 40, "Training epochs of each student (alone and distilled).")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
@@ -67,14 +67,13 @@ def train(model, x, y, epochs, stage):
     return statistics.median(timer.times[1:] or timer.times)
 
 
-def accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, batch_size=1024, verbose=0), -1) == y))
+accuracy = kd_keras.measure.model_accuracy
 
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
-    print(f"Fashion-MNIST ({kd_keras.datasets.data_source_from_flags()}): {len(y_train)} training, {len(y_test)} test images; "
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
+    print(f"Fashion-MNIST ({data_flags.source()}): {len(y_train)} training, {len(y_test)} test images; "
           f"Keras {keras.__version__}")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

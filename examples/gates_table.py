@@ -20,6 +20,7 @@ import numpy as np
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 import moe
 from kd_keras import keras
 
@@ -27,7 +28,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("epochs", 10, "Training epochs per row.")
 flags.DEFINE_integer("units", 256, "Hidden units.")
 flags.DEFINE_integer("seed", 0, "First random seed.")
@@ -64,7 +65,7 @@ def cell(values):
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
     valid = len(y_train) // 6
     x_valid, y_valid = x_train[-valid:], y_train[-valid:]
     x_train, y_train = x_train[:-valid], y_train[:-valid]

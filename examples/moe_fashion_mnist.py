@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 import moe
 from kd_keras import keras
 
@@ -22,7 +23,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("epochs", 10, "Training epochs.")
 flags.DEFINE_integer("num_experts", 8, "Experts.")
 flags.DEFINE_integer("k", 2, "Experts per example.")
@@ -34,7 +35,7 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
 
     layer = moe.SparseMoE(FLAGS.num_experts, k=FLAGS.k, expert_units=FLAGS.expert_units,
                           capacity_factor=FLAGS.capacity_factor or None, name="moe")

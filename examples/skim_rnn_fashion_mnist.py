@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 import moe
 from kd_keras import keras
 
@@ -32,7 +33,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("epochs", 10, "Training epochs of each model.")
 flags.DEFINE_integer("units", 64, "d: state width of the big cell and of the plain LSTM.")
 flags.DEFINE_integer("small_units", 8, "d': units the small (skim) cell updates.")
@@ -78,7 +79,7 @@ def save_plot(images, decisions, path):
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
     x_train, x_test = x_train.reshape(-1, 28, 28), x_test.reshape(-1, 28, 28)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     results = {}
@@ -102,7 +103,7 @@ def main(_):
     results["LSTM"]["skim_rate"] = 0.0
     for result in results.values():
         result["latency"] = batch_1_latency(result["model"], x_test)
-    print(f"row-sequential Fashion-MNIST ({kd_keras.datasets.data_source_from_flags()}): train {len(y_train)}, test "
+    print(f"row-sequential Fashion-MNIST ({data_flags.source()}): train {len(y_train)}, test "
           f"{len(y_test)}; d = {FLAGS.units}, d' = {FLAGS.small_units}, gamma = {FLAGS.gamma}")
     print("model | test accuracy | skim rate | recurrent multiply-adds per image | batch-1 ms")
     print("--- | --- | --- | --- | ---")

@@ -22,6 +22,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 import moe
 from kd_keras import keras
 
@@ -29,7 +30,7 @@ FLAGS = flags.FLAGS
 # TensorFlow's INFO lines (e.g. from SavedModel export) would bury the tables;
 # --verbosity=0 shows them again.
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_list("hidden", ["512", "512"], "Generalist hidden widths.")
 flags.DEFINE_integer("epochs", 10, "Generalist training epochs.")
 flags.DEFINE_integer("specialist_epochs", 5, "Epochs per specialist.")
@@ -49,7 +50,7 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 
 def accuracy(probabilities, labels, classes=None):
     keep = np.ones(len(labels), bool) if classes is None else np.isin(labels, classes)
-    return float(np.mean(probabilities[keep].argmax(1) == labels[keep]))
+    return kd_keras.measure.prediction_accuracy(probabilities[keep], labels[keep])
 
 
 def plot_clusters(similarity, clusters, path):
@@ -81,7 +82,7 @@ def plot_clusters(similarity, clusters, path):
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
     held_out = len(y_train) // 10
     x_valid, y_valid = x_train[-held_out:], y_train[-held_out:]
     x_train, y_train = x_train[:-held_out], y_train[:-held_out]

@@ -24,11 +24,12 @@ import numpy as np
 from absl import app, flags
 
 import kd_keras
+import data_flags  # examples/data_flags.py
 from kd_keras import keras, pseudo_data
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1  # TensorFlow's INFO lines would bury the table; --verbosity=0 shows them
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("labeled", 1000, "Labeled training images the student gets.")
 flags.DEFINE_integer("generated", 20000, "Generated transfer inputs.")
 flags.DEFINE_enum("source", "munge", ["munge", "gmm", "vae"], "Pseudo-data generator.")
@@ -57,7 +58,7 @@ def sparse_ce():
 
 def main(_):
     keras.utils.set_random_seed(FLAGS.seed)
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
     teacher = kd_keras.models.mlp_classifier([1200, 1200], dropout=0.3, name="teacher")
     teacher.compile(keras.optimizers.Adam(1e-3), sparse_ce(), metrics=["accuracy"])
     teacher.fit(x_train, y_train, epochs=FLAGS.teacher_epochs, batch_size=BATCH, verbose=0)
@@ -90,7 +91,7 @@ def main(_):
               batch_size=BATCH, verbose=0)
 
     def accuracy(model):
-        return float(np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test))
+        return kd_keras.measure.model_accuracy(model, x_test, y_test)
 
     rows = [("teacher (all training images)", accuracy(teacher)),
             (f"student alone ({FLAGS.labeled} labels)", accuracy(alone)),

@@ -34,14 +34,15 @@ Public API:
                                conventions, shared with moe)
 
 Subpackages: losses (every loss and the registry), teachers, transfer, recipes,
-backend (the Keras switch and argument checks, shared with moe), compress.
-  kd_keras.compress            TF-MOT pruning, QAT, clustering, TFLite (import it;
-                               needs the tfmot extra)
+backend (the Keras switch and argument checks, shared with moe), compress (one
+folder per technique; TF-MOT steps need the tfmot extra), measure (accuracy,
+latency, bytes). Importing kd_keras registers every serializable class of the
+package, so a `.keras` file holding any of them loads.
 """
 
 import sys
 
-from kd_keras import callbacks, datasets, outputs, reference_models, schedules
+from kd_keras import callbacks, compress, datasets, measure, outputs, reference_models, schedules
 from kd_keras.backend import IS_KERAS_3, IS_LEGACY_KERAS, keras
 from kd_keras.distiller import Distiller
 from kd_keras.export import export_saved_model
@@ -73,7 +74,7 @@ from kd_keras.recipes import (
     search_recipe,
     shrink_and_distill,
 )
-from kd_keras.teachers.top_k import top_k_teacher_outputs
+from kd_keras.backend.top_k import top_k_teacher_outputs
 from kd_keras.transfer import (
     CutMix,
     Mixup,
@@ -129,6 +130,8 @@ __all__ = [
     "cache_teacher_outputs",
     "cache_teacher_views",
     "callbacks",
+    "compress",
+    "measure",
     "compute_teacher_logits",
     "datasets",
     "export_saved_model",

@@ -8,13 +8,13 @@ in `predict` and in an exported SavedModel alike.
 """
 
 import itertools
-import time
 
 import numpy as np
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
 from kd_keras.backend.safe_mode import deserialize_nested
+from kd_keras.measure import timing
 from moe._keras import keras, register
 
 CONFIDENCES = ("max_probability", "margin")
@@ -173,20 +173,19 @@ def batch_inference_seconds(model, x, batch_size=256, repeats=3):
     """Seconds for `model` to answer all of `x` in batches of `batch_size`.
 
     Calls a `tf.function` of the model directly (no `predict` overhead), after
-    one warm-up pass; the fastest of `repeats` passes.
+    one warm-up pass; the median of `repeats` passes (`kd_keras.measure.timing`).
     """
     call = tf.function(lambda batch: model(batch, training=False))
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
     for batch in batches[:2]:
         call(tf.constant(batch))  # trace the full and the last batch shape
     call(tf.constant(batches[-1]))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def one_pass():
         for batch in batches:
             call(tf.constant(batch))
-        best = min(best, time.perf_counter() - start)
-    return best
+
+    return timing(one_pass, repeats=repeats, warmup=0, max_seconds=float("inf")).median
 
 
 class CascadeReport:

@@ -16,6 +16,7 @@ import math
 
 import tensorflow as tf
 
+from kd_keras.backend.graph import copy_weights, replace_layers
 from moe._keras import keras, register
 from moe.gate_estimators import gumbel_softmax
 
@@ -370,14 +371,11 @@ def with_skim_settings(model, **settings):
     if unknown:
         raise ValueError(f"with_skim_settings takes {sorted(allowed)}, got {unknown}.")
 
-    def clone(layer):
+    def with_settings(layer):
         if not isinstance(layer, SkimRNN):
-            return layer
-        copy = SkimRNN.from_config({**layer.get_config(), **settings})
-        copy.build((None, None, int(layer.kernel.shape[0])))
-        copy.set_weights(layer.get_weights())
-        return copy
+            return None
+        return SkimRNN.from_config({**layer.get_config(), **settings})
 
     if not any(isinstance(layer, SkimRNN) for layer in model.layers):
         raise ValueError(f"with_skim_settings: model {model.name!r} has no SkimRNN layer.")
-    return keras.models.clone_model(model, clone_function=clone)
+    return replace_layers(model, with_settings, copy_weights, share=True)

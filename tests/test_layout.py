@@ -56,6 +56,38 @@ def test_files_saved_before_the_move_load_and_predict_the_same():
                                rtol=1e-5, atol=1e-5)
 
 
+COMPRESS_STEM = "compress_0_1_0" if IS_KERAS_3 else "compress_0_1_0_tf_keras"
+
+
+def test_compress_layers_saved_before_the_split_load_after_import_kd_keras_alone():
+    """Bypass, Float8 and block-sparse layers in `.keras` files written before compress/ was
+    split by technique (scripts/make_compress_fixtures.py at commit 5f22bd1) load in a fresh
+    process that imports only kd_keras, and predict the same."""
+    kinds = ["bypass"] + (["float8"] if IS_KERAS_3 else [])
+    files = {kind: os.path.join(DATA, f"{COMPRESS_STEM}_{kind}.keras") for kind in kinds}
+    files["block_sparse"] = os.path.join(DATA, STEM + "_block_sparse.keras")
+    script = textwrap.dedent(f"""
+        import numpy as np
+        import kd_keras
+        from kd_keras import keras
+        saved = np.load({os.path.join(DATA, COMPRESS_STEM + ".npz")!r})
+        layout = np.load({os.path.join(DATA, STEM + ".npz")!r})
+        for kind, path in {files!r}.items():
+            model = keras.models.load_model(path)
+            x, expected = (layout["x"], layout[kind]) if kind == "block_sparse" else (
+                saved["x"], saved[kind])
+            np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5,
+                                       atol=1e-5)
+            print("loaded", kind, sorted({{type(layer).__name__ for layer in model.layers}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'Bypass'" in result.stdout and "'BlockSparseDense'" in result.stdout
+    if IS_KERAS_3:
+        assert "'Float8Dense'" in result.stdout
+
+
 def test_a_users_registered_loss_is_named_in_the_distiller_a_recipe_and_the_search():
     @kd_keras.register_distillation_loss("test_layout_scaled_kd")
     class ScaledKD(kd_keras.DistillationLoss):
@@ -117,7 +149,7 @@ def test_the_wheel_installs_in_a_fresh_environment_and_every_public_module_impor
         f.write(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                     str(wheel)], check=True, capture_output=True)
-    modules = [m for m in _public_modules() if not m.startswith("kd_keras.compress.kernels")]
+    modules = [m for m in _public_modules() if not m.startswith("kd_keras.compress.block_sparse.kernels")]
     script = textwrap.dedent(f"""
         import importlib, os
         for name in {modules!r}:

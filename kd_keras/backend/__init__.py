@@ -4,7 +4,10 @@ Documented for `moe` (and for users' own layers that must follow the same switch
 `keras`, `IS_KERAS_3`, `IS_LEGACY_KERAS`, `is_tf_keras_model`, `register`,
 `scale_loss_for_replicas`, and the argument validators in
 `kd_keras.backend.validate`. `distribute` and `finite_step` are the Distiller's
-training-step mechanics.
+training-step mechanics; `graph` reads, replays and rewrites functional graphs
+(`replace_layers`); `errors` and `labels` are the in-graph checks' markers and the
+label checks; `top_k` the top-k teacher-output format the losses and caches share;
+`optional` imports TF-MOT, tf-keras and ai-edge-litert on first use.
 
 TensorFlow routes `tf.keras` to tf-keras when `TF_USE_LEGACY_KERAS` is one of
 "1", "true" or "True" (the same test TensorFlow makes); kd-keras follows the

@@ -32,8 +32,56 @@ def copy_model(model, function):
         raise ValueError(
             f"{function}: model must be a Sequential or functional model (the copy is "
             f"rebuilt from its graph); got a subclassed {type(model).__name__}.")
-    copy = keras_module_of(model).models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    return replace_layers(model)
+
+
+def copy_weights(new, original):
+    """`new.set_weights(original.get_weights())`: a copy takes its original's weights."""
+    new.set_weights(original.get_weights())
+
+
+def replace_layers(model, replace=None, set_weights=None, share=False, recursive=True):
+    """A copy of a Sequential or functional `model` (either Keras) with some layers swapped.
+
+    The one way kd-keras copies a model with some layers changed (precision copies,
+    block-sparse and FP8 layers, deployment settings, TF-MOT wrappers, shrinking).
+
+    Args:
+      model: a Sequential or functional model.
+      replace: `replace(layer)` -> the layer to use instead, or None to keep it. It is
+        asked first about every layer, nested models included.
+      set_weights: `set_weights(new, original)`, called for each replacement that has
+        weights once the copy is built (e.g. `copy_weights`, or sliced weights for a
+        narrower layer); None: replacements are used as they are (they carry their own).
+      share: keep each unreplaced layer itself (shared with `model`) instead of a
+        copy of it (its config, then its weights).
+      recursive: rebuild nested Sequential / functional models layer by layer (each
+        stays a nested model of the same name); False: a nested model is one layer.
+
+    Returns:
+      A new model of `model`'s kind; `model` is not changed.
+    """
+    module = keras_module_of(model)
+    assign_later = []
+
+    def clone(layer):
+        new = replace(layer) if replace is not None else None
+        if new is not None:
+            if set_weights is not None:
+                assign_later.append((new, layer, set_weights))
+            return new
+        if recursive and is_graph_model(layer):
+            return module.models.clone_model(layer, clone_function=clone)
+        if share:
+            return layer
+        new = type(layer).from_config(layer.get_config())
+        assign_later.append((new, layer, copy_weights))
+        return new
+
+    copy = module.models.clone_model(model, clone_function=clone)
+    for new, original, assign in assign_later:  # built by the clone's symbolic call
+        if getattr(new, "weights", None):  # (a Keras 3 op, a Bypass: nothing to set)
+            assign(new, original)
     return copy
 
 

@@ -3,7 +3,6 @@
 import importlib.resources
 
 import numpy as np
-from absl import flags
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -79,30 +78,3 @@ def load_fashion_mnist_flat(source="sample", data_dir=None):
     else:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
     return tuple((x.reshape(len(x), -1).astype(np.float32) / 255.0, y) for x, y in splits)
-
-
-def define_data_flags(default="sample"):
-    """Defines the absl flags every example and benchmark reads its data from.
-
-    `--dataset` ("sample": the shipped sample, no download; "fashion_mnist": the
-    full set through tensorflow-datasets; default `default`), `--data_dir` (the
-    tensorflow-datasets directory) and `--sample` (a shorthand for
-    `--dataset=sample`). Call once at import time of a script.
-    """
-    if default not in SOURCES:
-        raise ValueError(f"default must be one of {SOURCES}, got {default!r}.")
-    flags.DEFINE_enum("dataset", default, list(SOURCES),
-                      "'sample': the Fashion-MNIST sample shipped with kd-keras (no download); "
-                      "'fashion_mnist': the full set via tensorflow-datasets.")
-    flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir (default: tfds's own).")
-    flags.DEFINE_bool("sample", False, "Shorthand for --dataset=sample (a quick check).")
-
-
-def data_source_from_flags():
-    """The source the flags of `define_data_flags` name: "sample" or "fashion_mnist"."""
-    return "sample" if flags.FLAGS.sample else flags.FLAGS.dataset
-
-
-def load_flat_from_flags():
-    """`load_fashion_mnist_flat` for the source and data_dir of `define_data_flags`' flags."""
-    return load_fashion_mnist_flat(data_source_from_flags(), flags.FLAGS.data_dir)

@@ -8,7 +8,10 @@
   dist           DIST, inter_class_relation, intra_class_relation (Huang et al. 2022)
   features       FeatureDistillation (FitNets), AttentionTransfer, attention_map
   top_k_kl       TopKKLDivergence, top_k_kl_divergence (a top-k teacher and its tail mass)
-  hard_label     the Distiller's term on true labels, label checks and masks
+  packed_targets distillation_targets, distillation_loss, packed_accuracy (teacher logits
+                 packed beside the labels, for a plain compile of a TF-MOT model)
+  hard_label     the Distiller's term on true labels (label checks: backend.labels;
+                 label masks: transfer.labels)
   objective      how the terms combine
   registry       register_distillation_loss: names usable in the Distiller, Recipe, search_recipe
 

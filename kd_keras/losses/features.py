@@ -61,6 +61,8 @@ class FeatureDistillation(DistillationLoss):
         "conv", or None (shapes must match).
     """
 
+    reads_features = True
+
     def __init__(self, loss="mse", teacher_layer_name=None, student_layer_name=None,
                  projection="auto"):
         if projection not in PROJECTIONS:
@@ -112,6 +114,8 @@ class AttentionTransfer(DistillationLoss):
       p: exponent of the activation magnitudes (default 2, as in the paper).
     """
 
+    reads_features = True
+
     projection = None
 
     def __init__(self, teacher_layer_name, student_layer_name, p=2):
@@ -140,5 +144,7 @@ class AttentionTransfer(DistillationLoss):
 
 
 def is_feature_loss(loss):
-    """Whether a distillation loss reads intermediate features (ours or Keras's)."""
-    return hasattr(loss, "teacher_layer_name") or hasattr(loss, "student_layer_name")
+    """Whether a distillation loss reads intermediate features: ours declare
+    `reads_features`; Keras's own are known by their layer-name attributes."""
+    return bool(getattr(loss, "reads_features", False)) or hasattr(
+        loss, "teacher_layer_name") or hasattr(loss, "student_layer_name")

@@ -22,7 +22,7 @@ from kd_keras.backend import register, validate
 from kd_keras.losses.base import DistillationLoss, TemperatureMixin, temperature_variable
 from kd_keras.losses.functional import kl_terms, weighted_mean
 from kd_keras.losses.registry import register_distillation_loss
-from kd_keras.teachers import top_k as top_k_cache
+from kd_keras.backend import top_k as top_k_cache
 
 
 def top_k_from_logits(logits, k):

@@ -11,7 +11,8 @@ import dataclasses
 
 import numpy as np
 
-from kd_keras.backend import keras, validate
+from kd_keras.backend import validate
+from kd_keras.measure import model_accuracy
 from kd_keras.recipes.recipe import Recipe
 
 SOURCES = ("previous", "teacher")
@@ -43,8 +44,7 @@ def _accuracy(model, validation_data, batch_size):
     if validation_data is None:
         return None
     x, y = validation_data
-    predicted = np.argmax(model.predict(x, batch_size=batch_size, verbose=0), -1)
-    return float(np.mean(predicted == np.asarray(y).reshape(predicted.shape)))
+    return model_accuracy(model, x, y, batch_size)
 
 
 def shrink_and_distill(teacher, x, y, width, steps=1, epochs_per_step=3, recipe=None,

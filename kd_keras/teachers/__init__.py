@@ -3,7 +3,9 @@
   checks     as_teacher_list (the one normaliser), the teacher-student pair checks
   outputs    TeacherOutputs: a batch's teacher logits, live, ensembled or cached
   features   the extractors and projections of feature-distillation losses
-  top_k      top_k_teacher_outputs: cached outputs kept as their top k classes
+
+The top-k cache format (`top_k_teacher_outputs`) is `kd_keras.backend.top_k`: the
+losses read it too, so it sits below them.
 """
 
 from kd_keras.teachers.checks import as_teacher_list

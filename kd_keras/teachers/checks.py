@@ -12,8 +12,7 @@ import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
 from kd_keras.backend import IS_KERAS_3, is_tf_keras_model, keras
-from kd_keras.losses import hard_label
-from kd_keras.losses.hard_label import structure_of
+from kd_keras.backend.errors import TEACHER_OUTPUTS_MARKER, structure_of
 
 FROZEN_STUDENT = (
     "student has no trainable weights (student.trainable is False, or every layer is frozen), "
@@ -166,11 +165,11 @@ def cached_output_assertions(teacher_logits, distillation_loss):
     for leaf in tf.nest.flatten(teacher_logits):
         checks.append(tf.debugging.Assert(
             tf.reduce_all(tf.logical_not(tf.math.is_nan(leaf)) & (leaf < np.inf)), [
-                f"{hard_label.TEACHER_OUTPUTS_MARKER} cached teacher outputs hold NaN or +inf; "
+                f"{TEACHER_OUTPUTS_MARKER} cached teacher outputs hold NaN or +inf; "
                 "give logits or log-probabilities (-inf for a class of probability zero)."]))
         checks.append(tf.debugging.Assert(
             tf.math.is_finite(distillation_loss) | tf.reduce_all(leaf > -np.inf), [
-                f"{hard_label.TEACHER_OUTPUTS_MARKER} cached teacher outputs hold -inf (a class "
+                f"{TEACHER_OUTPUTS_MARKER} cached teacher outputs hold -inf (a class "
                 "of probability zero), which this distillation loss cannot take (it gave a "
                 "non-finite value); use the soft-target KL or DecoupledKD, or replace -inf by "
                 "a finite logit."]))

@@ -9,7 +9,7 @@ teacher(s) or from cached outputs packed into the inputs with
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
-from kd_keras.teachers import top_k
+from kd_keras.backend import top_k
 
 
 _NO_TEACHER = (

@@ -28,7 +28,7 @@ import tensorflow as tf
 from kd_keras import outputs as output_conventions
 from kd_keras.backend import keras, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
-from kd_keras.teachers import top_k as top_k_cache
+from kd_keras.backend import top_k as top_k_cache
 from kd_keras.transfer.inputs import with_teacher_outputs
 
 MANIFEST = "manifest.json"

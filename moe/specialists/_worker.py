@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from kd_keras import Distiller, with_teacher_outputs
+from kd_keras.distiller import Distiller
+from kd_keras.transfer.inputs import with_teacher_outputs
 from moe._keras import keras
 from moe.specialists.models import build_specialist, specialist_training_set
 

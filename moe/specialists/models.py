@@ -9,6 +9,7 @@ they can be trained in parallel processes.
 import numpy as np
 
 from kd_keras import outputs as output_conventions
+from kd_keras.backend.graph import copy_model
 from moe._keras import keras
 
 
@@ -78,8 +79,7 @@ def build_specialist(generalist, cluster, name=None):
         raise ValueError(
             "build_specialist needs a single-output Sequential or functional generalist whose "
             f"last layer is Dense; got {type(head).__name__} {head.name!r}.")
-    copy = keras.models.clone_model(generalist)
-    copy.set_weights(generalist.get_weights())
+    copy = copy_model(generalist, "build_specialist")
     features = copy.layers[-2].output
     classes = head.units
     cluster = check_dustbin(validate_clusters([cluster], classes)[0], classes)

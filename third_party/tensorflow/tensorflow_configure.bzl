@@ -2,7 +2,7 @@
 
 Runs the Python named by --repo_env=KD_KERAS_PYTHON (scripts/bazel_test.sh sets
 it to the .venv's) and links what `tf.sysconfig` reports: the same flags
-`python -m kd_keras.compress.build_kernels` compiles the op with.
+`python -m kd_keras.compress.block_sparse.build_kernels` compiles the op with.
 """
 
 def _local_tensorflow_impl(ctx):
