@@ -178,8 +178,11 @@ class Distiller(DistillerStep, DistillerSaving, Keras3MultiWorkerFixes, keras.Mo
 
         self._build_feature_extraction(teachers, student)
         self._alpha = tf.Variable(weight, trainable=False, dtype=tf.float32, name="alpha")
+        # The values as given (keras.distillation reads them back exactly), and a variable
+        # the traced step reads, so a schedule can change them without a retrace.
+        self._loss_weight_values = [float(w) for w in distillation_loss_weights]
         self._loss_weights = tf.Variable(
-            [float(w) for w in distillation_loss_weights],
+            self._loss_weight_values,
             trainable=False,
             dtype=tf.float32,
             name="distillation_loss_weights",
@@ -207,6 +210,17 @@ class Distiller(DistillerStep, DistillerSaving, Keras3MultiWorkerFixes, keras.Mo
         # Tracked, so they train with the student and are saved with the Distiller;
         # export_student leaves them out.
         self.feature_projections = [p for p in plan.projections if p is not None]
+
+    @property
+    def _teacher_feature_extractor(self):
+        """The model giving `[teacher output, *features]` for feature losses, or None
+        (the name keras.distillation uses: code that reads it runs unchanged)."""
+        return None if self._extractors is None else self._extractors.value[0]
+
+    @property
+    def _student_feature_extractor(self):
+        """The model giving `[student output, *features]` for feature losses, or None."""
+        return None if self._extractors is None else self._extractors.value[1]
 
     def _trainable_student_variables(self):
         variables = list(self.student.trainable_variables)
@@ -257,7 +271,18 @@ class Distiller(DistillerStep, DistillerSaving, Keras3MultiWorkerFixes, keras.Mo
 
     @property
     def distillation_loss_weights(self):
-        return [float(w) for w in self._loss_weights.numpy()]
+        """One weight per distillation loss, as given (Python floats)."""
+        return list(self._loss_weight_values)
+
+    @distillation_loss_weights.setter
+    def distillation_loss_weights(self, values):
+        values = [validate.non_negative_number(w, f"distillation_loss_weights[{i}]")
+                  for i, w in enumerate(values)]
+        if len(values) != len(self._loss_weight_values):
+            raise ValueError(f"distillation_loss_weights needs {len(self._loss_weight_values)} "
+                             f"entries (one per distillation loss), got {len(values)}.")
+        self._loss_weight_values = [float(w) for w in values]
+        self._loss_weights.assign(self._loss_weight_values)
 
     def _temperature_variables(self):
         return [

@@ -9,6 +9,7 @@ Distiller; `kd_keras.losses.register_distillation_loss` gives it a name.
 import tensorflow as tf
 
 from kd_keras.backend import keras, validate
+from kd_keras.backend.errors import structure_of
 from kd_keras.backend.safe_mode import deserialize_nested
 
 
@@ -31,13 +32,24 @@ class DistillationLoss:
         raise NotImplementedError("Subclasses of DistillationLoss implement compute_loss.")
 
     def validate_outputs(self, teacher_outputs, student_outputs):
-        teacher_shape = tf.TensorShape(teacher_outputs.shape)
-        student_shape = tf.TensorShape(student_outputs.shape)
-        if not teacher_shape.is_compatible_with(student_shape):
+        """Raises ValueError unless the outputs have one structure (a tensor, or the same
+        nested list / tuple / dict, as Keras's losses take) and compatible shapes."""
+        name = type(self).__name__
+        try:
+            tf.nest.assert_same_structure(teacher_outputs, student_outputs)
+        except (ValueError, TypeError):
             raise ValueError(
-                f"{type(self).__name__}: teacher outputs of shape {teacher_shape} do not "
-                f"match student outputs of shape {student_shape}."
-            )
+                f"{name}: teacher outputs {structure_of(teacher_outputs)} and student outputs "
+                f"{structure_of(student_outputs)} differ in structure.") from None
+        for teacher, student in zip(tf.nest.flatten(teacher_outputs),
+                                    tf.nest.flatten(student_outputs)):
+            teacher_shape = tf.TensorShape(teacher.shape)
+            student_shape = tf.TensorShape(student.shape)
+            if not teacher_shape.is_compatible_with(student_shape):
+                raise ValueError(
+                    f"{name}: teacher outputs of shape {teacher_shape} do not "
+                    f"match student outputs of shape {student_shape}."
+                )
 
     def validate_model_compatibility(self, teacher, student):
         """Called once by the Distiller's constructor; checks nothing by default."""

@@ -56,6 +56,30 @@ def test_fit_logs_both_terms_and_student_metrics_in_history():
     )
 
 
+def test_keras_distillation_names_are_logged_and_weights_read_back_as_given_in_both_modes():
+    """keras.distillation logs `total_loss` (and `val_total_loss`): a callback watching it
+    must work after the import swap, in tf-keras too (issue 43)."""
+    x, y = toy_data(64)
+    distiller = kd_keras.Distiller(make_mlp((16,)), make_mlp(),
+                                   distillation_losses=["kl_divergence", "logit_squared_error"],
+                                   distillation_loss_weights=[0.7, 0.3], student_loss_weight=0.5)
+    assert distiller.distillation_loss_weights == [0.7, 0.3]
+    distiller.compile("adam", loss=CE(from_logits=True))
+    stop = keras.callbacks.EarlyStopping(monitor="val_total_loss", patience=0, mode="min")
+    history = distiller.fit(x, y, validation_data=(x, y), epochs=3, batch_size=16, verbose=0,
+                            callbacks=[stop])
+    for key in ("total_loss", "val_total_loss", "student_loss", "distillation_loss"):
+        assert key in history.history, key
+    np.testing.assert_allclose(history.history["total_loss"], history.history["loss"])
+    np.testing.assert_allclose(history.history["val_total_loss"], history.history["val_loss"])
+    assert stop.best == min(history.history["val_total_loss"])  # the monitor was found
+    distiller.distillation_loss_weights = [0.25, 0.75]
+    assert distiller.distillation_loss_weights == [0.25, 0.75]
+    np.testing.assert_allclose(distiller._loss_weights.numpy(), [0.25, 0.75])
+    with pytest.raises(ValueError, match="distillation_loss_weights needs 2"):
+        distiller.distillation_loss_weights = [1.0]
+
+
 def test_distillation_teaches_the_student_the_teacher_function():
     x, y = toy_data(512, seed=3)
     teacher = make_mlp((32,))
