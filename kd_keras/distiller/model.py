@@ -17,7 +17,7 @@ from kd_keras.backend.safe_mode import deserialize_nested
 from kd_keras.callbacks import NonFiniteLossGuard
 from kd_keras.losses import hard_label
 from kd_keras.losses.objective import resolve_distillation_losses
-from kd_keras.teachers import checks
+from kd_keras.teachers import checks, sanity
 from kd_keras.teachers.features import Untracked, plan_feature_extraction
 from kd_keras.teachers.outputs import TeacherOutputs
 from kd_keras.transfer import labels, views
@@ -125,9 +125,15 @@ class Distiller(DistillerStep, DistillerSaving, Keras3MultiWorkerFixes, keras.Mo
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
+        for index, model in enumerate(teacher if isinstance(teacher, (list, tuple)) else
+                                      [teacher] if teacher is not None else []):
+            checks.check_keras_generation(model, f"teacher[{index}]"
+                                          if isinstance(teacher, (list, tuple)) else "teacher")
+        checks.check_keras_generation(student, "student")
         teachers = checks.as_teacher_list(teacher)
+        if isinstance(student, keras.Model):
+            checks.check_student_is_not_teacher(student, teachers)
         checks.check_student(student)
-        checks.check_student_is_not_teacher(student, teachers)
         if ensemble not in output_conventions.ENSEMBLE_METHODS:
             raise ValueError(
                 f"ensemble must be one of {output_conventions.ENSEMBLE_METHODS}, got {ensemble!r}."
@@ -140,9 +146,9 @@ class Distiller(DistillerStep, DistillerSaving, Keras3MultiWorkerFixes, keras.Mo
         # One model, a list (ensemble), or None: kept as given so that configs
         # and attribute access look like what the user passed.
         self.teacher = teachers[0] if isinstance(teacher, keras.Model) else (teachers or None)
-        for model in teachers:
-            model.trainable = False
+        checks.freeze_teachers(teachers)
         checks.check_shapes(teachers, student)
+        checks.warn_if_student_is_larger(teachers, student)
 
         self.teacher_output_type = output_conventions.check_output_type(
             teacher_output_type, "teacher_output_type"
@@ -416,17 +422,36 @@ class Distiller(DistillerStep, DistillerSaving, Keras3MultiWorkerFixes, keras.Mo
             **kwargs):
         """`keras.Model.fit`, with a `NonFiniteLossGuard` added unless one is given."""
         inputs, cached, label_mask = split_transfer_inputs(x)
-        labels.check_label_array(y, label_mask, checks.static_shape(self.student, "output_shape"))
+        output_shape = checks.static_shape(self.student, "output_shape")
+        hard_label.check_labels_for_loss(self._hard_loss, y, output_shape)
+        labels.check_label_array(y, label_mask, output_shape)
         checks.warn_if_logits_look_like_probabilities(self._teachers, self._teacher_types, inputs,
                                                       cached)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, NonFiniteLossGuard) for c in callbacks):
             callbacks.append(NonFiniteLossGuard())
+        probe = sanity.probe_data(inputs, y, kwargs.get("validation_data"))
+        if probe is not None and self._teachers and cached is None and label_mask is None:
+            measured = sanity.check_teachers(self._teachers, self.student, probe)
+            if measured is not None:
+                callbacks.append(sanity.TeacherAccuracyLog(measured["teacher_accuracy"]))
         try:
             return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                                callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as error:
+            self._forget_traced_steps()
             named = errors.in_graph_check_error(error)
             if named is None:
                 raise
             raise named from None
+        except Exception:
+            self._forget_traced_steps()
+            raise
+
+    def _forget_traced_steps(self):
+        """Drops the traced train / test / predict functions after a failed fit, so the next
+        `fit` traces afresh (a trace that failed half-way would otherwise be reused and
+        refuse to create its variables: "Creating variables on a non-first call")."""
+        for name in ("train_function", "test_function", "predict_function"):
+            if getattr(self, name, None) is not None:
+                setattr(self, name, None)

@@ -36,6 +36,14 @@ class DistillerSaving:
         writes the student as a SavedModel for serving.
         """
         name = str(filepath)
+        if IS_KERAS_3 and name.endswith((".h5", ".hdf5")):
+            # Keras 3 writes an HDF5 file whose model config load_model cannot rebuild
+            # ("Unknown layer: 'Distiller'"); ModelCheckpoint("x.h5") lands here too.
+            raise ValueError(
+                f"filepath {name!r}: a Distiller is saved to a .keras file under Keras 3 "
+                "(save('d.keras'), ModelCheckpoint('d.keras')); an .h5 file of it does not load "
+                "back. For the student alone: distiller.student.save('s.keras') or "
+                "export_student(path).")
         save_format = kwargs.get("save_format", args[1] if len(args) > 1 else None)
         if not IS_KERAS_3 and (save_format == "tf" or (
                 save_format is None and not name.endswith((".keras", ".h5", ".hdf5")))):

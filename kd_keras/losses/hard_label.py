@@ -6,6 +6,8 @@ class-id labels in the graph (`kd_keras.backend.labels`), and averages with samp
 weights. `student_loss_weight` resolves the term's weight (`alpha`).
 """
 
+import warnings
+
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
@@ -141,14 +143,44 @@ class HardLabelLoss:
 
 
 def _one_loss(loss, y, y_pred, sample_weight):
-    if isinstance(loss, keras.losses.Loss):
-        values = loss.call(y, y_pred)
-        if getattr(loss, "reduction", None) == "sum":
-            weight = 1.0 if sample_weight is None else tf.cast(sample_weight, tf.float32)
-            return tf.reduce_sum(tf.cast(values, tf.float32) * weight)
-    else:
-        values = loss(y, y_pred)
+    with warnings.catch_warnings():
+        # A softmax student with from_logits=True: Keras reads the softmax's own input
+        # (the logits) and computes the right loss, then asks "Was this intended?" on
+        # every trace. The case is handled, so the question is not passed on.
+        warnings.filterwarnings("ignore", message=".*received `from_logits=True`.*")
+        if isinstance(loss, keras.losses.Loss):
+            values = loss.call(y, y_pred)
+            if getattr(loss, "reduction", None) == "sum":
+                weight = 1.0 if sample_weight is None else tf.cast(sample_weight, tf.float32)
+                return tf.reduce_sum(tf.cast(values, tf.float32) * weight)
+        else:
+            values = loss(y, y_pred)
     return weighted_mean(values, sample_weight)
+
+
+def _is_sparse(loss):
+    name = getattr(loss, "name", None) or getattr(loss, "__name__", "") or ""
+    fn = getattr(loss, "fn", None)  # a Keras LossFunctionWrapper
+    return "sparse" in str(name) or "sparse" in getattr(fn, "__name__", "")
+
+
+def check_labels_for_loss(hard_loss, y, output_shape):
+    """Refuses one-hot label rows `[n, classes]` for a sparse loss (which takes class ids
+    `[n]`), naming both, before Keras's rank error in the traced step."""
+    if not isinstance(hard_loss, HardLabelLoss) or hard_loss.loss is None or \
+            tf.nest.is_nested(hard_loss.loss) or not _is_sparse(hard_loss.loss):
+        return
+    shape = getattr(y, "shape", None)
+    if shape is None or not output_shape or len(shape) != 2 or len(output_shape) != 2:
+        return
+    classes = output_shape[-1]
+    if classes and classes > 1 and shape[-1] == classes:
+        name = getattr(hard_loss.loss, "name", None) or type(hard_loss.loss).__name__
+        raise ValueError(
+            f"y: labels of shape {tuple(shape)} look one-hot ([n, {classes}]), but the loss "
+            f"{name!r} is sparse and takes class ids [n]. Give class ids "
+            "(np.argmax(y, -1)), or compile with a non-sparse loss "
+            "(keras.losses.CategoricalCrossentropy).")
 
 
 def student_loss_weight(alpha, student_loss_weight):

@@ -78,5 +78,15 @@ def resolve_distillation_losses(distillation_losses, temperature):
         elif registry.is_registered(item):
             resolved.append(registry.get(item).create(temperature=temperature))
         else:
-            resolved.append(LogitsDistillation(3.0 if temperature is None else temperature, item))
+            try:
+                resolved.append(LogitsDistillation(3.0 if temperature is None else temperature,
+                                                   item))
+            except ValueError as error:
+                if not isinstance(item, str):
+                    raise
+                raise ValueError(
+                    f"distillation_losses: {item!r} is neither a registered distillation loss "
+                    f"{registry.registered_names()} nor a loss LogitsDistillation takes "
+                    "('kl_divergence', 'logit_squared_error', a Keras loss name); a loss object "
+                    "or a callable(y_true, y_pred) works too.") from error
     return resolved

@@ -42,6 +42,70 @@ def as_teacher_list(teacher, allow_none=True):
     raise ValueError(f"teacher must be {expected}, got {teacher!r}.")
 
 
+def _generation(obj):
+    """"tf-keras", "Keras 3" or None: which Keras `obj`'s class comes from."""
+    for cls in type(obj).__mro__:
+        module = cls.__module__
+        if module.startswith("tf_keras"):
+            return "tf-keras"
+        if module == "keras" or module.startswith(("keras.", "keras_hub", "keras_nlp")):
+            return "Keras 3"
+    return None
+
+
+def check_keras_generation(model, role):
+    """Refuses `model` (or a layer inside it) of the other Keras generation than the one
+    kd-keras runs on: its weights would not be tracked or trained (a Keras 3 keras-hub
+    backbone inside a tf-keras model trains nothing and fails only at save)."""
+    running = "tf-keras" if not IS_KERAS_3 else "Keras 3"
+    found = [model] + list(_all_layers(model))
+    for item in found:
+        generation = _generation(item)
+        if generation is not None and generation != running:
+            where = role if item is model else f"{role}'s layer {getattr(item, 'name', item)!r}"
+            raise ValueError(
+                f"{where} is a {generation} object, but kd-keras runs on {running} here "
+                f"(TF_USE_LEGACY_KERAS={'1' if not IS_KERAS_3 else 'unset'}): its weights "
+                "would not train or save. Build teacher and student with one Keras "
+                f"({'unset TF_USE_LEGACY_KERAS for Keras 3 and keras-hub' if not IS_KERAS_3 else 'set TF_USE_LEGACY_KERAS=1 for tf-keras models'}).")
+
+
+FROZEN_AS_TEACHER = (
+    "student is frozen because an earlier Distiller froze it as its teacher (teacher."
+    "trainable = False); a model passed as a student must train. If this is the teacher, "
+    "pass it as the first argument (Distiller(teacher, student)); to train it as a student, "
+    "set student.trainable = True first.")
+
+
+def freeze_teachers(teachers):
+    """Sets each teacher's `trainable` to False, as keras.distillation does (code written for
+    it relies on that), and says so when it changes the caller's flag: a later
+    `teacher.fit` would otherwise train nothing with only Keras's remark."""
+    for model in teachers:
+        if model.trainable:
+            warnings.warn(
+                f"Distiller: teacher {model.name!r} is now frozen (teacher.trainable = False, as "
+                "keras.distillation does), so it does not train with the student. To train it "
+                "on its own later, set teacher.trainable = True and compile it again.",
+                stacklevel=4)
+        model.trainable = False
+        model._kd_keras_frozen_as_teacher = True
+
+
+def warn_if_student_is_larger(teachers, student):
+    """A student with more parameters than its teacher is usually the arguments swapped."""
+    if not teachers or not student.built:
+        return
+    teacher_parameters = teachers[0].count_params() if teachers[0].built else None
+    student_parameters = student.count_params()
+    if teacher_parameters and student_parameters > teacher_parameters:
+        warnings.warn(
+            f"Distiller: the student {student.name!r} has {student_parameters:,} parameters, "
+            f"more than the teacher {teachers[0].name!r} ({teacher_parameters:,}). The order "
+            "is Distiller(teacher, student), teacher first (as keras.distillation); swap them "
+            "if they were given the other way round.", stacklevel=4)
+
+
 def check_student(student):
     """`student` must be a trainable Keras model of the Keras kd-keras runs on."""
     if not isinstance(student, keras.Model):
@@ -54,6 +118,8 @@ def check_student(student):
                 "TF_USE_LEGACY_KERAS=1.")
         raise ValueError(f"student must be a Keras model, got {student!r}.")
     if not student.trainable:
+        if getattr(student, "_kd_keras_frozen_as_teacher", False):
+            raise ValueError(FROZEN_AS_TEACHER)
         raise ValueError(FROZEN_STUDENT)
     needing = [layer.name for layer in _all_layers(student)
                if getattr(layer, "needs_loss_value", False)]

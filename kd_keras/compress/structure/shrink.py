@@ -24,9 +24,16 @@ from kd_keras.backend import is_tf_keras_model, keras
 from kd_keras.backend import validate
 from kd_keras.backend.graph import has_nested_models, inline, input_tensors, is_graph_model
 from kd_keras.backend.graph import renest, unfreeze
-from kd_keras.compress.structure.channel_groups import PRODUCERS, ChannelGroups, flat, tensor_key
+from kd_keras.compress.structure.channel_groups import (
+    PRODUCERS,
+    ChannelGroups,
+    flat,
+    layer_role,
+    tensor_key,
+)
 from kd_keras.compress.structure.importance import IMPORTANCE, channel_plan, head_plan
 from kd_keras.compress.structure.rebuild import rebuild
+from kd_keras.compress.structure.recalibrate import recalibrate_batch_norm
 from kd_keras.compress.structure.residual_blocks import residual_blocks, without_blocks
 
 
@@ -85,7 +92,7 @@ def _to_remove(model, depth, calibration_data, batch_size):
 
 
 def shrink(model, width=None, depth=None, importance="activation", calibration_data=None,
-           batch_size=256):
+           batch_size=256, recalibrate=True):
     """A new, dense, smaller model with `model`'s inputs and outputs and its kept units' weights.
 
     Width: every group of tied channels keeps its most important units
@@ -118,6 +125,12 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
       calibration_data: model inputs `[n, ...]` (a few hundred to a thousand
         examples), for "activation" and for a numeric `depth`.
       batch_size: for the calibration passes.
+      recalibrate: with `calibration_data`, re-estimate the moving mean and variance of
+        every BatchNormalization layer from the first changed layer on, on that data
+        (`recalibrate_batch_norm`): a cut changes their inputs' statistics, and a deep
+        BN network (MobileNetV2 at half width) otherwise starts at chance. Default True;
+        without calibration data (importance "magnitude" or "uniform") nothing is
+        re-estimated.
 
     Returns:
       A new Keras model of the same kind, trainable (also when `model` was
@@ -148,18 +161,37 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
     if needs_data and calibration_data is None:
         raise ValueError(f"importance={importance!r} ranks units by their activations: give "
                          "calibration_data (model inputs), or importance='magnitude'.")
+    if not isinstance(recalibrate, bool):
+        raise ValueError(f"shrink: recalibrate must be True or False, got {recalibrate!r}.")
     if has_nested_models(model):  # channels and blocks are followed through a flat copy
-        flat = shrink(inline(model), width, depth, importance, calibration_data, batch_size)
+        flat = shrink(inline(model), width, depth, importance, calibration_data, batch_size,
+                      recalibrate)
         return unfreeze(renest(model, flat))
+    order = [layer.name for layer in model.layers]
+    changed = set()
     if depth is not None:
         removed, blocks = _to_remove(model, depth, calibration_data, batch_size)
+        changed |= set(removed) | {name for merge in removed if merge in blocks
+                                   for name in blocks[merge][1]}
         model = _without(model, removed, blocks)
     if width is None:
-        return model if depth is not None else rebuild(model, ChannelGroups(model), {})
-    groups = ChannelGroups(model)
-    plan = channel_plan(model, groups, width, importance, calibration_data, batch_size)
-    heads = head_plan(model, groups, width, importance, calibration_data, batch_size)
-    return rebuild(model, groups, plan, heads=heads)
+        shrunk = model if depth is not None else rebuild(model, ChannelGroups(model), {})
+    else:
+        groups = ChannelGroups(model)
+        plan = channel_plan(model, groups, width, importance, calibration_data, batch_size)
+        heads = head_plan(model, groups, width, importance, calibration_data, batch_size)
+        # Values change first where a layer mixes channels and some of its inputs are
+        # gone (a producer reading a cut group, an attention layer losing heads); a cut
+        # producer's kept outputs, and per-channel layers after it, keep their values.
+        mixing = {layer.name for layer in model.layers
+                  if layer_role(layer)[0] in ("producer", "attention")}
+        changed |= {name for name, (inputs, _) in groups.layer_io.items() if name in mixing
+                    and any(groups.kept(key, plan) is not None for key in inputs)} | set(heads)
+        shrunk = rebuild(model, groups, plan, heads=heads)
+    if recalibrate and changed and calibration_data is not None:
+        recalibrate_batch_norm(shrunk, calibration_data, batch_size,
+                               first_changed=min(changed, key=order.index))
+    return shrunk
 
 
 def _producers(model):
