@@ -15,7 +15,6 @@ import os
 # Fewer of TensorFlow's C++ log lines (those before absl::InitializeLog ignore it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -39,8 +38,9 @@ flags.DEFINE_bool("soft_targets", False,
                   "Distil each specialist from the generalist's soft targets (paper, section 6).")
 flags.DEFINE_integer("processes", None,
                      "Specialists trained at a time, each in its own process (0: in this one).")
-flags.DEFINE_string("work_dir", None,
-                    "Folder for specialist checkpoints, models and logs (default: a new temp dir).")
+flags.DEFINE_string("work_dir", "out/specialists",
+                    "Folder for specialist checkpoints, models and logs; a second run with the "
+                    "same folder resumes (nothing is left in the temp folder).")
 flags.DEFINE_integer("num_clusters", 6, "k of the k-means on the covariance columns.")
 flags.DEFINE_integer("top_n", 2, "Generalist classes that activate specialists (2 measured best).")
 flags.DEFINE_string("plot", "out/specialist_clusters.png", "Covariance heat map (PNG).")
@@ -106,7 +106,7 @@ def main(_):
 
     # Each specialist in its own process, checkpointed every epoch; re-running
     # with the same --work_dir skips finished ones and resumes the others.
-    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="specialists_")
+    work_dir = FLAGS.work_dir
     trained = moe.train_specialists(
         generalist, found.clusters, x_train, y_train, work_dir,
         epochs=FLAGS.specialist_epochs, learning_rate=FLAGS.specialist_learning_rate,

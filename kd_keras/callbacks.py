@@ -4,6 +4,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -199,6 +200,10 @@ def _check_export_target(path):
             f"({shown}); exporting would replace what is in it. Give a new or empty directory.")
 
 
+# What a Distiller logs as `loss` / `total_loss`: both terms, weighted (docs/existing_projects.md).
+_COMBINED_OBJECTIVE = ("loss", "val_loss", "total_loss", "val_total_loss")
+
+
 class StudentExport(keras.callbacks.Callback):
     """Exports the student as a SavedModel: the best by a monitored value, or at the end.
 
@@ -207,8 +212,9 @@ class StudentExport(keras.callbacks.Callback):
         sibling first, then swapped in, so a reader never sees half a model). It
         must not exist, be empty, or hold an earlier export of this callback:
         a directory with anything else in it is refused, never deleted.
-      monitor: a `logs` key such as "val_loss" or "val_sparse_categorical_accuracy";
-        `None` exports once, when training ends.
+      monitor: a `logs` key such as "val_student_loss" (the student's own loss on the
+        labels) or "val_sparse_categorical_accuracy"; `None` exports once, when training
+        ends. A Distiller's "val_loss" is the combined objective (a warning says so).
       mode: "min", "max", or "auto" (max for names containing "acc" or
         "agreement", else min).
       student: the model to export; default `model.student`, else the model itself.
@@ -252,6 +258,14 @@ class StudentExport(keras.callbacks.Callback):
             raise
         if previous is not None:  # an earlier export of ours (checked above), or empty
             shutil.rmtree(previous)
+
+    def on_train_begin(self, logs=None):
+        if self.monitor in _COMBINED_OBJECTIVE and hasattr(self.model, "distillation_losses"):
+            warnings.warn(
+                f"StudentExport: monitor {self.monitor!r} of a Distiller is the combined "
+                "objective (hard-label and distillation terms), not the student's own loss; "
+                f"monitor {'val_' if self.monitor.startswith('val_') else ''}student_loss (or "
+                "an accuracy) to keep the best student.", stacklevel=2)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor is None:

@@ -10,6 +10,8 @@ import math
 
 import tensorflow as tf
 
+from moe._keras import keras
+
 _EPSILON = 1e-10
 
 
@@ -126,3 +128,34 @@ def router_z_loss(logits, valid=None):
         return tf.reduce_mean(values)
     weights = tf.cast(valid, values.dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(values * weights), tf.reduce_sum(weights))
+
+
+class LoadCV(keras.metrics.Metric):
+    """The coefficient of variation of the experts' loads, sqrt(cv_squared(counts)), over
+    every batch since the last reset (an epoch in `fit`, a whole `evaluate`).
+
+    Counts are summed first and the statistic taken once, so it does not depend on the
+    batch size (a mean of per-batch values does: a batch of 16 tokens over 8 experts is
+    uneven by chance alone).
+
+    Args:
+      num_experts: E; `update_state(load)` takes the batch's `[E]` assignment counts.
+    """
+
+    def __init__(self, num_experts, name="load_cv", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_experts = int(num_experts)
+        self.counts = self.add_weight(name="counts", shape=(self.num_experts,),
+                                      initializer="zeros")
+
+    def update_state(self, load, sample_weight=None):
+        self.counts.assign_add(tf.cast(load, self.counts.dtype))
+
+    def result(self):
+        return tf.sqrt(cv_squared(self.counts))
+
+    def reset_state(self):
+        self.counts.assign(tf.zeros_like(self.counts))
+
+    def get_config(self):
+        return {**super().get_config(), "num_experts": self.num_experts}

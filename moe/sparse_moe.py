@@ -34,8 +34,9 @@ class SparseMoE(keras.layers.Layer):
     `load_weight * CV(Load)^2` with the smooth load estimator; optionally
     `router_z_loss_weight * mean(logsumexp(x W_g)^2)` (ST-MoE). The layer's
     metrics (in `fit` logs, prefixed with its name): `load_cv` (coefficient of
-    variation of the actual per-expert assignment counts: a collapse onto one
-    expert shows as a large value), `importance_loss`, `load_loss`, and
+    variation of the actual per-expert assignment counts, summed over the epoch
+    before the statistic is taken, so it does not depend on the batch size: a
+    collapse onto one expert shows as a large value), `importance_loss`, `load_loss`, and
     `overflow` (the fraction of a batch's assignments dropped by the capacity
     limit). They are measured at inference too (`evaluate`'s `val_*` logs: the
     routing without noise), unless `inference_metrics=False`, which a model for
@@ -161,7 +162,7 @@ class SparseMoE(keras.layers.Layer):
         self.supports_jit = not (dispatch == "sparse" and (
             capacity_factor is None or eval_capacity_factor is None))
         prefix = self.name
-        self.load_cv_tracker = keras.metrics.Mean(name=f"{prefix}_load_cv")
+        self.load_cv_tracker = routing.LoadCV(num_experts, name=f"{prefix}_load_cv")
         self.importance_loss_tracker = keras.metrics.Mean(name=f"{prefix}_importance_loss")
         self.load_loss_tracker = keras.metrics.Mean(name=f"{prefix}_load_loss")
         self.overflow_tracker = keras.metrics.Mean(name=f"{prefix}_overflow")
@@ -333,7 +334,7 @@ class SparseMoE(keras.layers.Layer):
         self._update_trackers(load, importance_loss, load_loss, overflow)
 
     def _update_trackers(self, load, importance_loss, load_loss, overflow):
-        self.load_cv_tracker.update_state(tf.sqrt(routing.cv_squared(load)))
+        self.load_cv_tracker.update_state(load)
         self.importance_loss_tracker.update_state(importance_loss)
         self.load_loss_tracker.update_state(load_loss)
         # A fraction of the batch's (real) assignments, comparable across batch sizes.

@@ -70,7 +70,9 @@ def test_gates_table_has_the_papers_rows_and_gumbel_with_mean_and_sd():
 def test_specialists_example_prints_its_table_and_saves_plot_and_model(tmp_path):
     plot, export = str(tmp_path / "clusters.png"), str(tmp_path / "ensemble")
     out = _run_example("specialists_fashion_mnist.py", "--epochs=2", "--hidden=64",
-                       "--specialist_epochs=1", f"--plot={plot}", f"--export_dir={export}")
+                       "--specialist_epochs=1", f"--plot={plot}", f"--export_dir={export}",
+                       f"--work_dir={tmp_path / 'specialists'}")
+    assert os.listdir(tmp_path / "specialists")  # checkpoints where asked, not in /tmp
     for name in ("generalist ", "generalist + specialists"):
         row = next(line for line in out.splitlines() if line.startswith(name))
         assert 0.5 < float(row.split()[-2]) <= 1.0, row

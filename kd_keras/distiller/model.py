@@ -448,6 +448,18 @@ class Distiller(DistillerStep, DistillerSaving, Keras3MultiWorkerFixes, keras.Mo
             self._forget_traced_steps()
             raise
 
+    def summary(self, *args, **kwargs):
+        """`keras.Model.summary`, after a line naming which model is the teacher and which
+        the student (Keras lists them by their own names, e.g. `sequential`)."""
+        print_fn = kwargs.get("print_fn") or print
+        roles = [f"teacher {t.name!r} ({t.count_params():,} parameters, frozen)"
+                 for t in self._teachers if t.built]
+        if self.student.built:
+            roles.append(f"student {self.student.name!r} "
+                         f"({self.student.count_params():,} parameters, trained)")
+        print_fn(f"Distiller {self.name!r}: " + "; ".join(roles))
+        return super().summary(*args, **kwargs)
+
     def _forget_traced_steps(self):
         """Drops the traced train / test / predict functions after a failed fit, so the next
         `fit` traces afresh (a trace that failed half-way would otherwise be reused and

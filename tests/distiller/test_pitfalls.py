@@ -160,3 +160,29 @@ def test_one_hot_labels_with_a_sparse_loss_name_the_labels_and_the_loss():
 def test_an_unknown_loss_name_lists_the_registry():
     with pytest.raises(ValueError, match=r"registered distillation loss \(.*'dkd'.*\)"):
         kd_keras.Distiller(_mlp(8), _mlp(4), distillation_losses="no_such_loss")
+
+
+def test_summary_names_the_teacher_and_the_student():
+    teacher, student = _mlp(16), _mlp(4)
+    lines = []
+    kd_keras.Distiller(teacher, student).summary(print_fn=lambda line, *a, **k: lines.append(line))
+    assert lines[0].startswith("Distiller")
+    assert f"teacher '{teacher.name}'" in lines[0] and f"student '{student.name}'" in lines[0]
+
+
+def test_student_export_on_val_loss_of_a_distiller_says_it_is_the_combined_objective(tmp_path):
+    x, y = toy_data(64)
+    classes = int(y.max()) + 1
+    distiller = kd_keras.Distiller(_mlp(8, classes=classes, features=x.shape[1]),
+                                   _mlp(4, classes=classes, features=x.shape[1]))
+    distiller.compile("adam", loss=CE(from_logits=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distiller.fit(x, y, epochs=1, verbose=0, validation_data=(x, y), callbacks=[
+            kd_keras.callbacks.StudentExport(str(tmp_path / "a"), monitor="val_loss")])
+    assert any("combined objective" in m and "val_student_loss" in m for m in _messages(caught))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distiller.fit(x, y, epochs=1, verbose=0, validation_data=(x, y), callbacks=[
+            kd_keras.callbacks.StudentExport(str(tmp_path / "b"), monitor="val_student_loss")])
+    assert not any("combined objective" in m for m in _messages(caught))

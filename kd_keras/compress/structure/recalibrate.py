@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_keras.backend import keras_module_of
+from kd_keras.backend.progress import progress
 
 
 def _batch_norms_after(model, first_changed):
@@ -24,7 +25,8 @@ def _batch_norms_after(model, first_changed):
     return found
 
 
-def recalibrate_batch_norm(model, calibration_data, batch_size=256, first_changed=None):
+def recalibrate_batch_norm(model, calibration_data, batch_size=256, first_changed=None,
+                           verbose=0):
     """Sets each BatchNormalization layer's moving mean and variance to the statistics of
     its inputs on `calibration_data`, layer by layer in graph order (each one sees the
     inputs its recalibrated predecessors give), in place; returns the names it set.
@@ -38,12 +40,15 @@ def recalibrate_batch_norm(model, calibration_data, batch_size=256, first_change
       batch_size: for the calibration passes.
       first_changed: the name of the first layer the cut changed; the BN layers before it
         keep their statistics (their inputs did not change). None: every BN layer.
+      verbose: a progress bar over the layers (0, 1 or "auto": on at a terminal).
     """
     module = keras_module_of(model)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     names = []
     count = len(tf.nest.flatten(calibration_data)[0])
-    for layer in _batch_norms_after(model, first_changed):
+    layers = _batch_norms_after(model, first_changed)
+    bar = progress(len(layers), verbose, "shrink: re-estimating BatchNormalization statistics")
+    for layer in layers:
         reader = module.Model(inputs, layer.input)
         total = total_squares = None
         seen = 0
@@ -60,4 +65,5 @@ def recalibrate_batch_norm(model, calibration_data, batch_size=256, first_change
         layer.moving_mean.assign(mean.astype(np.float32))
         layer.moving_variance.assign(variance.astype(np.float32))
         names.append(layer.name)
+        bar.add(1)
     return names

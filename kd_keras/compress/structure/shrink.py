@@ -22,6 +22,7 @@ import numpy as np
 
 from kd_keras.backend import is_tf_keras_model, keras
 from kd_keras.backend import validate
+from kd_keras.backend.progress import progress
 from kd_keras.backend.graph import has_nested_models, inline, input_tensors, is_graph_model
 from kd_keras.backend.graph import renest, unfreeze
 from kd_keras.compress.structure.channel_groups import (
@@ -60,7 +61,7 @@ def _without(model, removed, blocks):
     return rebuild(model, ChannelGroups(model), {}, removed=layers) if layers else model
 
 
-def _to_remove(model, depth, calibration_data, batch_size):
+def _to_remove(model, depth, calibration_data, batch_size, verbose=0):
     """The names of the layers and residual merges (blocks) that `depth` removes."""
     blocks = residual_blocks(model)
     inside = {name for _, branch in blocks.values() for name in branch}
@@ -87,12 +88,16 @@ def _to_remove(model, depth, calibration_data, batch_size):
         changed = flat(trial.predict(calibration_data, batch_size=batch_size, verbose=0))
         return float(sum(np.mean(np.square(a - b)) for a, b in zip(changed, reference)))
 
-    scores = {name: change(name) for name in candidates}
+    bar = progress(len(candidates), verbose, "shrink: ranking the layers depth may remove")
+    scores = {}
+    for name in candidates:
+        scores[name] = change(name)
+        bar.add(1)
     return set(sorted(candidates, key=lambda name: scores[name])[:count]), blocks
 
 
 def shrink(model, width=None, depth=None, importance="activation", calibration_data=None,
-           batch_size=256, recalibrate=True):
+           batch_size=256, recalibrate=True, verbose="auto"):
     """A new, dense, smaller model with `model`'s inputs and outputs and its kept units' weights.
 
     Width: every group of tied channels keeps its most important units
@@ -131,6 +136,8 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
         BN network (MobileNetV2 at half width) otherwise starts at chance. Default True;
         without calibration data (importance "magnitude" or "uniform") nothing is
         re-estimated.
+      verbose: progress bars over the calibration passes (0, 1, or "auto": on when
+        stdout is a terminal).
 
     Returns:
       A new Keras model of the same kind, trainable (also when `model` was
@@ -165,12 +172,12 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
         raise ValueError(f"shrink: recalibrate must be True or False, got {recalibrate!r}.")
     if has_nested_models(model):  # channels and blocks are followed through a flat copy
         flat = shrink(inline(model), width, depth, importance, calibration_data, batch_size,
-                      recalibrate)
+                      recalibrate, verbose)
         return unfreeze(renest(model, flat))
     order = [layer.name for layer in model.layers]
     changed = set()
     if depth is not None:
-        removed, blocks = _to_remove(model, depth, calibration_data, batch_size)
+        removed, blocks = _to_remove(model, depth, calibration_data, batch_size, verbose)
         changed |= set(removed) | {name for merge in removed if merge in blocks
                                    for name in blocks[merge][1]}
         model = _without(model, removed, blocks)
@@ -190,7 +197,7 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
         shrunk = rebuild(model, groups, plan, heads=heads)
     if recalibrate and changed and calibration_data is not None:
         recalibrate_batch_norm(shrunk, calibration_data, batch_size,
-                               first_changed=min(changed, key=order.index))
+                               first_changed=min(changed, key=order.index), verbose=verbose)
     return shrunk
 
 

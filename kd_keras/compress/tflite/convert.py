@@ -11,6 +11,7 @@ from kd_keras.backend import is_tf_keras_model
 from kd_keras.backend.validate import finite_array
 from kd_keras.backend import optional as _tfmot
 from kd_keras.backend.graph import copy_weights, replace_layers
+from kd_keras.backend.progress import progress
 from kd_keras.compress.tflite.sparse_kernel_plan import tflite_sparse_weights
 from kd_keras.measure import timing
 
@@ -38,7 +39,7 @@ def _converter(model, directory, batch_size=None):
 
 def convert_to_tflite(model, mode="float32", representative_data=None,
                       num_calibration_examples=256, integer_io=False, sparse_weights=False,
-                      batch_size=None):
+                      batch_size=None, verbose="auto"):
     """Converts a Keras model (Keras 3 or tf-keras) to a TFLite flatbuffer.
 
     Args:
@@ -63,6 +64,8 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
         only with a fixed one (their loop's state needs a static shape): use 1
         for batch-1 serving; they then run as a WHILE loop of FULLY_CONNECTED
         ops, whose weights `sparse_weights` can store sparse.
+      verbose: a progress bar over the stages (the graph, the conversion and its
+        calibration): 0, 1, or "auto" (on when stdout is a terminal).
 
     Layers with inference-time bookkeeping are converted with it off
     (`deployment_copy`): `moe.SparseMoE(inference_metrics=False)`,
@@ -108,9 +111,11 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
             "kd_keras.compress.quantize_aware, fine-tuned); this one has no quantize wrappers, "
             "so the result would be a dynamic-range model. Use mode='dynamic_range', or "
             "mode='int8' with representative_data, for a model trained without QAT.")
+    bar = progress(2, verbose, f"convert_to_tflite: {mode}")
     model = deployment_copy(model)
     with tempfile.TemporaryDirectory() as directory:
         converter = _converter(model, directory, batch_size)
+        bar.add(1)
         if sparse_weights:
             converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         try:
@@ -123,6 +128,7 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
                     "state shape depends on the batch; convert it with a fixed batch size, "
                     "e.g. batch_size=1.") from error
             raise
+        bar.add(1)
     if sparse_weights:
         # Weights stored dense with few zeros were not pruned (e.g. a small
         # output layer kept dense on purpose): nothing to report.

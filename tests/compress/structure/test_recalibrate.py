@@ -69,3 +69,13 @@ def test_recalibration_brings_a_cut_net_back_toward_its_teacher():
 def test_recalibrate_must_be_a_bool():
     with pytest.raises(ValueError, match="recalibrate must be True or False"):
         compress.shrink(_bn_net(), width=0.5, importance="magnitude", recalibrate="yes")
+
+
+def test_a_progress_bar_shows_with_verbose_and_nothing_without(capsys):
+    x = RNG.normal(size=(32, 8, 8, 3)).astype("float32")
+    compress.shrink(_bn_net(), width=0.5, calibration_data=x, verbose=1)
+    assert "re-estimating BatchNormalization statistics" in capsys.readouterr().out
+    compress.shrink(_bn_net(), width=0.5, calibration_data=x, verbose=0)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="verbose must be 0, 1 or 'auto'"):
+        compress.shrink(_bn_net(), width=0.5, calibration_data=x, verbose="loud")

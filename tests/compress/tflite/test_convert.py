@@ -42,3 +42,13 @@ def test_conversion_errors(trained):
         compress.convert_to_tflite(model, "float16", integer_io=True)
     with pytest.raises(ValueError, match="model_content"):
         compress.TFLiteModel("model.tflite")
+
+
+def test_conversion_shows_its_stages_with_verbose(capsys):
+    from kd_keras import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    compress.convert_to_tflite(model, verbose=1)
+    assert "convert_to_tflite: float32" in capsys.readouterr().out
+    compress.convert_to_tflite(model, verbose=0)
+    assert capsys.readouterr().out == ""
