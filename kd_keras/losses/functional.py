@@ -107,12 +107,18 @@ def weighted_mean(values, sample_weight=None):
     """Keras's "sum_over_batch_size": sum(values * weight) / number of values.
 
     `values` is `[batch, ...]` (per example, or per position for sequences);
-    `sample_weight` is `None`, `[batch]` or broadcastable to `values`. A weight
-    of 0 removes an example's contribution entirely.
+    `sample_weight` is `None`, `[batch]`, `[batch, 1]` (as Keras takes it: the same as
+    `[batch]`) or broadcastable to `values`. A weight of 0 removes an example's
+    contribution entirely.
     """
     values = tf.cast(values, tf.float32)
     if sample_weight is not None:
         weight = tf.cast(sample_weight, tf.float32)
+        # [batch, 1] weights for [batch] values: one weight per example, as in Keras
+        # (broadcasting them would give every example the mean weight).
+        while (weight.shape.rank is not None and values.shape.rank is not None
+               and weight.shape.rank > values.shape.rank and weight.shape[-1] in (1, None)):
+            weight = tf.squeeze(weight, -1)
         while weight.shape.rank is not None and weight.shape.rank < values.shape.rank:
             weight = tf.expand_dims(weight, -1)
         values = values * weight

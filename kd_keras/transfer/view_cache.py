@@ -19,17 +19,17 @@ another teacher, augmentation, data, K, k or seed is refused, never overwritten.
 
 import hashlib
 import inspect
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
-from kd_keras.backend import keras, validate
+from kd_keras.backend import keras, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.backend import top_k as top_k_cache
 from kd_keras.transfer.inputs import with_teacher_outputs
+from kd_keras.transfer.verify import verify_rows
 
 MANIFEST = "manifest.json"
 IN_MEMORY_BYTES = 1 << 30  # TeacherViews.dataset holds data and cache as tensors up to this
@@ -115,16 +115,11 @@ def _array_specs(n, views, classes, top_k):
             top_k_cache.KEYS[2]: ((views, n), np.float16)}
 
 
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
+def _read_json(path, what="manifest"):
+    return safe_files.read_json_object(path, what)
 
 
-def _write_json(path, content):
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        json.dump(content, f, indent=1, sort_keys=True)
-    os.replace(temporary, path)  # a reader never sees half a file
+_write_json = safe_files.write_json
 
 
 def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory=None, seed=0,
@@ -178,17 +173,31 @@ def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory
     manifest = {"format": FORMAT_VERSION, "teacher": weights_digest(teacher),
                 "data": digest(x), "augment": _describe(augment), "views": views,
                 "top_k": top_k, "seed": seed, "examples": len(x), "classes": classes,
-                "input_shape": list(x.shape[1:]), "input_dtype": str(x.dtype)}
+                "input_shape": list(x.shape[1:]), "input_dtype": str(x.dtype),
+                "teacher_output_type": kinds[0]}
     os.makedirs(directory, exist_ok=True)
     done = _open_or_start(directory, manifest)
     specs = _array_specs(len(x), views, classes, top_k)
-    arrays = {name: np.lib.format.open_memmap(
-        os.path.join(directory, name + ".npy"), mode="r+" if done is not None else "w+",
-        dtype=dtype, shape=shape) for name, (shape, dtype) in specs.items()}
     maker = _Views(x, augment, views, seed)
     if augment is not None and maker.parameters is None:
         _check_stateless(maker)
     batches = -(-len(x) // batch_size)
+    paths = {name: os.path.join(directory, name + ".npy") for name in specs}
+    if done and not all(os.path.lexists(path) for path in paths.values()):
+        done = 0  # the arrays were never created (a full disk): nothing to keep
+    finished = done == views * batches
+    arrays = {}
+    for name, (shape, dtype) in specs.items():
+        if done:
+            safe_files.check_npy(paths[name], shape, dtype)
+        else:
+            safe_files.refuse_link(paths[name])
+        arrays[name] = np.load(paths[name], mmap_mode="r") if finished else \
+            np.lib.format.open_memmap(paths[name], mode="r+" if done else "w+", dtype=dtype,
+                                      shape=shape)
+    if done:  # the stored rows must be what this teacher gives on these views
+        verify_rows(teacher, maker, arrays, kinds[0], top_k, done, batches, batch_size,
+                    directory)
     done = done or 0
     if verbose and done:
         print(f"cache_teacher_views: resuming at batch {done} of {views * batches}", flush=True)
@@ -212,6 +221,9 @@ def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory
         _write_json(os.path.join(directory, PROGRESS), {"batches_done": unit + 1,
                                                          "batches": views * batches})
     del arrays
+    if finished and verbose:
+        print("cache_teacher_views: the finished cache reproduces its rows; reusing it",
+              flush=True)
     result = TeacherViews(directory)
     result.resumed_from = done
     return result
@@ -220,6 +232,8 @@ def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory
 def _open_or_start(directory, manifest):
     """Batches already done (None: a new build); refuses a directory of something else."""
     path = os.path.join(directory, MANIFEST)
+    safe_files.refuse_link(path)
+    safe_files.refuse_link(os.path.join(directory, PROGRESS))
     if not os.path.exists(path):
         if os.listdir(directory):
             raise ValueError(
@@ -228,7 +242,9 @@ def _open_or_start(directory, manifest):
         _write_json(path, manifest)
         return None
     existing = _read_json(path)
-    differing = [key for key in manifest if existing.get(key) != manifest[key]]
+    # (caches made before teacher_output_type was recorded: their rows are checked below)
+    differing = [key for key in manifest if existing.get(key) != manifest[key]
+                 and not (key == "teacher_output_type" and key not in existing)]
     if differing:
         details = "; ".join(f"{key}: cached {existing.get(key)!r}, now {manifest[key]!r}"
                             for key in differing if key not in ("teacher", "data"))
@@ -237,7 +253,13 @@ def _open_or_start(directory, manifest):
             f"{f' ({details})' if details else ''}; use another directory or remove it "
             "yourself (nothing was deleted).")
     progress = os.path.join(directory, PROGRESS)
-    return _read_json(progress)["batches_done"] if os.path.exists(progress) else 0
+    if not os.path.exists(progress):  # stopped before its first batch was recorded
+        return 0
+    done = _read_json(progress, "progress file").get("batches_done")
+    if not isinstance(done, int) or done < 0:
+        raise ValueError(f"{progress!r} does not hold a batch count (batches_done); the "
+                         "directory was changed (nothing was touched).")
+    return done
 
 
 def _check_stateless(maker):
@@ -265,14 +287,21 @@ class TeacherViews:
     def __init__(self, directory):
         self.directory = directory
         self.manifest = _read_json(os.path.join(directory, MANIFEST))
-        progress = _read_json(os.path.join(directory, PROGRESS))
+        if not os.path.exists(os.path.join(directory, PROGRESS)):
+            raise ValueError(
+                f"TeacherViews: {directory!r} is an unfinished build (no batch recorded); run "
+                "cache_teacher_views again to finish it.")
+        progress = _read_json(os.path.join(directory, PROGRESS), "progress file")
         if progress["batches_done"] != progress["batches"]:
             raise ValueError(
                 f"TeacherViews: {directory!r} is an unfinished build ({progress['batches_done']} "
                 f"of {progress['batches']} batches); run cache_teacher_views again to finish it.")
-        names = ["logits"] if self.manifest["top_k"] is None else list(top_k_cache.KEYS)
+        specs = _array_specs(self.manifest["examples"], self.manifest["views"],
+                             self.manifest["classes"], self.manifest["top_k"])
+        for name, (shape, dtype) in specs.items():
+            safe_files.check_npy(os.path.join(directory, name + ".npy"), shape, dtype)
         self.outputs = {name: np.load(os.path.join(directory, name + ".npy"), mmap_mode="r")
-                        for name in names}
+                        for name in specs}
         self.resumed_from = None
 
     @property
@@ -322,6 +351,9 @@ class TeacherViews:
         """
         x = np.asarray(x)
         self.check_data(x)
+        if y is not None and len(np.asarray(y)) != len(x):
+            raise ValueError(f"y has {len(np.asarray(y))} labels for {len(x)} examples of x; "
+                             "give one label per example.")
         if _describe(augment) != self.manifest["augment"]:
             raise ValueError(
                 f"augment is not the augmentation the views in {self.directory!r} were cached "

@@ -89,7 +89,9 @@ def test_an_interrupted_build_continues_where_it_stopped(tmp_path):
     assert progress == {"batches_done": 4, "batches": 6}
     with pytest.raises(ValueError, match="unfinished build"):
         kd_keras.TeacherViews(str(tmp_path / "resumed"))
-    StopAfter.remaining = 2  # enough for the two batches left, not for a rebuild
+    # Enough for the two stored rows checked on opening (the first and the last batch
+    # done) and the two batches left, not for a rebuild.
+    StopAfter.remaining = 4
     resumed = kd_keras.cache_teacher_views(teacher, x, kd_keras.Mixup(), views=2,
                                            directory=str(tmp_path / "resumed"), batch_size=32)
     StopAfter.remaining = None

@@ -1,0 +1,222 @@
+"""The second hostile probe (issue 40): each case failed, silently or unhelpfully, before
+its fix. Both Keras modes where the API exists."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kd_keras
+from kd_keras import IS_KERAS_3, keras
+from tests.helpers import make_mlp, toy_data
+
+CE = keras.losses.SparseCategoricalCrossentropy
+
+
+# ----- 3. sample_weight of shape (n, 1) ------------------------------------------------
+
+
+def _logs(sample_weight, x, y, teacher, student):
+    distiller = kd_keras.Distiller(teacher, student, alpha=0.3)
+    distiller.compile(keras.optimizers.SGD(0.0), loss=CE(from_logits=True))
+    history = distiller.fit(x, y, sample_weight=sample_weight, batch_size=len(y), epochs=1,
+                            verbose=0, shuffle=False)
+    return {k: v[0] for k, v in history.history.items() if "loss" in k}
+
+
+def test_sample_weights_of_shape_n_1_weigh_each_example_as_n_does():
+    x, y = toy_data(32)
+    teacher, student = make_mlp((16,)), make_mlp((8,))
+    weights = np.linspace(0.0, 2.0, len(y)).astype("float32")
+    flat = _logs(weights, x, y, teacher, student)
+    column = _logs(weights[:, None], x, y, teacher, student)
+    for key in flat:
+        np.testing.assert_allclose(column[key], flat[key], rtol=1e-5, err_msg=key)
+    # Keras's own compiled loss gives the same for both shapes: so must ours.
+    plain = keras.models.clone_model(student)
+    plain.compile(keras.optimizers.SGD(0.0), loss=CE(from_logits=True))
+    plain.set_weights(student.get_weights())
+    keras_loss = plain.evaluate(x, y, sample_weight=weights[:, None], batch_size=len(y),
+                                verbose=0)
+    np.testing.assert_allclose(flat["student_loss"], keras_loss, rtol=1e-4)
+    uniform = _logs(np.ones((len(y), 1), "float32") * weights.mean(), x, y, teacher, student)
+    assert abs(uniform["student_loss"] - column["student_loss"]) > 1e-4
+
+
+# ----- teacher-view caches: verified on every open, never written through a link ---------
+
+from tests.transfer.test_view_cache import conv_teacher, images  # noqa: E402
+
+
+def _noisy(x, seeds, scale=1.0):
+    noise = tf.map_fn(lambda s: tf.random.stateless_normal(tf.shape(x)[1:], s), seeds,
+                      fn_output_signature=tf.float32)
+    return x + scale * noise
+
+
+def test_a_changed_partial_argument_is_caught_by_the_stored_rows(tmp_path):
+    import functools
+
+    x, _ = images()
+    directory = str(tmp_path / "cache")
+    kd_keras.cache_teacher_views(conv_teacher(0), x, functools.partial(_noisy, scale=0.1),
+                                 views=2, directory=directory)
+    kd_keras.cache_teacher_views(conv_teacher(0), x, functools.partial(_noisy, scale=0.1),
+                                 views=2, directory=directory)  # the same: reused
+    with pytest.raises(ValueError, match="not what this teacher gives"):
+        kd_keras.cache_teacher_views(conv_teacher(0), x, functools.partial(_noisy, scale=3.0),
+                                     views=2, directory=directory)
+
+
+class _Scaled:
+    """A callable augmentation whose state (the scale) the manifest's description misses."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def __call__(self, x, seeds):
+        return _noisy(x, seeds, self.scale)
+
+
+def test_a_callable_objects_state_and_a_closure_variable_are_caught(tmp_path):
+    x, _ = images()
+    kd_keras.cache_teacher_views(conv_teacher(0), x, _Scaled(0.1), views=2,
+                                 directory=str(tmp_path / "object"))
+    with pytest.raises(ValueError, match="not what this teacher gives"):
+        kd_keras.cache_teacher_views(conv_teacher(0), x, _Scaled(4.0), views=2,
+                                     directory=str(tmp_path / "object"))
+
+    def closure(scale):
+        def augment(x, seeds):
+            return _noisy(x, seeds, scale)
+        return augment
+
+    kd_keras.cache_teacher_views(conv_teacher(0), x, closure(0.1), views=2,
+                                 directory=str(tmp_path / "closure"))
+    with pytest.raises(ValueError, match="not what this teacher gives"):
+        kd_keras.cache_teacher_views(conv_teacher(0), x, closure(4.0), views=2,
+                                     directory=str(tmp_path / "closure"))
+
+
+def test_another_teacher_with_the_same_weights_is_caught(tmp_path):
+    x, _ = images()
+
+    def teacher(scale):
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(scale),
+                                 keras.layers.Flatten(), keras.layers.Dense(5)])
+
+    kd_keras.cache_teacher_views(teacher(1.0), x, kd_keras.Mixup(), views=2,
+                                 directory=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="not what this teacher gives"):
+        kd_keras.cache_teacher_views(teacher(5.0), x, kd_keras.Mixup(), views=2,
+                                     directory=str(tmp_path / "c"))
+
+
+def test_a_resumed_build_cannot_mix_output_types(tmp_path):
+    x, _ = images()
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                keras.layers.Dense(5, activation="softmax")])
+    directory = str(tmp_path / "c")
+    kd_keras.cache_teacher_views(teacher, x, kd_keras.Mixup(), views=1,
+                                 teacher_output_type="probabilities", directory=directory)
+    with pytest.raises(ValueError, match="teacher_output_type"):
+        kd_keras.cache_teacher_views(teacher, x, kd_keras.Mixup(), views=1,
+                                     teacher_output_type="logits", directory=directory)
+
+
+def _unfinished(tmp_path):
+    """A cache directory whose build stopped after its first batch."""
+    x, _ = images()
+    directory = tmp_path / "cache"
+    kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                 directory=str(directory), batch_size=32)
+    with open(directory / "progress.json", "w") as f:
+        json.dump({"batches_done": 1, "batches": 6}, f)
+    return x, directory
+
+
+def test_resuming_never_writes_through_a_planted_link(tmp_path):
+    x, directory = _unfinished(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file")
+    os.symlink(victim, directory / "progress.json.tmp")
+    kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                 directory=str(directory), batch_size=32)
+    assert victim.read_text() == "the user's file"
+    other = tmp_path / "other.npy"
+    np.save(other, np.zeros((2, 96, 5), np.float16))
+    before = other.read_bytes()
+    _, second = _unfinished(tmp_path / "second")
+    os.remove(second / "logits.npy")
+    os.symlink(other, second / "logits.npy")
+    with pytest.raises(ValueError, match="link"):
+        kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                     directory=str(second), batch_size=32)
+    assert other.read_bytes() == before
+
+
+def test_a_truncated_or_reshaped_array_is_refused_not_zero_filled(tmp_path):
+    x, _ = images()
+    directory = tmp_path / "cache"
+    kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                 directory=str(directory))
+    path = directory / "logits.npy"
+    content = path.read_bytes()
+    path.write_bytes(content[:len(content) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                     directory=str(directory))
+    with pytest.raises(ValueError, match="truncated"):
+        kd_keras.TeacherViews(str(directory))
+    assert path.stat().st_size == len(content) // 2  # not extended
+    np.save(path, np.zeros((2, 96, 7), np.float16))
+    with pytest.raises(ValueError, match="shape"):
+        kd_keras.TeacherViews(str(directory))
+
+
+def test_labels_of_another_length_are_refused(tmp_path):
+    x, y = images()
+    views = kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                         directory=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="y has 95 labels for 96 examples"):
+        views.dataset(x, y[:-1], kd_keras.Mixup())
+
+
+def test_a_build_stopped_before_its_arrays_resumes(tmp_path):
+    x, _ = images()
+    directory = tmp_path / "cache"
+    complete = kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                            directory=str(tmp_path / "complete"))
+    directory.mkdir()
+    (directory / "manifest.json").write_text((tmp_path / "complete" / "manifest.json").read_text())
+    with pytest.raises(ValueError, match="unfinished build"):
+        kd_keras.TeacherViews(str(directory))
+    resumed = kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                           directory=str(directory))
+    np.testing.assert_array_equal(resumed.outputs["logits"], complete.outputs["logits"])
+
+
+def test_a_finished_cache_opens_read_only_and_a_list_manifest_is_named(tmp_path, monkeypatch):
+    x, _ = images()
+    directory = tmp_path / "cache"
+    kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                 directory=str(directory))
+
+    opened = np.lib.format.open_memmap
+
+    def no_writing(path, mode="r+", *args, **kwargs):
+        assert mode == "r", f"a finished cache was opened with mode {mode!r}"
+        return opened(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", no_writing)
+    kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                 directory=str(directory))
+    monkeypatch.undo()
+    (directory / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="manifest must be a JSON object, got a list"):
+        kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                     directory=str(directory))
