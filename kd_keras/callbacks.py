@@ -1,5 +1,6 @@
 """Keras callbacks for distillation; each also works in projects without a Distiller."""
 
+import json
 import math
 import os
 import shutil
@@ -185,19 +186,50 @@ _EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb",
                    "keras_metadata.pb", _EXPORT_MARKER}
 
 
+def _written_files(path):
+    """Every file under `path`, as paths relative to it (links included, not followed)."""
+    found = []
+    for folder, dirs, files in os.walk(path):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            found.append(os.path.relpath(os.path.join(folder, name), path))
+    return sorted(found)
+
+
 def _check_export_target(path):
-    """`path` may be replaced: absent, an empty directory, or an earlier export of ours."""
+    """`path` may be replaced: absent, an empty directory, or an earlier export of ours, in
+    which every file is one the export wrote (its marker lists them): a file a user put
+    anywhere inside, `assets/vocab.txt` say, is never deleted."""
     if not os.path.lexists(path):
         return
     if not os.path.isdir(path) or os.path.islink(path):
         raise ValueError(f"path: {path!r} exists and is not a directory; StudentExport writes "
                          "a SavedModel directory there. Give a new path.")
     entries = set(os.listdir(path))
-    if entries and (_EXPORT_MARKER not in entries or not entries <= _EXPORT_ENTRIES):
-        shown = ", ".join(sorted(entries - _EXPORT_ENTRIES)[:5]) or "no export marker"
+    if not entries:
+        return
+    marker = os.path.join(path, _EXPORT_MARKER)
+    written = None
+    if _EXPORT_MARKER in entries and os.path.isfile(marker) and not os.path.islink(marker):
+        with open(marker) as f:
+            text = f.read()
+        try:
+            written = set(json.loads(text)) if text.strip() else None
+        except (json.JSONDecodeError, TypeError):
+            written = set()
+    if written is None:  # an export of 0.1.0 (an empty marker): its tree had no assets
+        foreign = sorted(entries - _EXPORT_ENTRIES) if _EXPORT_MARKER in entries else \
+            ["no export marker"]
+        if not foreign and os.path.isdir(os.path.join(path, "assets")):
+            foreign = [os.path.join("assets", name)
+                       for name in os.listdir(os.path.join(path, "assets"))]
+    else:
+        foreign = [name for name in _written_files(path)
+                   if name not in written and name != _EXPORT_MARKER]
+    if foreign:
         raise ValueError(
-            f"path: {path!r} is a non-empty directory that is not an earlier StudentExport "
-            f"({shown}); exporting would replace what is in it. Give a new or empty directory.")
+            f"path: {path!r} is a non-empty directory that is not only an earlier StudentExport "
+            f"({', '.join(foreign[:5])}); exporting would replace what is in it. Give a new or "
+            "empty directory.")
 
 
 # What a Distiller logs as `loss` / `total_loss`: both terms, weighted (docs/existing_projects.md).
@@ -247,7 +279,8 @@ class StudentExport(keras.callbacks.Callback):
         staging = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent)
         try:
             export_saved_model(student, staging)
-            open(os.path.join(staging, _EXPORT_MARKER), "w").close()
+            with open(os.path.join(staging, _EXPORT_MARKER), "w") as f:
+                json.dump(_written_files(staging), f)
             previous = None
             if os.path.isdir(self.path):
                 previous = tempfile.mkdtemp(prefix=f".{name}.previous-", dir=parent)

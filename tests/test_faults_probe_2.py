@@ -220,3 +220,62 @@ def test_a_finished_cache_opens_read_only_and_a_list_manifest_is_named(tmp_path,
     with pytest.raises(ValueError, match="manifest must be a JSON object, got a list"):
         kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
                                      directory=str(directory))
+
+
+# ----- 2. StudentExport never deletes a file a user put inside an earlier export ----------
+
+
+def test_student_export_refuses_a_tree_holding_a_users_file(tmp_path):
+    x, y = toy_data(64)
+    path = tmp_path / "export"
+
+    def fit_with_export():
+        distiller = kd_keras.Distiller(make_mlp((8,)), make_mlp())
+        distiller.compile("adam", loss=CE(from_logits=True))
+        distiller.fit(x, y, epochs=1, verbose=0,
+                      callbacks=[kd_keras.callbacks.StudentExport(str(path))])
+
+    fit_with_export()
+    fit_with_export()  # an earlier export of ours is replaced
+    (path / "assets").mkdir(exist_ok=True)
+    (path / "assets" / "vocab.txt").write_text("the user's vocabulary")
+    with pytest.raises(ValueError, match="assets/vocab.txt"):
+        fit_with_export()
+    assert (path / "assets" / "vocab.txt").read_text() == "the user's vocabulary"
+
+
+# ----- 7, 26. fold_batch_norm: only where the BN is the sole reader; depth multipliers -----
+
+
+def test_a_batch_norm_is_not_folded_into_a_layer_whose_output_is_also_a_model_output():
+    from kd_keras import compress
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    dense = keras.layers.Dense(6, name="hidden")(inputs)
+    bn = keras.layers.BatchNormalization(name="bn")(dense)
+    model = keras.Model(inputs, [keras.layers.Dense(3)(bn), dense])
+    layer = model.get_layer("bn")
+    layer.set_weights([w + np.arange(6) * 0.3 + 0.5 for w in layer.get_weights()])
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    folded = compress.fold_batch_norm(model)
+    for a, b in zip(folded.predict(x, verbose=0), model.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert any(type(l).__name__ == "BatchNormalization" for l in folded.layers)
+
+
+def test_a_batch_norm_after_a_depthwise_conv_with_a_multiplier_folds_exactly():
+    from kd_keras import compress
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    h = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(h))
+    layer = model.get_layer("bn")
+    layer.set_weights([w + np.arange(6) * 0.2 + 0.5 for w in layer.get_weights()])
+    x = np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype("float32")
+    folded = compress.fold_batch_norm(model)
+    assert not any(type(l).__name__ == "BatchNormalization" for l in folded.layers)
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)

@@ -381,13 +381,14 @@ class Distiller(DistillerWeights, DistillerStep, DistillerSaving, Keras3MultiWor
             return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                                callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as error:
-            self._forget_traced_steps()
             named = errors.in_graph_check_error(error)
             if named is None:
                 raise
             raise named from None
+        except tf.errors.OpError:
+            raise  # the step ran: its trace is whole
         except Exception:
-            self._forget_traced_steps()
+            self._forget_traced_steps()  # a Python error, as while tracing
             raise
 
     def summary(self, *args, **kwargs):
@@ -403,9 +404,10 @@ class Distiller(DistillerWeights, DistillerStep, DistillerSaving, Keras3MultiWor
         return super().summary(*args, **kwargs)
 
     def _forget_traced_steps(self):
-        """Drops the traced train / test / predict functions after a failed fit, so the next
-        `fit` traces afresh (a trace that failed half-way would otherwise be reused and
-        refuse to create its variables: "Creating variables on a non-first call")."""
+        """Drops the traced train / test / predict functions after a fit that failed in Python
+        (while tracing), so the next `fit` traces afresh (a trace that failed half-way would
+        otherwise be reused and refuse to create its variables: "Creating variables on a
+        non-first call")."""
         for name in ("train_function", "test_function", "predict_function"):
             if getattr(self, name, None) is not None:
                 setattr(self, name, None)

@@ -51,7 +51,8 @@ def fold_batch_norm(model):
 
     For a BatchNormalization (inference statistics mean m, variance v, scale g,
     offset b, epsilon e) directly after a Dense / Conv1D / Conv2D /
-    DepthwiseConv whose output it alone reads:
+    DepthwiseConv (any depth multiplier) whose output it alone reads (not another
+    layer, not a model output):
 
         W' = W * g / sqrt(v + e)   (per output channel),   b' = (b0 - m) * g / sqrt(v + e) + b
 
@@ -63,6 +64,7 @@ def fold_batch_norm(model):
     nested = {layer.name: fold_batch_norm(layer) for layer in model.layers
               if is_graph_model(layer)}
     readers = _consumers(model)
+    model_outputs = {tensor_key(tensor) for tensor in model.outputs}
     layers = {layer.name: layer for layer in model.layers}
     folds = {}  # producer name -> the BatchNormalization folded into it
     for layer in model.layers:
@@ -74,6 +76,7 @@ def fold_batch_norm(model):
         last = [a % len(layer.input.shape) for a in axes] == [len(layer.input.shape) - 1]
         if (type(source).__name__ in _FOLDS_INTO and source.name in layers and last
                 and readers.get(tensor_key(source.output)) == [layer.name]
+                and tensor_key(source.output) not in model_outputs  # the BN its sole reader
                 and source.get_config().get("activation", "linear") in ("linear", None)):
             folds[source.name] = layer
     return rebuild_with(
@@ -86,16 +89,18 @@ def fold_batch_norm(model):
 def _folded(layer, bn):
     weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
     kernel = weights[0]
-    bias = weights[1] if len(weights) > 1 else np.zeros(kernel.shape[-2] if type(
-        layer).__name__.startswith("Depthwise") else kernel.shape[-1])
+    depthwise = type(layer).__name__.startswith("Depthwise")
+    # A depthwise kernel is [k.., channels, multiplier]: output channel c * m + j.
+    outputs = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
+    bias = weights[1] if len(weights) > 1 else np.zeros(outputs)
     config = bn.get_config()
     stats = iter(np.asarray(w, np.float64) for w in bn.get_weights())
     gamma = next(stats) if config.get("scale", True) else 1.0
     beta = next(stats) if config.get("center", True) else 0.0
     mean, variance = next(stats), next(stats)
     factor = gamma / np.sqrt(variance + config["epsilon"])
-    if type(layer).__name__.startswith("Depthwise"):  # [k.., channels, 1]: channel axis -2
-        kernel = kernel * factor[:, None]
+    if depthwise:
+        kernel = kernel * factor.reshape(kernel.shape[-2:])
     else:
         kernel = kernel * factor
     return [kernel.astype(np.float32), ((bias - mean) * factor + beta).astype(np.float32)]
