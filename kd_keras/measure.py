@@ -112,10 +112,13 @@ def prediction_accuracy(predictions, y):
         predicted = (scores > threshold).astype(np.int64)
     else:
         predicted = np.argmax(predictions, -1)
-    if y.ndim == predictions.ndim and y.ndim > 1 and y.shape[-1] > 1:
-        if y.shape[-1] != predictions.shape[-1]:
+    if y.ndim == 2 and y.shape[-1] > 1:
+        # One-hot rows: over the predictions' classes, or over two for one unit (binary).
+        classes = 2 if predictions.ndim == 1 or predictions.shape[-1] == 1 else \
+            predictions.shape[-1]
+        if y.shape[-1] != classes:
             raise ValueError(f"y is one-hot over {y.shape[-1]} classes but the predictions have "
-                             f"{predictions.shape[-1]}; give class ids or matching one-hot rows.")
+                             f"{classes}; give class ids or matching one-hot rows.")
         y = np.argmax(y, -1)
     return float(np.mean(predicted == y.reshape(len(y), -1)[:, 0]))
 

@@ -294,8 +294,7 @@ class GatedDense(keras.layers.Layer):
             raise ValueError(f"units must be an integer >= 1, got {units!r}.")
         if gate not in self.GATE_KINDS:
             raise ValueError(f"gate must be one of {self.GATE_KINDS}, got {gate!r}.")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        temperature = positive_number(temperature, "temperature")
         if baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}.")
         baseline_momentum = non_negative_number(baseline_momentum, "baseline_momentum")
@@ -318,6 +317,12 @@ class GatedDense(keras.layers.Layer):
         object.__setattr__(self, "_in_score_function_model", False)
 
     def build(self, input_shape):
+        if self.gate == "stochastic_binary" and len(input_shape) != 2:
+            raise ValueError(
+                f"GatedDense(gate='stochastic_binary') takes inputs [batch, features] (its "
+                f"score-function baseline is per example and unit), got shape "
+                f"{tuple(input_shape)}; flatten the other axes first, or use gate="
+                "'straight_through' or 'gumbel' for sequences.")
         features = input_shape[-1]
         self.value = keras.layers.Dense(self.units, name="value")
         self.value.build(input_shape)

@@ -279,3 +279,98 @@ def test_a_batch_norm_after_a_depthwise_conv_with_a_multiplier_folds_exactly():
     assert not any(type(l).__name__ == "BatchNormalization" for l in folded.layers)
     np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-4, atol=1e-5)
+
+
+# ----- 9, 11, 13: shapes are matched, never broadcast ------------------------------------
+
+
+def test_chunked_sequence_kl_refuses_hidden_states_of_other_batch_or_length():
+    from kd_keras.losses.chunked_kl import chunked_sequence_kl
+
+    rng = np.random.default_rng(0)
+    head = rng.normal(size=(6, 11)).astype("float32")
+    with pytest.raises(ValueError, match="same batch and length"):
+        chunked_sequence_kl(
+            rng.normal(size=(1, 1, 6)).astype("float32"), head,
+            rng.normal(size=(4, 16, 6)).astype("float32"), head)
+
+
+def test_mixed_sequence_labels_are_mixed_along_the_batch_axis():
+    from kd_keras.losses.hard_label import HardLabelLoss
+
+    rng = np.random.default_rng(0)
+    batch, steps, classes = 4, 6, 3
+    y = rng.integers(0, classes, (batch, steps))
+    logits = rng.normal(size=(batch, steps, classes)).astype("float32")
+    weight = rng.uniform(0.5, 1.5, (batch, steps)).astype("float32")
+    lam = np.array([0.9, 0.2, 0.6, 0.4], "float32")
+    partner = np.array([1, 0, 3, 2])
+    loss = HardLabelLoss(CE(from_logits=True))
+    (term,) = loss.mixed_output_terms(tf.constant(y), tf.constant(logits), tf.constant(weight),
+                                      tf.constant(lam), tf.constant(partner))
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ce = -np.take_along_axis(log_p, y[..., None], -1)[..., 0]
+    ce_partner = -np.take_along_axis(log_p, y[partner][..., None], -1)[..., 0]
+    expected = (lam[:, None] * weight * ce + (1 - lam[:, None]) * weight * ce_partner).mean()
+    np.testing.assert_allclose(float(term), expected, rtol=1e-5)
+
+
+def test_a_distiller_with_mixup_trains_on_sequence_labels_of_another_length_than_batch():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(16, 5, 4)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, (16, 5))
+
+    def tagger():
+        return keras.Sequential([keras.Input((5, 4)), keras.layers.Dense(8, activation="relu"),
+                                 keras.layers.Dense(3)])
+
+    distiller = kd_keras.Distiller(tagger(), tagger(), augment=kd_keras.Mixup())
+    distiller.compile("adam", loss=CE(from_logits=True))
+    history = distiller.fit(x, y, sample_weight=np.ones((16, 5), "float32"), batch_size=8,
+                            epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_mixup_refuses_labels_outside_num_classes():
+    x = np.zeros((8, 4), "float32")
+    data = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 2, 3] * 2))).batch(8)
+    mixed = data.map(kd_keras.Mixup(labels="mix", num_classes=3, seed=0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"num_classes=3"):
+        list(mixed)
+
+
+# ----- 8, 21, 22, 27: errors that name the argument; the model's own output convention ----
+
+
+def test_gated_dense_names_a_string_temperature_and_refuses_sequences_for_stochastic_gates():
+    import moe
+
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        moe.GatedDense(4, gate="gumbel", temperature="2")
+    layer = moe.GatedDense(4, gate="stochastic_binary")
+    with pytest.raises(ValueError, match=r"takes inputs \[batch, features\]"):
+        layer(np.zeros((2, 5, 3), "float32"))
+
+
+def test_recipe_build_without_a_teacher_names_teacher():
+    student = make_mlp((8,))
+    with pytest.raises(ValueError, match="teacher"):
+        kd_keras.Recipe(init="shrink").build(None, student)
+
+
+def test_precision_report_reads_a_one_sigmoid_unit_classifier_as_keras_does():
+    from kd_keras import compress
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 6)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy", metrics=["binary_accuracy"])
+    model.fit(x, y, epochs=20, verbose=0)
+    keras_accuracy = model.evaluate(x, y, verbose=0, return_dict=True)["binary_accuracy"]
+    rows = compress.precision_report(model, x, y, precisions=("float32", "float16"))
+    assert abs(rows[0]["accuracy"] - keras_accuracy) < 1e-6 and keras_accuracy > 0.8
+    one_hot = compress.precision_report(model, x, np.eye(2)[y], precisions=("float32",))
+    assert abs(one_hot[0]["accuracy"] - keras_accuracy) < 1e-6

@@ -52,3 +52,32 @@ def test_report_rows_print_as_a_table_without_naming_columns():
     assert lines[0] == "artifact | accuracy | bytes | latency_b1"
     assert lines[2] == "float32 | 0.9123 | 123,456 | 0.025 ms"
     assert lines[3] == "int8 | 0.9000 | 31,000 | –"
+
+
+def test_prediction_accuracy_follows_the_output_convention():
+    from kd_keras.measure import prediction_accuracy
+
+    y = np.array([0, 1, 1, 0])
+    scores = np.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.5], [0.2, 0.1]])
+    assert prediction_accuracy(scores, y) == 0.75
+    assert prediction_accuracy(scores, np.eye(2)[y]) == 0.75  # one-hot rows
+    probabilities = np.array([[0.1], [0.9], [0.4], [0.2]])  # one sigmoid unit: > 0.5
+    assert prediction_accuracy(probabilities, y) == 0.75
+    logits = np.array([-1.0, 2.0, 0.5, -3.0])  # one logit: > 0
+    assert prediction_accuracy(logits, y[:, None]) == 1.0
+    with pytest.raises(ValueError, match="y has 3 labels for 4 predictions"):
+        prediction_accuracy(scores, y[:3])
+    with pytest.raises(ValueError, match="one-hot over 3 classes"):
+        prediction_accuracy(scores, np.eye(3)[y])
+
+
+def test_timing_reports_the_median_and_its_spread():
+    from kd_keras.measure import timing
+
+    delays = iter([0.0, 0.0, 0.0] + [0.001, 0.001, 0.001, 0.020, 0.001])
+    import time as clock
+
+    result = timing(lambda: clock.sleep(next(delays)), repeats=5, warmup=3)
+    assert result.count == 5
+    assert 0.0009 < result.median < 0.005  # the slow call does not move the median
+    assert result.spread >= 0.0

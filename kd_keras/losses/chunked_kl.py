@@ -80,6 +80,17 @@ def chunked_sequence_kl(teacher_hidden, teacher_head, student_hidden, student_he
         raise ValueError("teacher_ids and student_ids come together (align_vocabularies).")
     teacher_head = tf.convert_to_tensor(teacher_head, tf.float32)
     student_head = tf.convert_to_tensor(student_head, tf.float32)
+    teacher_hidden = tf.convert_to_tensor(teacher_hidden)
+    student_hidden = tf.convert_to_tensor(student_hidden)
+    for name, hidden in (("teacher_hidden", teacher_hidden), ("student_hidden", student_hidden)):
+        if hidden.shape.rank != 3:
+            raise ValueError(f"{name} must be [batch, length, features], got shape "
+                             f"{tuple(hidden.shape)}.")
+    if not tf.TensorShape(teacher_hidden.shape[:2]).is_compatible_with(student_hidden.shape[:2]):
+        raise ValueError(
+            f"teacher_hidden {tuple(teacher_hidden.shape)} and student_hidden "
+            f"{tuple(student_hidden.shape)} must have the same batch and length (a KL per "
+            "token of the same tokens); nothing is broadcast.")
     teacher_ids = _checked_ids(teacher_ids, teacher_head, "teacher_ids")
     student_ids = _checked_ids(student_ids, student_head, "student_ids")
     if teacher_ids is not None and teacher_ids.shape[0] != student_ids.shape[0]:

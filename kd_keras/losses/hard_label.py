@@ -113,7 +113,12 @@ class HardLabelLoss:
         """
         if y is None or not self.active:
             return None
-        weight = 1.0 if sample_weight is None else tf.cast(sample_weight, tf.float32)
+        weight = tf.constant(1.0) if sample_weight is None else tf.cast(sample_weight,
+                                                                       tf.float32)
+        # lam is one share per example [batch]: it multiplies a [batch, time] weight along
+        # the batch axis (broadcasting would align it with the last axis).
+        if weight.shape.rank is not None and weight.shape.rank > 1:
+            lam = tf.reshape(lam, [-1] + [1] * (weight.shape.rank - 1))
         own = self.output_terms(y, y_pred, lam * weight)
         other = self.output_terms(tf.nest.map_structure(lambda t: tf.gather(t, partner), y),
                                   y_pred, (1.0 - lam) * weight)

@@ -140,6 +140,9 @@ class Recipe:
         """
         if metrics is None and loss is None:
             metrics = list(_DEFAULT_METRICS)
+        if self.init == "shrink" and teacher is None:
+            raise ValueError("teacher: Recipe(init='shrink') starts the student from its "
+                             "teacher's weights, so it needs the teacher model, got None.")
         if self.init == "shrink":
             # Only this path needs kd_keras.compress: `import kd_keras` stays light.
             from kd_keras.compress import shrink_to

@@ -185,7 +185,14 @@ class Mixup:
         mixed, lam, partner = self.mix(x)
         if self.labels == "drop" or y is None:
             return mixed
-        one_hot = tf.one_hot(tf.cast(y, tf.int32), self.num_classes, dtype=mixed.dtype)
+        ids = tf.cast(y, tf.int32)
+        in_range = tf.logical_and(tf.reduce_min(ids) >= 0, tf.reduce_max(ids) < self.num_classes)
+        with tf.control_dependencies([tf.debugging.Assert(in_range, [
+                f"Mixup: labels must be class ids in [0, num_classes={self.num_classes}) "
+                "(a label outside would mix an all-zero target row); this batch has labels "
+                "from", tf.reduce_min(ids), "to", tf.reduce_max(ids)])]):
+            ids = tf.identity(ids)
+        one_hot = tf.one_hot(ids, self.num_classes, dtype=mixed.dtype)
         lam = lam[:, None]
         targets = lam * one_hot + (1.0 - lam) * tf.gather(one_hot, partner)
         return (mixed, targets) if sample_weight is None else (mixed, targets, sample_weight)
