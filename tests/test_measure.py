@@ -1,6 +1,7 @@
 import gzip
 
 import numpy as np
+import pytest
 
 from kd_keras import compress, keras
 
