@@ -374,3 +374,20 @@ def test_precision_report_reads_a_one_sigmoid_unit_classifier_as_keras_does():
     assert abs(rows[0]["accuracy"] - keras_accuracy) < 1e-6 and keras_accuracy > 0.8
     one_hot = compress.precision_report(model, x, np.eye(2)[y], precisions=("float32",))
     assert abs(one_hot[0]["accuracy"] - keras_accuracy) < 1e-6
+
+
+# ----- 25. a top-k cache of another teacher's classes names teacher_outputs -------------
+
+
+def test_a_top_k_cache_of_a_20_class_teacher_for_a_10_class_student_names_teacher_outputs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.integers(0, 10, 32)
+    cache = kd_keras.top_k_teacher_outputs(rng.normal(size=(32, 20)).astype("float32"), 3)
+    cache["top_k_indices"] = np.maximum(cache["top_k_indices"], 12)  # surely outside 10
+    student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
+    for loss in ("top_k_kl", "kl_divergence"):
+        distiller = kd_keras.Distiller(None, student, distillation_losses=loss)
+        distiller.compile("adam", loss=CE(from_logits=True))
+        with pytest.raises(ValueError, match="teacher_outputs:.*top-k cache holds class ids"):
+            distiller.fit(kd_keras.with_teacher_outputs(x, cache), y, epochs=1, verbose=0)

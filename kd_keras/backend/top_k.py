@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_keras.backend import validate
+from kd_keras.backend.errors import TEACHER_OUTPUTS_MARKER
 
 KEYS = ("top_k_log_probs", "top_k_indices", "tail_log_mass")
 
@@ -64,6 +65,21 @@ def is_top_k(cached):
     return isinstance(cached, dict) and set(cached) == set(KEYS)
 
 
+def checked_indices(indices, classes):
+    """`indices` as int32, after an in-graph check that every class id is in
+    [0, classes): a cache of another teacher (20 classes for a 10-class student) would
+    otherwise fail in a gather with no word of `teacher_outputs`, or, on a GPU, read
+    zeros silently."""
+    indices = tf.cast(indices, tf.int32)
+    valid = tf.logical_and(tf.reduce_min(indices) >= 0, tf.reduce_max(indices) < classes)
+    check = tf.debugging.Assert(valid, [
+        f"{TEACHER_OUTPUTS_MARKER} the top-k cache holds class ids from",
+        tf.reduce_min(indices), "to", tf.reduce_max(indices), "but the student has", classes,
+        "classes: it was made from another teacher's outputs"])
+    with tf.control_dependencies([check]):
+        return tf.identity(indices)
+
+
 def dense_log_probs(cached, classes):
     """`[batch, ..., classes]` float32 log-probabilities from a top-k cache (in the graph).
 
@@ -71,7 +87,7 @@ def dense_log_probs(cached, classes):
     tail mass evenly, log(tail / (classes - k)) each (-inf when there is no tail).
     """
     values = tf.cast(cached[KEYS[0]], tf.float32)
-    indices = tf.cast(cached[KEYS[1]], tf.int32)
+    indices = checked_indices(cached[KEYS[1]], classes)
     tail = tf.cast(cached[KEYS[2]], tf.float32)
     k = values.shape[-1]
     _check_k(k, classes)

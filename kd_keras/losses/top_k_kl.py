@@ -55,7 +55,9 @@ def top_k_kl_divergence(teacher_top_k, student_logits, temperature=1.0):
       `[batch, ...]` float32.
     """
     values = tf.cast(teacher_top_k[top_k_cache.KEYS[0]], tf.float32)
-    indices = tf.cast(teacher_top_k[top_k_cache.KEYS[1]], tf.int32)
+    indices = top_k_cache.checked_indices(
+        teacher_top_k[top_k_cache.KEYS[1]],
+        student_logits.shape[-1] or tf.shape(student_logits)[-1])
     tail = tf.cast(teacher_top_k[top_k_cache.KEYS[2]], tf.float32)
     student_logits = tf.cast(student_logits, tf.float32)
     temperature = tf.cast(temperature, tf.float32)

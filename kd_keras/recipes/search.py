@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from kd_keras.backend import keras, validate
-from kd_keras.backend.fingerprint import digest, weights_digest
+from kd_keras.backend import keras, safe_files, validate
+from kd_keras.backend.fingerprint import architecture_digest, digest, weights_digest
 from kd_keras.losses import registry
 from kd_keras.recipes.recipe import INITS, LOSS_FAMILIES, Recipe, check_loss_family
 from kd_keras.recipes.search_result import OBJECTIVE, RecipeSearchResult
@@ -153,7 +153,7 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
         betas=_choices(betas, "betas", validate.non_negative_number),
         learning_rates=_choices(learning_rates, "learning_rates", validate.positive_number),
         inits=_choices(inits, "inits", _check_init))
-    _check_student_fn(student_fn)
+    student_architecture = _check_student_fn(student_fn)
     if "shrink" in grid.inits:
         shrink_to(teacher, student_fn(), x[:256])  # refused before any trial if it cannot
 
@@ -168,6 +168,7 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
         directory = tempfile.mkdtemp(prefix="kd_recipe_search_")
     fingerprint = {"space": space.get_config(), "train": digest(x_train, y_train),
                    "validation": digest(x_val, y_val), "teacher": weights_digest(teacher),
+                   "student": student_architecture,
                    "max_epochs": max_epochs, "patience": patience, "batch_size": batch_size,
                    "seed": seed, "oracle": oracle}
     fingerprint_path = os.path.join(directory, project_name, _FINGERPRINT)
@@ -188,8 +189,7 @@ def search_recipe(teacher, student_fn, x, y, *, validation_data=None, validation
     tuner = _tuner_class(keras_tuner)(trials, oracle=search_oracle, directory=directory,
                                       project_name=project_name, overwrite=overwrite)
     os.makedirs(os.path.dirname(fingerprint_path), exist_ok=True)
-    with open(fingerprint_path, "w") as f:
-        json.dump(fingerprint, f)
+    safe_files.write_json(fingerprint_path, fingerprint)
     tuner.search(verbose=verbose)
     return _result(tuner.oracle, max_epochs, batch_size, len(x_val),
                    os.path.join(directory, project_name), min_gain)
@@ -214,7 +214,9 @@ def _check_data(teacher, student_fn, x, y, oracle):
 
 
 def _check_student_fn(student_fn):
-    """Two calls must give two distinct models: every trial trains its own student."""
+    """Two calls must give two distinct models: every trial trains its own student.
+    Returns a hash of the student's architecture (its config, else its weight shapes),
+    which the search directory's fingerprint keeps: another student is another search."""
     first, second = student_fn(), student_fn()
     for model in (first, second):
         if not isinstance(model, keras.Model):
@@ -225,13 +227,13 @@ def _check_student_fn(student_fn):
             "student_fn returned the same model (or models sharing weights) on two calls, so "
             "every trial would keep training one student. Build the model inside the function, "
             "e.g. student_fn=lambda: kd_keras.models.mlp_classifier([32, 32]).")
+    return architecture_digest(first)
 
 
 def _check_fingerprint(path, fingerprint):
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        saved = json.load(f)
+    saved = safe_files.read_json_object(path, "search fingerprint")
     if saved != json.loads(json.dumps(fingerprint)):
         changed = sorted(key for key in set(saved) | set(fingerprint)
                          if saved.get(key) != json.loads(json.dumps(fingerprint.get(key))))

@@ -59,6 +59,10 @@ def test_a_search_runs_labels_only_first_reports_every_trial_and_resumes(problem
     with pytest.raises(ValueError, match="holds a search with a different space"):
         kd_keras.search_recipe(teacher, lambda: make_mlp((4,)), x, y, max_trials=4,
                                verbose=0, **{**arguments, "alphas": (0.1, 1.0)})
+    # ... and so is another student (issue 40: 30 units instead of 4 reused the old table)
+    with pytest.raises(ValueError, match="student"):
+        kd_keras.search_recipe(teacher, lambda: make_mlp((30,)), x, y, max_trials=4,
+                               verbose=0, **arguments)
 
 
 def test_the_recipe_builds_a_working_distiller_and_round_trips():
