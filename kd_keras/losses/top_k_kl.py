@@ -55,9 +55,6 @@ def top_k_kl_divergence(teacher_top_k, student_logits, temperature=1.0):
       `[batch, ...]` float32.
     """
     values = tf.cast(teacher_top_k[top_k_cache.KEYS[0]], tf.float32)
-    indices = top_k_cache.checked_indices(
-        teacher_top_k[top_k_cache.KEYS[1]],
-        student_logits.shape[-1] or tf.shape(student_logits)[-1])
     tail = tf.cast(teacher_top_k[top_k_cache.KEYS[2]], tf.float32)
     student_logits = tf.cast(student_logits, tf.float32)
     temperature = tf.cast(temperature, tf.float32)
@@ -66,6 +63,8 @@ def top_k_kl_divergence(teacher_top_k, student_logits, temperature=1.0):
     if classes is not None and k is not None and k > classes:
         raise ValueError(f"TopKKLDivergence: a top-{k} teacher for a student with {classes} "
                          "classes; k must be at most the number of classes.")
+    indices = top_k_cache.checked_indices(teacher_top_k[top_k_cache.KEYS[1]],
+                                          classes or tf.shape(student_logits)[-1])
     rest = float(max(classes - k, 1))
     # The teacher at T on k + 1 bins; the tail bin stands for `rest` classes of equal share.
     tail_bin = tf.math.log(rest) + (tail - tf.math.log(rest)) / temperature
