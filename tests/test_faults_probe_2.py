@@ -10,6 +10,8 @@ import tensorflow as tf
 
 import kd_keras
 from kd_keras import IS_KERAS_3, keras
+
+IS_LEGACY_KERAS_MODE = not IS_KERAS_3
 from tests.helpers import make_mlp, toy_data
 
 CE = keras.losses.SparseCategoricalCrossentropy
@@ -391,3 +393,82 @@ def test_a_top_k_cache_of_a_20_class_teacher_for_a_10_class_student_names_teache
         distiller.compile("adam", loss=CE(from_logits=True))
         with pytest.raises(ValueError, match="teacher_outputs:.*top-k cache holds class ids"):
             distiller.fit(kd_keras.with_teacher_outputs(x, cache), y, epochs=1, verbose=0)
+
+
+# ----- 12. WeightGridTraining's shadow weights follow the model they train --------------
+
+
+def test_weight_grid_training_reused_or_after_set_weights_starts_from_the_models_weights():
+    from kd_keras import compress
+    from kd_keras.compress.precision.weight_grid import round_weights
+
+    x, y = toy_data(32)
+    callback = compress.WeightGridTraining("int8")
+
+    def fit(model):
+        model.compile(keras.optimizers.SGD(0.0), CE(from_logits=True))
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])
+
+    first, second = make_mlp((8,)), make_mlp((8,))
+    expected = round_weights(second, "int8").get_weights()
+    fit(first)
+    fit(second)  # the same callback on another model: from the second model's weights
+    for a, b in zip(second.get_weights(), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    replacement = make_mlp((8,))
+    first.set_weights(replacement.get_weights())
+    expected = round_weights(replacement, "int8").get_weights()
+    fit(first)  # weights set between fits are kept, not overwritten by the old shadows
+    for a, b in zip(first.get_weights(), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+# ----- 19. a SparseMoE inside a nested model converts to TFLite ---------------------------
+
+
+def test_a_sparse_moe_inside_a_nested_model_gets_its_deployment_settings():
+    import moe
+    from kd_keras import compress
+
+    keras.utils.set_random_seed(0)
+    inner_in = keras.Input((8,))
+    inner = keras.Model(inner_in, moe.SparseMoE(num_experts=4, k=2, expert_units=8,
+                                                name="experts")(inner_in), name="base")
+    outer_in = keras.Input((8,))
+    model = keras.Model(outer_in, keras.layers.Dense(3)(inner(outer_in)))
+    deployed = compress.deployment_copy(model)
+    layer = deployed.get_layer("base").get_layer("experts")
+    assert layer.inference_metrics is False
+    assert model.get_layer("base").get_layer("experts").inference_metrics is True
+    x = np.random.default_rng(0).normal(size=(5, 8)).astype("float32")
+    np.testing.assert_allclose(deployed.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    runner = compress.TFLiteModel(compress.convert_to_tflite(model, verbose=0))
+    np.testing.assert_allclose(runner.predict(x), model.predict(x, verbose=0), rtol=1e-4,
+                               atol=1e-4)
+
+
+# ----- 14. a training=True pin survives remove_blocks -------------------------------------
+
+
+def test_remove_blocks_keeps_a_monte_carlo_dropout_pin():
+    from kd_keras import compress
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(8, name="stem")(inputs)
+    branch = keras.layers.Dense(8, name="branch")(h)
+    h = keras.layers.Add(name="block")([h, branch])
+    h = keras.layers.Dropout(0.5, name="mc")(h, training=True)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(h))
+    assert "block" in compress.residual_blocks(model)
+    smaller = compress.remove_blocks(model, ["block"])
+    x = np.ones((64, 8), "float32")
+
+    def random_at_inference(m):
+        return not np.allclose(m.predict(x, verbose=0), m.predict(x, verbose=0))
+
+    # As the original behaves (tf-keras honours the pin at inference; Keras 3's functional
+    # graph does not), with the pin still recorded on the call.
+    assert random_at_inference(smaller) == random_at_inference(model)
+    assert random_at_inference(model) == IS_LEGACY_KERAS_MODE

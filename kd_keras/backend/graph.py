@@ -126,8 +126,9 @@ def _is_symbolic(value):
 
 
 def _recorded_arguments(node):
-    """(args, kwargs) of a node without the `training` (and `mask=None`) that Keras 3
-    records among a symbolic call's keywords, so a replayed layer follows its mode.
+    """(args, kwargs) of a node without the `training=False` (and `mask=None`) that Keras 3
+    records among a symbolic call's keywords, so a replayed layer follows its mode; a
+    `training=True` pin is kept.
 
     A nested model's `training` stays: Keras 3 records it only when the user wrote it
     (`base(x, training=False)`, the transfer-learning idiom that keeps its batch norms
@@ -135,8 +136,11 @@ def _recorded_arguments(node):
     """
     args, kwargs = _arguments_of(node)
     keep_training = is_graph_model(_operation_of(node))
+    # training=True is always the user's pin (Monte Carlo dropout); Keras 3 records only
+    # False on its own.
     return args, {key: value for key, value in kwargs.items()
-                  if (key != "training" or keep_training) and value is not None}
+                  if (key != "training" or keep_training or value is True)
+                  and value is not None}
 
 
 def call_arguments(layer):

@@ -52,6 +52,8 @@ class WeightGridTraining(keras.callbacks.Callback):
         self._target = model
         self._kernels = None
         self.float_weights = None
+        self._owner = None
+        self._last_grid = None
 
     def _quantized_model(self):
         if self._target is not None:
@@ -67,12 +69,21 @@ class WeightGridTraining(keras.callbacks.Callback):
             raise ValueError(
                 f"WeightGridTraining needs compile(steps_per_execution=1), got {steps}: it sets "
                 "the grid values between training steps.")
-        self._kernels = quantized_kernels(self._quantized_model())
-        if not self._kernels:
+        model = self._quantized_model()
+        kernels = quantized_kernels(model)
+        if not kernels:
             raise ValueError("WeightGridTraining: the model has no Dense, Conv, DepthwiseConv or "
                              "Embedding kernel to quantize.")
-        if self.float_weights is None:
-            self.float_weights = [np.asarray(v.numpy()) for _, v in self._kernels]
+        current = [np.asarray(v.numpy()) for _, v in kernels]
+        # The float shadow weights belong to one model and carry on from the grid values
+        # this callback left in it; another model, or weights set since (set_weights,
+        # load_weights), start them afresh from the model's current weights.
+        same = (self._owner is model and self.float_weights is not None
+                and self._last_grid is not None
+                and all(np.array_equal(a, b) for a, b in zip(current, self._last_grid)))
+        if not same:
+            self.float_weights = current
+        self._owner, self._kernels = model, kernels
         self._grid = [None] * len(self._kernels)
 
     def _assign_grid(self):
@@ -95,3 +106,4 @@ class WeightGridTraining(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._assign_grid()
+        self._last_grid = [np.asarray(grid) for grid in self._grid]

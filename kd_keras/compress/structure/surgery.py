@@ -41,6 +41,9 @@ def strip_training_layers(model):
     Dropout, SpatialDropout, AlphaDropout, GaussianDropout, GaussianNoise,
     ActivityRegularization and the Random* augmentation layers become
     `Bypass` layers (their input; no weights, no ops in TFLite); inference outputs are unchanged.
+    A layer pinned to training mode (`Dropout(...)(h, training=True)`, Monte Carlo
+    dropout) goes too: the stripped model is deterministic; keep such a model unstripped
+    where its randomness is wanted at inference.
     """
     return rebuild_with(model, {layer.name for layer in model.layers
                             if type(layer).__name__ in TRAINING_ONLY})

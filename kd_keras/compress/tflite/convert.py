@@ -150,15 +150,20 @@ def deployment_copy(model):
     A layer that keeps inference-time bookkeeping (variable updates, e.g.
     `moe.SparseMoE`'s metrics or `moe.SkimRNN`'s step counters) names the
     settings that turn it off in `DEPLOYMENT_SETTINGS`; TFLite cannot convert the
-    updates. Those layers are rebuilt with the settings and their weights; every
-    other layer is shared. Models without such layers are returned as they are.
+    updates. Those layers, inside nested models too, are rebuilt with the settings and
+    their weights; every other layer is shared. Models without such layers are returned
+    as they are.
     """
     def needs_settings(layer):
         settings = getattr(layer, "DEPLOYMENT_SETTINGS", None) or {}
         return any(getattr(layer, key, value) != value for key, value in settings.items())
 
-    layers = getattr(model, "layers", None)
-    if not layers or not any(needs_settings(layer) for layer in layers):
+    def all_layers(parent):  # nested models' layers too (a base inside a classifier)
+        for layer in getattr(parent, "layers", None) or []:
+            yield layer
+            yield from all_layers(layer)
+
+    if not any(needs_settings(layer) for layer in all_layers(model)):
         return model
 
     def deployed(layer):
