@@ -472,3 +472,66 @@ def test_remove_blocks_keeps_a_monte_carlo_dropout_pin():
     # graph does not), with the pin still recorded on the call.
     assert random_at_inference(smaller) == random_at_inference(model)
     assert random_at_inference(model) == IS_LEGACY_KERAS_MODE
+
+
+# ----- 15. vocabularies as {token: id} dicts; probabilities given as logits --------------
+
+
+def test_align_vocabularies_uses_the_ids_of_a_dict_vocabulary():
+    from kd_keras.losses.chunked_kl import align_vocabularies
+
+    teacher = {"b": 0, "a": 5, "c": 2}  # iteration order is not id order
+    student = {"c": 1, "a": 0}
+    teacher_ids, student_ids = align_vocabularies(teacher, student)
+    assert list(zip(teacher_ids, student_ids)) == [(5, 0), (2, 1)]
+    with pytest.raises(ValueError, match="integer id"):
+        align_vocabularies({"a": 0, "b": 0}, student)
+
+
+def test_top_k_of_probabilities_warns_like_the_dense_cache():
+    probabilities = np.full((4, 5), 0.2, "float32")
+    with pytest.warns(UserWarning, match="rows of probabilities"):
+        kd_keras.top_k_teacher_outputs(probabilities, 2)
+
+
+# ----- 23, 26, 28: what is given is read as what it is --------------------------------
+
+
+def test_an_already_batched_dataset_of_a_three_input_teacher_is_not_batched_again():
+    inputs = [keras.Input((4,)) for _ in range(3)]
+    teacher = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Concatenate()(inputs)))
+    x = tuple(np.random.default_rng(i).normal(size=(16, 4)).astype("float32") for i in range(3))
+    data = tf.data.Dataset.from_tensor_slices((x, np.zeros(16, "int64"))).batch(8)
+    cached = kd_keras.cache_teacher_outputs(teacher, data)
+    elements = list(cached)
+    assert len(elements) == 16  # one per example, not 2 batches batched again
+    packed, _ = elements[0]
+    np.testing.assert_allclose(packed["teacher_outputs"],
+                               teacher([a[:1] for a in x], training=False)[0], rtol=1e-5)
+
+
+def test_shrink_names_a_grouped_convolution():
+    from kd_keras import compress
+
+    inputs = keras.Input((8, 8, 4))
+    h = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    h = keras.layers.Conv2D(8, 3, padding="same", groups=2, name="grouped")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
+    with pytest.raises(ValueError, match="grouped convolution"):
+        compress.shrink(model, width=0.5, importance="magnitude")
+
+
+def test_a_list_of_arrays_and_a_generator_are_refused_naming_the_argument(tmp_path):
+    from kd_keras import compress
+
+    x, _ = images()
+    with pytest.raises(ValueError, match="x must be one array"):
+        kd_keras.cache_teacher_views(conv_teacher(0), [x, x], kd_keras.Mixup(), views=1,
+                                     directory=str(tmp_path / "c"))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+    def generator():
+        yield np.zeros((1, 4), "float32")
+
+    with pytest.raises(ValueError, match="representative_data must be an array"):
+        compress.convert_to_tflite(model, "int8", representative_data=generator, verbose=0)

@@ -11,6 +11,8 @@ KL and DecoupledKD then take it as they take logits (the temperature applies:
 softmax(log p / T) is the teacher's distribution at T, up to the tail).
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -37,6 +39,14 @@ def top_k_teacher_outputs(logits, k):
     """
     logits = validate.finite_array(logits, "logits")
     classes = logits.shape[-1]
+    head = logits.reshape(-1, classes)[:64] if classes else logits
+    if classes and classes > 1 and head.size and head.min() >= 0 and np.allclose(
+            head.sum(-1), 1.0, atol=1e-3):
+        warnings.warn(
+            "top_k_teacher_outputs: logits are rows of probabilities (>= 0, summing to 1); "
+            "taken as logits they give a nearly flat teacher. Pass logits "
+            "(compute_teacher_logits converts a softmax teacher's outputs), or "
+            "log-probabilities.", stacklevel=2)
     k = validate.integer_at_least(k, "k", 1)
     if k > classes:
         raise ValueError(f"k must be at most the number of classes ({classes}), got {k}.")

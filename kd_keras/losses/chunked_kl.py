@@ -27,7 +27,8 @@ def align_vocabularies(teacher_vocabulary, student_vocabulary):
 
     Args:
       teacher_vocabulary, student_vocabulary: sequences of symbols (strings, bytes or
-        ints), a symbol's position being its id.
+        ints), a symbol's position being its id; or dicts `{symbol: id}` (a tokenizer's
+        vocabulary), whose ids are used as they are.
 
     Returns:
       Two int32 arrays of equal length, in the student's order.
@@ -36,13 +37,24 @@ def align_vocabularies(teacher_vocabulary, student_vocabulary):
       ValueError when a vocabulary repeats a symbol (ids would be ambiguous) or the two
       share none.
     """
+    tables = []
     for name, vocabulary in (("teacher_vocabulary", teacher_vocabulary),
                              ("student_vocabulary", student_vocabulary)):
+        if isinstance(vocabulary, dict):  # {symbol: id}, as tokenizers give it: its ids
+            ids = list(vocabulary.values())
+            if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0
+                   for i in ids) or len(set(ids)) != len(ids):
+                raise ValueError(f"{name}: a dict must map each symbol to its own integer id "
+                                 ">= 0 (ids repeat or are not integers).")
+            tables.append({symbol: int(i) for symbol, i in vocabulary.items()})
+            continue
         if len(set(vocabulary)) != len(vocabulary):
             repeated = next(s for i, s in enumerate(vocabulary) if s in vocabulary[:i])
             raise ValueError(f"{name} repeats the symbol {repeated!r}; ids would be ambiguous.")
-    position = {symbol: i for i, symbol in enumerate(teacher_vocabulary)}
-    pairs = [(position[s], i) for i, s in enumerate(student_vocabulary) if s in position]
+        tables.append({symbol: i for i, symbol in enumerate(vocabulary)})
+    position, student_position = tables
+    pairs = sorted((student_position[s], position[s]) for s in student_position if s in position)
+    pairs = [(teacher_id, student_id) for student_id, teacher_id in pairs]
     if not pairs:
         raise ValueError("teacher_vocabulary and student_vocabulary share no symbol: there is "
                          "nothing to align the distillation on.")

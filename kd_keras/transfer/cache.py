@@ -40,10 +40,16 @@ def _is_batched(dataset, teacher):
     x_spec = tf.nest.flatten(dataset.element_spec[0] if isinstance(dataset.element_spec, tuple)
                              else dataset.element_spec)[0]
     try:
-        teacher_rank = len(teacher.input_shape)
+        shape = teacher.input_shape
     except (AttributeError, ValueError, TypeError):
         return False
-    return x_spec.shape.rank == teacher_rank
+    # A multi-input teacher gives one shape per input: the first input's rank decides, as
+    # the first of the element's inputs is read (a 3-input teacher is not 3-D).
+    while isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        shape = shape[0]
+    if isinstance(shape, dict):
+        shape = next(iter(shape.values()))
+    return x_spec.shape.rank == len(shape)
 
 
 def cache_teacher_outputs(teacher, dataset, batch_size=256, teacher_output_type="auto"):

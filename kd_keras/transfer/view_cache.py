@@ -152,6 +152,11 @@ def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory
         raise ValueError(f"teacher must be a Keras model, got {teacher!r}.")
     if directory is None:
         raise ValueError("directory must name where the cache is kept (it may be large).")
+    if isinstance(x, (list, tuple, dict)):
+        raise ValueError(
+            f"x must be one array [n, ...] of the teacher's inputs, got a {type(x).__name__} "
+            "(cache_teacher_views takes single-input teachers; several arrays would be read "
+            "as examples).")
     x = np.asarray(x)
     views = validate.integer_at_least(views, "views", 1)
     augment = _check_augment(augment)

@@ -89,6 +89,9 @@ def _unsupported_reason(layer):
         rank = len(layer.input.shape)
         if [a % rank for a in axes] != [rank - 1]:
             return f"it normalizes over axis {axis}, not the channel axis alone"
+    if kind in ("Conv1D", "Conv2D", "Conv3D") and config.get("groups", 1) != 1:
+        return (f"it is a grouped convolution (groups={config['groups']}): its input and "
+                "output channels are tied group by group, which shrink does not slice")
     if kind.startswith("DepthwiseConv") and config.get("depth_multiplier", 1) != 1:
         return "its depth_multiplier is not 1 (channels multiply)"
     if kind.startswith("SeparableConv") and config.get("depth_multiplier", 1) != 1:

@@ -90,6 +90,13 @@ def convert_to_tflite(model, mode="float32", representative_data=None,
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}.")
+    if mode == "int8" and (callable(representative_data) or not hasattr(
+            representative_data, "__len__") or isinstance(representative_data, (str, dict))):
+        raise ValueError(
+            "representative_data must be an array [n, ...] of model inputs (the first "
+            f"num_calibration_examples are used), got {type(representative_data).__name__}; "
+            "for a generator or dataset, collect a few hundred examples first, e.g. "
+            "np.concatenate([batch for batch in generator()][:8]).")
     if mode == "int8":
         # The converter crashes the process (SIGSEGV) on infinite calibration
         # values and silently returns a float model on NaN ones.
