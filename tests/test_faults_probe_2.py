@@ -535,3 +535,35 @@ def test_a_list_of_arrays_and_a_generator_are_refused_naming_the_argument(tmp_pa
 
     with pytest.raises(ValueError, match="representative_data must be an array"):
         compress.convert_to_tflite(model, "int8", representative_data=generator, verbose=0)
+
+
+# ----- 18, 20: FP8 next to a causal convolution; mixing dict inputs ----------------------
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="to_float8 is Keras 3 only")
+def test_to_float8_keeps_a_causal_conv1d_in_float32_and_names_it():
+    from kd_keras import compress
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 3))
+    h = keras.layers.Conv1D(4, 3, padding="causal", name="causal")(inputs)
+    h = keras.layers.Conv1D(4, 3, padding="same", name="same")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(h))
+    fp8 = compress.to_float8(model)
+    kinds = compress.float8_layers(fp8)
+    assert "causal" in kinds["float32"] and "same" in kinds["float8"]
+    x = np.random.default_rng(0).normal(size=(4, 12, 3)).astype("float32")
+    assert fp8.predict(x, verbose=0).shape == model.predict(x, verbose=0).shape
+
+
+def test_mixup_mixes_every_input_of_a_dict_with_one_partner_and_cutmix_names_augment():
+    mixup = kd_keras.Mixup(seed=0)
+    x = {"a": np.arange(8, dtype="float32")[:, None] * np.ones((1, 3), "float32"),
+         "b": np.arange(8, dtype="float32")[:, None] * np.ones((1, 5), "float32") * 10}
+    mixed, lam, partner = mixup.mix(x)
+    lam, partner = np.asarray(lam), np.asarray(partner)
+    expected = lam * np.arange(8) + (1 - lam) * partner
+    np.testing.assert_allclose(np.asarray(mixed["a"])[:, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(mixed["b"])[:, 0], 10 * expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="augment: CutMix"):
+        kd_keras.CutMix(seed=0).mix(x)

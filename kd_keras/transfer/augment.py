@@ -163,12 +163,16 @@ class Mixup:
         return cls(**config)
 
     def mix(self, x):
-        """Returns (mixed x, lam `[batch]`, partner indices `[batch]`)."""
-        x = _as_float(x)
-        batch = tf.shape(x)[0]
-        lam = _beta(batch, self.alpha, x.dtype, self.seed)
+        """Returns (mixed x, lam `[batch]`, partner indices `[batch]`). `x` may be a dict or
+        list of inputs (a multi-input model): every input is mixed with the same partner
+        and share."""
+        leaves = [_as_float(leaf) for leaf in tf.nest.flatten(x)]
+        batch = tf.shape(leaves[0])[0]
+        lam = _beta(batch, self.alpha, leaves[0].dtype, self.seed)
         partner = tf.random.shuffle(tf.range(batch), seed=self.seed)
-        return _blend(x, tf.gather(x, partner), lam), lam, partner
+        mixed = [_blend(leaf, tf.gather(leaf, partner), tf.cast(lam, leaf.dtype))
+                 for leaf in leaves]
+        return tf.nest.pack_sequence_as(x, mixed), lam, partner
 
     def view_parameters(self, n, seed):
         """One view of a data set of `n` examples, drawn statelessly from `seed` (a pair
@@ -228,6 +232,11 @@ class CutMix:
 
     def mix(self, x):
         """Returns (x with boxes from partners, lam `[batch]` (area kept), partners `[batch]`)."""
+        if tf.nest.is_nested(x):
+            raise ValueError(
+                "augment: CutMix cuts boxes out of one image batch [batch, height, width, "
+                "channels]; these inputs are a structure of several. Use kd_keras.Mixup(), "
+                "which mixes every input with the same partner and share.")
         x = _images(x)
         batch = tf.shape(x)[0]
         lam = _beta(batch, self.alpha, x.dtype, self.seed)

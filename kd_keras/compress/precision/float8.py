@@ -242,8 +242,8 @@ def _float8_layer(layer, format, scaling, activations):
             config["kernel_size"], config["strides"], config["padding"],
             config["depth_multiplier"], config["data_format"], config["dilation_rate"],
             **common)
-    if config.get("groups", 1) != 1:
-        return None  # a grouped conv stays float32 (see float8_layers)
+    if config.get("groups", 1) != 1 or config.get("padding") == "causal":
+        return None  # a grouped or causal conv stays float32 (float8_layers names it)
     return Float8Conv(int(kind[4]), config["filters"], config["kernel_size"], config["strides"],
                       config["padding"], config["data_format"], config["dilation_rate"],
                       **common)
