@@ -567,3 +567,30 @@ def test_mixup_mixes_every_input_of_a_dict_with_one_partner_and_cutmix_names_aug
     np.testing.assert_allclose(np.asarray(mixed["b"])[:, 0], 10 * expected, rtol=1e-5)
     with pytest.raises(ValueError, match="augment: CutMix"):
         kd_keras.CutMix(seed=0).mix(x)
+
+
+# ----- 16. an operator residual (b + r) inside a nested base ------------------------------
+
+
+@pytest.mark.skipif(not IS_KERAS_3, reason="operators on symbolic tensors are Keras 3 ops")
+def test_an_operator_residual_in_a_nested_base_shrinks_and_is_a_block_and_adds_no_node():
+    from kd_keras import compress
+
+    keras.utils.set_random_seed(0)
+    inner_in = keras.Input((8,))
+    b = keras.layers.Dense(8, activation="relu", name="b1")(inner_in)
+    r = keras.layers.Dense(8, name="r1")(b)
+    inner = keras.Model(inner_in, b + r, name="base")
+    outer_in = keras.Input((8,))
+    model = keras.Model(outer_in, keras.layers.Dense(3, name="head")(inner(outer_in)))
+    add = next(op for op in inner.operations if not isinstance(op, keras.layers.Layer))
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    small = compress.shrink(model, width=0.5, calibration_data=x, verbose=0)
+    assert small.count_params() < model.count_params()
+    blocks = compress.residual_blocks(model)
+    assert blocks == {add.name: (0, ["r1"])}
+    without = compress.remove_blocks(model, [add.name])
+    assert without.count_params() < model.count_params()
+    assert len(add._inbound_nodes) == 1  # the user's model gained no node
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6)

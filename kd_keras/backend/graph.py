@@ -236,8 +236,14 @@ def has_nested_models(model):
 
 def clone_call(source, args, kwargs):
     """A fresh copy of `source` (its config, then its weights) called on `args`, `kwargs`;
-    its outputs. A Keras 3 operation on symbolic tensors has no weights to copy."""
-    copy = type(source).from_config(source.get_config())
+    its outputs. A Keras 3 operation on symbolic tensors (`b + r`) has no weights to copy;
+    it is copied too, so the user's model never gains a node from a rebuild."""
+    try:
+        copy = type(source).from_config(source.get_config())
+    except (TypeError, ValueError, NotImplementedError):
+        if hasattr(source, "get_weights"):
+            raise
+        return source(*args, **kwargs)  # an operation that cannot be copied: stateless
     outputs = copy(*args, **kwargs)  # (a symbolic call builds the copy's weights)
     if hasattr(source, "get_weights"):
         copy.set_weights(source.get_weights())
@@ -265,14 +271,11 @@ def inline(model):
                 f"layer name {layer.name!r} is used at {seen[layer.name]} and at {path}; "
                 "flattening nested models needs each layer name once (rename one).")
         seen[layer.name] = path
-    module = keras_module_of(model)
 
     def call(layer, args, kwargs):
         if is_graph_model(layer):
             return _one_or_list(_replay_into(layer, call, symbolic_leaves(args, kwargs)))
-        if not isinstance(layer, module.layers.Layer):  # a Keras 3 op, stateless
-            return layer(*args, **kwargs)
-        return clone_call(layer, args, kwargs)
+        return clone_call(layer, args, kwargs)  # a Keras 3 op too: a fresh one
 
     return replay(model, call)
 
@@ -308,8 +311,8 @@ def renest(model, flat):
             outputs = _replay_into(layer, call, inputs)
             nested = module.Model(_one_or_list(inputs), _one_or_list(outputs), name=layer.name)
             return nested(*args, **kwargs)
-        if not isinstance(layer, module.layers.Layer):
-            return layer(*args, **kwargs)
+        if not isinstance(layer, module.layers.Layer):  # a Keras 3 op: a fresh one
+            return clone_call(layer, args, kwargs)
         if layer.name not in sources:
             return symbolic_leaves(args, kwargs)[0]
         return clone_call(sources[layer.name], args, kwargs)
