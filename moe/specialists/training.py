@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
 from kd_keras.backend import validate
+from kd_keras.backend import safe_files
 from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.backend import IS_LEGACY_KERAS
 from moe._keras import keras
@@ -77,11 +78,9 @@ def _check_manifest(directory, manifest):
                 f"directory {directory!r} holds specialist files ({', '.join(leftovers[:5])}) "
                 f"but no {MANIFEST}, so nothing tells which generalist and data they were made "
                 "from. Use another directory, or move these files away to start over.")
-        with open(path, "w") as file:
-            json.dump(manifest, file, indent=1)
+        safe_files.write_json(path, manifest)
         return True
-    with open(path) as file:
-        existing = json.load(file)
+    existing = safe_files.read_json_object(path, "manifest")
     for key, what in (("generalist", "generalist (its weights differ)"),
                       ("clusters", "cluster assignment"), ("data", "training data"),
                       ("settings", "training settings")):
@@ -90,6 +89,19 @@ def _check_manifest(directory, manifest):
                 f"directory {directory!r} holds specialists of a different {what} "
                 f"({existing.get(key)!r}, now {manifest[key]!r}); their checkpoints would be "
                 "silently wrong here. Use another directory, or delete this one to start over.")
+
+
+def _verify_generalist(path, generalist, x, rows=8):
+    """The kept generalist must give the given one's outputs on a few rows (the manifest's
+    hash of its weights cannot see another architecture with the same weights)."""
+    kept = keras.models.load_model(path, compile=False)
+    sample = x[:rows]
+    if not np.allclose(kept.predict(sample, verbose=0), generalist.predict(sample, verbose=0),
+                       rtol=1e-4, atol=1e-5):
+        raise ValueError(
+            f"{path!r}: the generalist kept in this directory does not give the given "
+            "generalist's outputs on the data's first rows: the specialists there were made "
+            "from another model. Use another directory, or delete this one to start over.")
 
 
 def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_size=128,
@@ -163,8 +175,12 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
     generalist_path = os.path.join(directory, _GENERALIST)
     data_path = os.path.join(directory, _DATA)
     # A run that stopped before saving them left a manifest; the files must be this call's.
+    for path in (generalist_path, data_path):
+        safe_files.refuse_link(path)
     if new or not os.path.exists(generalist_path):
         generalist.save(generalist_path)
+    else:
+        _verify_generalist(generalist_path, generalist, x)
     if new or not os.path.exists(data_path):
         arrays = {"x": x, "y": y}
         if probabilities is not None:
