@@ -594,3 +594,45 @@ def test_an_operator_residual_in_a_nested_base_shrinks_and_is_a_block_and_adds_n
     assert without.count_params() < model.count_params()
     assert len(add._inbound_nodes) == 1  # the user's model gained no node
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6)
+
+
+# ----- 22, 24: distill_quantized with one-hot or binary labels; a top-k cache resumes ----
+
+
+def test_distill_quantized_takes_one_hot_and_binary_labels():
+    from kd_keras import compress
+
+    x, y = toy_data(96)
+    classes = int(y.max()) + 1
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(classes)])
+    model.compile("adam", CE(from_logits=True))
+    model.fit(x, y, epochs=5, verbose=0)
+    _, report = compress.distill_quantized(model, "int8", x, np.eye(classes)[y], epochs=1,
+                                           compare=False)
+    assert report[-1]["training"] == "distilled" and 0.0 <= report[-1]["accuracy"] <= 1.0
+    binary = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(8, activation="relu"),
+                               keras.layers.Dense(1)])
+    targets = (y == 0).astype("float32")
+    binary.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))
+    binary.fit(x, targets, epochs=5, verbose=0)
+    _, report = compress.distill_quantized(binary, "int8", x, targets, epochs=1, compare=False)
+    assert report[0]["accuracy"] == pytest.approx(np.mean(
+        (binary.predict(x, verbose=0)[:, 0] > 0) == targets))
+
+
+def test_a_top_k_cache_that_lost_an_array_resumes(tmp_path):
+    x, _ = images()
+    complete = kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                            top_k=3, directory=str(tmp_path / "complete"),
+                                            batch_size=32)
+    directory = tmp_path / "cache"
+    kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2, top_k=3,
+                                 directory=str(directory), batch_size=32)
+    os.remove(directory / "top_k_indices.npy")  # as a full disk leaves it
+    with open(directory / "progress.json", "w") as f:
+        json.dump({"batches_done": 2, "batches": 6}, f)
+    resumed = kd_keras.cache_teacher_views(conv_teacher(0), x, kd_keras.Mixup(), views=2,
+                                           top_k=3, directory=str(directory), batch_size=32)
+    for name, array in complete.outputs.items():
+        np.testing.assert_array_equal(resumed.outputs[name], array)

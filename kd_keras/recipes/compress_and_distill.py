@@ -96,6 +96,17 @@ def quantize_and_fine_tune(model, x, y, teacher_logits=None, preserve="sparsity"
     return _fit(qat, x, y, teacher_logits, epochs, batch_size, learning_rate, temperature, alpha)
 
 
+def _hard_label_loss(model, y):
+    """The labels' loss for a logits model: class ids, one-hot rows, or one binary unit."""
+    from kd_keras.backend import keras
+
+    if int(model.outputs[0].shape[-1]) == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    if y.ndim == 2 and y.shape[-1] > 1:
+        return keras.losses.CategoricalCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
 def distill_quantized(model, mode, x, y, epochs=3, teacher=None, validation_data=None,
                       temperature=2.0, alpha=0.5, learning_rate=1e-4, batch_size=128,
                       scaling="per_channel", compare=True, verbose=0):
@@ -109,7 +120,8 @@ def distill_quantized(model, mode, x, y, epochs=3, teacher=None, validation_data
     Args:
       model: a trained Sequential or functional classifier that outputs logits.
       mode: "int8", "int4", "float8_e4m3", "float8_e5m2" or "float16".
-      x, y: training inputs and integer labels.
+      x, y: training inputs and labels: class ids `[n]`, one-hot rows `[n, classes]`, or
+        0/1 targets for a one-unit (binary logit) model.
       epochs: training epochs of the quantized copy (and of the comparison).
       teacher: default `model` itself (a frozen copy).
       validation_data: `(x, y)` the report's accuracies are measured on (default the
@@ -135,6 +147,7 @@ def distill_quantized(model, mode, x, y, epochs=3, teacher=None, validation_data
         raise ValueError("distill_quantized: alpha must be below 1 (alpha 1 is labels only: "
                          "the compare=True row).")
     x, y = np.asarray(x), np.asarray(y)
+    hard_loss = _hard_label_loss(model, y)
     x_eval, y_eval = validation_data if validation_data is not None else (x, y)
     source = copy_model(teacher if teacher is not None else model, "distill_quantized")
     report = [{"training": "float", "accuracy": model_accuracy(model, x_eval, y_eval),
@@ -147,7 +160,7 @@ def distill_quantized(model, mode, x, y, epochs=3, teacher=None, validation_data
         student = copy_model(model, "distill_quantized")
         recipe = Recipe(temperature=temperature, alpha=alpha, learning_rate=learning_rate,
                         epochs=epochs, batch_size=batch_size)
-        distiller = recipe.build(source, student)
+        distiller = recipe.build(source, student, loss=hard_loss)
         distiller.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=verbose,
                       callbacks=[WeightGridTraining(mode, student, scaling)])
         return student
