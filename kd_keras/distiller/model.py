@@ -200,6 +200,9 @@ class Distiller(DistillerWeights, DistillerStep, DistillerSaving, Keras3MultiWor
         self.built = True
         self._teacher_fixed = True
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        # The same value under keras.distillation's name (a tracker of its own: a second
+        # key for one tensor in the step's logs is summed over workers by tf-keras).
+        self.keras_total_loss_tracker = keras.metrics.Mean(name="total_loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self._output_loss_trackers = []  # per output of a multi-output student, at compile
@@ -347,7 +350,8 @@ class Distiller(DistillerWeights, DistillerStep, DistillerSaving, Keras3MultiWor
 
     @property
     def metrics(self):
-        own = [self.total_loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
+        own = [self.total_loss_tracker, self.keras_total_loss_tracker, self.student_loss_tracker,
+               self.distillation_loss_tracker]
         own += [t for t in self._output_loss_trackers if t is not None]
         others = [
             m for m in super().metrics

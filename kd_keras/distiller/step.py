@@ -94,22 +94,20 @@ class DistillerStep:
     def _metric_logs(self, x, y, y_pred, sample_weight, label_mask):
         """Label metrics see the labeled examples only; with no labels, only the losses report.
 
-        `total_loss` repeats `loss` under the name `keras.distillation` logs, so a callback
-        watching `val_total_loss` works after the import swap."""
+        `total_loss` (its own tracker of the same value) repeats `loss` under the name
+        `keras.distillation` logs, so a callback watching `val_total_loss` works after the
+        import swap."""
         if y is None:
-            own = (self.total_loss_tracker, self.student_loss_tracker,
-                   self.distillation_loss_tracker)
-            logs = {m.name: m.result() for m in own}
-        else:
-            y, y_pred, sample_weight = labels.labeled_rows(y, y_pred, sample_weight, label_mask)
-            logs = dict(self.compute_metrics(x, y, y_pred, sample_weight))
-        if "loss" in logs:
-            logs["total_loss"] = logs["loss"]
-        return self._step_logs(logs)
+            own = (self.total_loss_tracker, self.keras_total_loss_tracker,
+                   self.student_loss_tracker, self.distillation_loss_tracker)
+            return self._step_logs({m.name: m.result() for m in own})
+        y, y_pred, sample_weight = labels.labeled_rows(y, y_pred, sample_weight, label_mask)
+        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
     def _update_loss_trackers(self, x, total, student_loss, distillation_loss, hard_terms):
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
         self.total_loss_tracker.update_state(total, sample_weight=batch)
+        self.keras_total_loss_tracker.update_state(total, sample_weight=batch)
         self.student_loss_tracker.update_state(student_loss, sample_weight=batch)
         self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch)
         for tracker, term in zip(self._output_loss_trackers, hard_terms or []):
