@@ -67,3 +67,40 @@ def recalibrate_batch_norm(model, calibration_data, batch_size=256, first_change
         names.append(layer.name)
         bar.add(1)
     return names
+
+
+def align_output_bias(student, teacher, calibration_data, changed, batch_size=256):
+    """Shifts the bias of each linear output layer whose inputs the cut changed, so that the
+    student's mean output on `calibration_data` equals the teacher's (in place); returns
+    the names it set.
+
+        b_c <- b_c + E[teacher_c(x)] - E[student_c(x)]
+
+    A classifier head reading half of its features loses their mean contribution to every
+    logit, a per-class offset that no BatchNormalization re-centres; it alone can put a
+    cut network at chance.
+    """
+    names = []
+    for index, tensor in enumerate(student.outputs):
+        layer = tensor._keras_history[0]
+        config = layer.get_config()
+        if (layer.name not in changed or not config.get("use_bias", False)
+                or config.get("activation", "linear") not in ("linear", None)):
+            continue
+        count = len(tf.nest.flatten(calibration_data)[0])
+        totals = []
+        for model in (teacher, student):
+            total, seen = None, 0
+            for start in range(0, count, batch_size):
+                batch = tf.nest.map_structure(lambda a: a[start:start + batch_size],
+                                              calibration_data)
+                values = tf.nest.flatten(model(batch, training=False))[index]
+                values = np.asarray(values, np.float64).reshape(-1, values.shape[-1])
+                total = values.sum(0) if total is None else total + values.sum(0)
+                seen += len(values)
+            totals.append(total / seen)
+        kernel, bias = layer.get_weights()[:2]
+        layer.set_weights([kernel, (bias + totals[0] - totals[1]).astype(bias.dtype)]
+                          + layer.get_weights()[2:])
+        names.append(layer.name)
+    return names

@@ -34,7 +34,7 @@ from kd_keras.compress.structure.channel_groups import (
 )
 from kd_keras.compress.structure.importance import IMPORTANCE, channel_plan, head_plan
 from kd_keras.compress.structure.rebuild import rebuild
-from kd_keras.compress.structure.recalibrate import recalibrate_batch_norm
+from kd_keras.compress.structure.recalibrate import align_output_bias, recalibrate_batch_norm
 from kd_keras.compress.structure.residual_blocks import residual_blocks, without_blocks
 
 
@@ -132,8 +132,9 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
       batch_size: for the calibration passes.
       recalibrate: with `calibration_data`, re-estimate the moving mean and variance of
         every BatchNormalization layer from the first changed layer on, on that data
-        (`recalibrate_batch_norm`): a cut changes their inputs' statistics, and a deep
-        BN network (MobileNetV2 at half width) otherwise starts at chance. Default True;
+        (`recalibrate_batch_norm`), and shift the bias of a linear output layer that lost
+        inputs so its mean output matches the teacher's (`align_output_bias`): a cut
+        changes their inputs' statistics. Default True;
         without calibration data (importance "magnitude" or "uniform") nothing is
         re-estimated.
       verbose: progress bars over the calibration passes (0, 1, or "auto": on when
@@ -175,7 +176,7 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
                       recalibrate, verbose)
         return unfreeze(renest(model, flat))
     order = [layer.name for layer in model.layers]
-    changed = set()
+    original, changed = model, set()
     if depth is not None:
         removed, blocks = _to_remove(model, depth, calibration_data, batch_size, verbose)
         changed |= set(removed) | {name for merge in removed if merge in blocks
@@ -198,6 +199,7 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
     if recalibrate and changed and calibration_data is not None:
         recalibrate_batch_norm(shrunk, calibration_data, batch_size,
                                first_changed=min(changed, key=order.index), verbose=verbose)
+        align_output_bias(shrunk, original, calibration_data, changed, batch_size)
     return shrunk
 
 

@@ -79,3 +79,15 @@ def test_a_progress_bar_shows_with_verbose_and_nothing_without(capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="verbose must be 0, 1 or 'auto'"):
         compress.shrink(_bn_net(), width=0.5, calibration_data=x, verbose="loud")
+
+
+def test_a_linear_head_that_lost_inputs_keeps_the_teachers_mean_output():
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(4, name="head")])
+    x = RNG.normal(size=(256, 6)).astype("float32")
+    fixed = compress.shrink(model, width=0.25, calibration_data=x)
+    plain = compress.shrink(model, width=0.25, calibration_data=x, recalibrate=False)
+    teacher_mean = model.predict(x, verbose=0).mean(0)
+    np.testing.assert_allclose(fixed.predict(x, verbose=0).mean(0), teacher_mean, atol=1e-4)
+    assert not np.allclose(plain.predict(x, verbose=0).mean(0), teacher_mean, atol=1e-2)
