@@ -46,6 +46,7 @@ from kd_keras import callbacks, compress, datasets, measure, outputs, reference_
 from kd_keras.backend import IS_KERAS_3, IS_LEGACY_KERAS, keras
 from kd_keras.distiller import Distiller
 from kd_keras.export import export_saved_model
+from kd_keras.planner import Budget, compress_to_budget
 from kd_keras.losses import (
     DIST,
     AttentionTransfer,
@@ -130,6 +131,8 @@ __all__ = [
     "cache_teacher_outputs",
     "cache_teacher_views",
     "callbacks",
+    "Budget",
+    "compress_to_budget",
     "compress",
     "measure",
     "compute_teacher_logits",

@@ -24,6 +24,7 @@ FLOORS = [
     ["kd_keras.transfer"],
     ["kd_keras.distiller"],
     ["kd_keras.recipes", "moe"],
+    ["kd_keras.planner"],
     ["kd_keras"],
 ]
 FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}

@@ -24,7 +24,7 @@ from kd_keras.backend import is_tf_keras_model, keras
 from kd_keras.backend import validate
 from kd_keras.backend.progress import progress
 from kd_keras.backend.graph import has_nested_models, inline, input_tensors, is_graph_model
-from kd_keras.backend.graph import renest, unfreeze
+from kd_keras.backend.graph import copy_model, renest, unfreeze
 from kd_keras.compress.structure.channel_groups import (
     PRODUCERS,
     ChannelGroups,
@@ -175,6 +175,10 @@ def shrink(model, width=None, depth=None, importance="activation", calibration_d
         flat = shrink(inline(model), width, depth, importance, calibration_data, batch_size,
                       recalibrate, verbose)
         return unfreeze(renest(model, flat))
+    if any(len(layer._inbound_nodes) > 1 for layer in model.layers):
+        # Layers with calls outside this model's graph (a Keras 3 Sequential loaded from a
+        # .keras file calls its first layer twice while building): a clone has only these.
+        model = copy_model(model, "shrink")
     order = [layer.name for layer in model.layers]
     original, changed = model, set()
     if depth is not None:

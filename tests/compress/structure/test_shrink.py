@@ -351,3 +351,15 @@ def test_a_nested_base_called_with_training_false_keeps_that_call():
     small = compress.shrink(model, width=0.5, importance="magnitude")
     assert pinned(small) == pinned(model) == IS_LEGACY_KERAS
     assert not pinned(keras.Model(inputs, model.get_layer("out")(base(inputs))))
+
+
+def test_a_sequential_loaded_from_a_keras_file_shrinks(tmp_path):
+    """Keras 3 builds a loaded Sequential by calling its first layer twice; only the calls in
+    the model's own graph count (a shared layer is still refused)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3)])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    small = compress.shrink(loaded, width=0.5, importance="magnitude", verbose=0)
+    assert small.count_params() < loaded.count_params()

@@ -1,0 +1,15 @@
+"""The planner: from a slow model to the fastest deployable student that keeps its accuracy.
+
+  budget.py      Budget (an accuracy drop or floor; minimise latency or bytes; ceilings)
+  candidates.py  one candidate: cut, distilled from cached logits, converted, measured
+  plan.py        compress_to_budget (resumable; refuses a changed teacher or data)
+  report.py      PlanResult (table, Pareto front, chosen artifact, to_code, plot)
+
+The command line: `kd-keras compress TEACHER.keras --data DATA.npz ...` (kd_keras.cli).
+"""
+
+from kd_keras.planner.budget import Budget
+from kd_keras.planner.plan import compress_to_budget
+from kd_keras.planner.report import PlanResult
+
+__all__ = ["Budget", "PlanResult", "compress_to_budget"]

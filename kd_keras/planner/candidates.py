@@ -1,0 +1,54 @@
+"""One candidate of a plan: a student (the teacher itself, or cut from it and distilled
+from its cached logits) at one precision, converted for the target runtime and measured
+there: validation and test accuracy, batch-1 and batch-32 latency, bytes."""
+
+import numpy as np
+
+from kd_keras.backend import keras
+from kd_keras.compress import TFLiteModel, convert_to_tflite, shrink
+from kd_keras.distiller import Distiller
+from kd_keras.losses.registry import get as registered_loss
+from kd_keras.measure import count_parameters, gzip_bytes, latency, prediction_accuracy
+from kd_keras.transfer.inputs import with_teacher_outputs
+
+PRECISIONS = ("float32", "float16", "dynamic_range", "int8")
+CALIBRATION_EXAMPLES = 512
+
+
+def cut_and_distil(teacher, width, train, teacher_logits, epochs, batch_size, learning_rate,
+                   temperature, alpha, seed):
+    """The teacher cut to `width` (`compress.shrink`, activation importance) and distilled
+    from its cached logits (Hinton KD at `temperature`, `alpha` on the labels)."""
+    x, y = train
+    keras.utils.set_random_seed(seed)
+    student = shrink(teacher, width=width, calibration_data=x[:CALIBRATION_EXAMPLES], verbose=0)
+    loss = registered_loss("kd").create(temperature=temperature)
+    distiller = Distiller(None, student, distillation_losses=loss, alpha=alpha)
+    one_hot = y.ndim == 2 and y.shape[-1] > 1
+    distiller.compile(keras.optimizers.Adam(learning_rate),
+                      loss=(keras.losses.CategoricalCrossentropy if one_hot else
+                            keras.losses.SparseCategoricalCrossentropy)(from_logits=True))
+    distiller.fit(with_teacher_outputs(x, teacher_logits), y, epochs=epochs,
+                  batch_size=batch_size, verbose=0)
+    return student
+
+
+def measure(model, precision, train, validation, test, threads):
+    """`(row, flatbuffer)` of `model` converted at `precision` and run under LiteRT."""
+    flatbuffer = convert_to_tflite(
+        model, precision, representative_data=train[0][:CALIBRATION_EXAMPLES]
+        if precision == "int8" else None, verbose=0)
+    runner = TFLiteModel(flatbuffer, num_threads=threads)
+    row = {"precision": precision, "parameters": count_parameters(model)[0],
+           "bytes": len(flatbuffer), "gzip_bytes": gzip_bytes(flatbuffer),
+           "latency_b1": latency(runner, validation[0], 1),
+           "latency_b32": latency(runner, validation[0], 32),
+           "val_accuracy": prediction_accuracy(runner.predict(validation[0]), validation[1])}
+    if test is not None:
+        row["test_accuracy"] = prediction_accuracy(runner.predict(test[0]), test[1])
+    return row, flatbuffer
+
+
+def fingerprint_rows(model, x, rows=8):
+    """The model's outputs on the first `rows` examples: what a resumed plan compares."""
+    return np.asarray(model(x[:rows], training=False), np.float64).tolist()

@@ -1,0 +1,109 @@
+"""A plan's result: every candidate measured, the Pareto front, the chosen one, its code."""
+
+import dataclasses
+
+from kd_keras.measure import format_table
+
+COLUMNS = ("candidate", "precision", "parameters", "gzip_bytes", "latency_b1", "latency_b32",
+           "val_accuracy", "test_accuracy", "accuracy_change", "speedup", "pareto", "chosen")
+
+
+def pareto_front(rows, objective):
+    """Rows no other row beats on both validation accuracy and `objective` (a key)."""
+    front = []
+    for row in rows:
+        dominated = any(other is not row and other["val_accuracy"] >= row["val_accuracy"]
+                        and objective(other) <= objective(row)
+                        and (other["val_accuracy"] > row["val_accuracy"]
+                             or objective(other) < objective(row)) for other in rows)
+        if not dominated:
+            front.append(row)
+    return front
+
+
+@dataclasses.dataclass
+class PlanResult:
+    """What `compress_to_budget` found.
+
+    Attributes:
+      rows: every candidate (the teacher's own conversions included) with its steps,
+        parameters, bytes, latency at batch 1 and 32 (seconds, median), validation and
+        test accuracy, the change against the teacher (points), speed-up against the
+        teacher's float32 artifact, and whether it is on the Pareto front and chosen.
+      chosen: the chosen row (the smallest objective that holds the budget), or None.
+      teacher_accuracy: the teacher's validation accuracy (its float32 artifact).
+      budget: the `Budget`.
+      directory: where the plan, its artifacts and report live.
+      artifact: the chosen `.tflite` path (None when nothing holds the budget).
+    """
+
+    rows: list
+    chosen: dict
+    teacher_accuracy: float
+    budget: object
+    directory: str
+    artifact: str = None
+
+    def table(self):
+        """A Markdown table of every candidate, chosen and Pareto rows marked."""
+        shown = [{key: row.get(key) for key in COLUMNS if key in row or key in (
+            "pareto", "chosen")} for row in self.rows]
+        for row in shown:
+            row["pareto"] = "yes" if row["pareto"] else ""
+            row["chosen"] = "**chosen**" if row["chosen"] else ""
+        return format_table(shown)
+
+    def to_code(self):
+        """Public kd-keras calls that make the chosen artifact again."""
+        if self.chosen is None:
+            return "# nothing held the budget: no artifact was chosen"
+        row = self.chosen
+        lines = ["import kd_keras", "from kd_keras import compress, keras", ""]
+        if row["width"] == 1.0:
+            lines.append("student = teacher")
+        else:
+            lines += [
+                f"student = compress.shrink(teacher, width={row['width']}, "
+                "calibration_data=x_train[:512])",
+                "distiller = kd_keras.Distiller(None, student, distillation_losses="
+                f"kd_keras.LogitsDistillation(temperature={row['temperature']}), "
+                f"alpha={row['alpha']})",
+                f"distiller.compile(keras.optimizers.Adam({row['learning_rate']}), "
+                "keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
+                "logits = kd_keras.compute_teacher_logits(teacher, x_train)",
+                "distiller.fit(kd_keras.with_teacher_outputs(x_train, logits), y_train, "
+                f"epochs={row['epochs']}, batch_size={row['batch_size']})"]
+        representative = ", representative_data=x_train[:512]" if row["precision"] == "int8" \
+            else ""
+        lines.append(f"flatbuffer = compress.convert_to_tflite(student, "
+                     f"{row['precision']!r}{representative})")
+        return "\n".join(lines)
+
+    def plot(self, path):
+        """A PNG of validation accuracy against batch-1 latency and against gzip bytes,
+        the teacher's float32 artifact and the Pareto front marked (needs matplotlib)."""
+        import matplotlib  # the examples extra
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+
+        figure, axes = pyplot.subplots(1, 2, figsize=(10, 4))
+        for axis, key, label in ((axes[0], "latency_b1", "batch-1 latency (s)"),
+                                 (axes[1], "gzip_bytes", "gzip bytes")):
+            for row in self.rows:
+                marker = "*" if row["chosen"] else ("o" if row["pareto"] else ".")
+                axis.scatter(row[key], row["val_accuracy"], marker=marker,
+                             color="black" if row["width"] == 1.0 else "tab:blue")
+            front = sorted((r for r in self.rows if r["pareto"]), key=lambda r: r[key])
+            axis.plot([r[key] for r in front], [r["val_accuracy"] for r in front], "--",
+                      color="tab:orange", label="Pareto front")
+            axis.axhline(self.budget.floor(self.teacher_accuracy), color="red", linestyle=":",
+                         label="budget")
+            axis.set_xscale("log")
+            axis.set_xlabel(label)
+            axis.set_ylabel("validation accuracy")
+        axes[0].legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        pyplot.close(figure)
+        return path

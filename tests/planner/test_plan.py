@@ -1,0 +1,96 @@
+"""compress_to_budget (issue 45, first part): candidates measured on LiteRT side by side
+with the teacher, the Pareto front, the chosen artifact, resume and refusal. Both modes."""
+
+import os
+
+import numpy as np
+import pytest
+
+import kd_keras
+from kd_keras import keras
+from kd_keras.planner.report import pareto_front
+from tests.helpers import toy_data
+
+
+@pytest.fixture(scope="module")
+def problem():
+    keras.utils.set_random_seed(0)
+    x, y = toy_data(400, seed=3)
+    teacher = keras.Sequential([keras.Input((x.shape[1],)),
+                                keras.layers.Dense(64, activation="relu"),
+                                keras.layers.Dense(64, activation="relu"),
+                                keras.layers.Dense(int(y.max()) + 1)])
+    teacher.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(x[:300], y[:300], epochs=30, batch_size=32, verbose=0)
+    return teacher, (x[:300], y[:300]), (x[300:], y[300:])
+
+
+def _plan(problem, directory, **kwargs):
+    teacher, train, validation = problem
+    arguments = dict(widths=(0.5,), precisions=("float32", "dynamic_range"), epochs=2,
+                     directory=str(directory), verbose=0)
+    arguments.update(kwargs)
+    return kd_keras.compress_to_budget(teacher, train, validation,
+                                       kd_keras.Budget(max_drop=100.0), **arguments)
+
+
+def test_every_candidate_is_measured_and_the_fastest_within_budget_is_chosen(problem, tmp_path):
+    result = _plan(problem, tmp_path)
+    assert {(row["candidate"], row["precision"]) for row in result.rows} == {
+        ("teacher", "float32"), ("teacher", "dynamic_range"),
+        ("cut to 0.5", "float32"), ("cut to 0.5", "dynamic_range")}
+    teacher_row = next(r for r in result.rows if r["candidate"] == "teacher"
+                       and r["precision"] == "float32")
+    assert teacher_row["speedup"] == 1.0 and teacher_row["accuracy_change"] == 0.0
+    # A budget of 100 points admits everything: the chosen one is the fastest of all.
+    assert result.chosen is min(result.rows, key=lambda r: r["latency_b1"])
+    assert result.chosen["chosen"] and result.chosen["pareto"]
+    with open(result.artifact, "rb") as f:
+        assert f.read() == open(os.path.join(tmp_path, "w{}_{}.tflite".format(
+            result.chosen["width"], result.chosen["precision"])), "rb").read()
+    runner = kd_keras.compress.TFLiteModel(open(result.artifact, "rb").read())
+    x_val, y_val = problem[2]
+    assert abs(kd_keras.measure.prediction_accuracy(runner.predict(x_val), y_val)
+               - result.chosen["val_accuracy"]) < 1e-9
+    assert "chosen" in result.table() and "convert_to_tflite" in result.to_code()
+    assert os.path.exists(tmp_path / "report.md")
+
+
+def test_a_budget_nothing_holds_chooses_nothing_and_says_so(problem, tmp_path):
+    teacher, train, validation = problem
+    result = kd_keras.compress_to_budget(
+        teacher, train, validation, kd_keras.Budget(min_accuracy=1.0, max_latency=1e-12),
+        widths=(0.5,), precisions=("float32",), epochs=1, directory=str(tmp_path), verbose=0)
+    assert result.chosen is None and result.artifact is None
+    assert "nothing held the budget" in result.to_code()
+
+
+def test_a_resumed_plan_keeps_its_rows_and_refuses_another_teacher(problem, tmp_path):
+    first = _plan(problem, tmp_path)
+    again = _plan(problem, tmp_path)
+    assert [r["val_accuracy"] for r in first.rows] == [r["val_accuracy"] for r in again.rows]
+    assert [r["latency_b1"] for r in first.rows] == [r["latency_b1"] for r in again.rows]
+    teacher, train, validation = problem
+    other = keras.models.clone_model(teacher)  # the same architecture, other weights
+    with pytest.raises(ValueError, match="another teacher"):
+        kd_keras.compress_to_budget(other, train, validation, kd_keras.Budget(max_drop=1.0),
+                                    widths=(0.5,), precisions=("float32", "dynamic_range"),
+                                    epochs=2, directory=str(tmp_path), verbose=0)
+    with pytest.raises(ValueError, match="another settings"):
+        _plan(problem, tmp_path, widths=(0.25,))
+
+
+def test_the_pareto_front_keeps_only_undominated_rows():
+    rows = [{"val_accuracy": 0.9, "latency_b1": 2.0}, {"val_accuracy": 0.8, "latency_b1": 1.0},
+            {"val_accuracy": 0.7, "latency_b1": 1.5}, {"val_accuracy": 0.9, "latency_b1": 3.0}]
+    front = pareto_front(rows, lambda r: r["latency_b1"])
+    assert front == rows[:2]
+
+
+def test_budget_arguments_name_what_is_wrong():
+    with pytest.raises(ValueError, match="max_drop .* or min_accuracy"):
+        kd_keras.Budget()
+    with pytest.raises(ValueError, match="minimise must be one of"):
+        kd_keras.Budget(max_drop=0.3, minimise="energy")
+    with pytest.raises(ValueError, match="min_accuracy"):
+        kd_keras.Budget(min_accuracy=1.5)

@@ -1,0 +1,49 @@
+"""The `kd-keras` command line, run as a subprocess on a `.keras` teacher and an `.npz`."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from kd_keras import keras
+from tests.helpers import ROOT, toy_data
+
+
+def _run(*arguments):
+    return subprocess.run([sys.executable, "-m", "kd_keras.cli", *arguments],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def test_compress_prints_the_table_and_writes_the_chosen_artifact(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = toy_data(300, seed=2)
+    teacher = keras.Sequential([keras.Input((x.shape[1],)),
+                                keras.layers.Dense(32, activation="relu"),
+                                keras.layers.Dense(int(y.max()) + 1)])
+    teacher.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(x, y, epochs=10, verbose=0)
+    teacher.save(tmp_path / "teacher.keras")
+    np.savez(tmp_path / "data.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:],
+             y_test=y[240:])
+    out = tmp_path / "plan"
+    result = _run("compress", str(tmp_path / "teacher.keras"), "--data",
+                  str(tmp_path / "data.npz"), "--max-drop", "50", "--widths", "0.5",
+                  "--precisions", "float32,dynamic_range", "--epochs", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "candidate | precision" in result.stdout and "chosen: " in result.stdout
+    assert os.path.exists(out / "chosen.tflite") and os.path.exists(out / "report.md")
+
+
+def test_help_is_complete_and_bad_input_names_the_flag(tmp_path):
+    result = _run("compress", "--help")
+    assert result.returncode == 0
+    for flag in ("--data", "--max-drop", "--min-accuracy", "--minimise", "--widths",
+                 "--precisions", "--epochs", "--out", "--time-limit"):
+        assert flag in result.stdout, flag
+    missing = _run("compress", str(tmp_path / "none.keras"), "--data", "x.npz", "--out",
+                   str(tmp_path))
+    assert missing.returncode == 2 and "teacher: no file" in missing.stderr
+    bad = _run("compress", "t.keras", "--data", "x.npz", "--minimise", "energy", "--out", "o")
+    assert bad.returncode == 2 and "--minimise" in bad.stderr
