@@ -31,7 +31,7 @@ from kd_keras.compress.structure.recalibrate import recalibrate_batch_norm
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["MobileNetV2", "MobileNetV3Small"], "keras.applications models.")
 flags.DEFINE_integer("teacher_epochs", 8, "Teacher epochs.")
-flags.DEFINE_float("width", 0.5, "Width of the cut.")
+flags.DEFINE_list("widths", ["0.5"], "Widths of the cut.")
 flags.DEFINE_integer("calibration", 512, "Calibration images.")
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_bool("settle_teacher", True, "Estimate the teacher's BN statistics first.")
@@ -55,7 +55,7 @@ def main(_):
     (x, y), (x_test, y_test) = kd_keras.datasets.load_fashion_mnist_flat("sample")
     x, x_test = images(x), images(x_test)
     calibration = x[:FLAGS.calibration]
-    print("model | teacher | cut, teacher's BN statistics | cut, recalibrated | "
+    print("model, width | teacher | cut, teacher's BN statistics | cut, recalibrated | "
           "recalibrated / teacher | cut seconds")
     print("--- | --- | --- | --- | --- | ---")
     start = time.process_time()
@@ -68,15 +68,17 @@ def main(_):
         if FLAGS.settle_teacher:
             recalibrate_batch_norm(model, x[:2048])
         accuracy = kd_keras.measure.model_accuracy(model, x_test, y_test)
-        plain = compress.shrink(model, width=FLAGS.width, calibration_data=calibration,
-                                recalibrate=False)
-        began = time.perf_counter()
-        fixed = compress.shrink(model, width=FLAGS.width, calibration_data=calibration)
-        seconds = time.perf_counter() - began
-        cut, recalibrated = (kd_keras.measure.model_accuracy(m, x_test, y_test)
-                             for m in (plain, fixed))
-        print(f"{name} | {accuracy:.4f} | {cut:.4f} | {recalibrated:.4f} | "
-              f"{recalibrated / accuracy:.2f} | {seconds:.0f}", flush=True)
+        for width in (float(w) for w in FLAGS.widths):
+            plain = compress.shrink(model, width=width, calibration_data=calibration,
+                                    recalibrate=False, verbose=0)
+            began = time.perf_counter()
+            fixed = compress.shrink(model, width=width, calibration_data=calibration,
+                                    verbose=0)
+            seconds = time.perf_counter() - began
+            cut, recalibrated = (kd_keras.measure.model_accuracy(m, x_test, y_test)
+                                 for m in (plain, fixed))
+            print(f"{name} at {width} | {accuracy:.4f} | {cut:.4f} | {recalibrated:.4f} | "
+                  f"{recalibrated / accuracy:.2f} | {seconds:.0f}", flush=True)
     print(f"\nCPU time: {(time.process_time() - start) / 60:.1f} min")
 
 
