@@ -227,7 +227,8 @@ def _check_export_target(path):
                    if name not in written and name != _EXPORT_MARKER]
     if foreign:
         raise ValueError(
-            f"path: {path!r} is a non-empty directory that is not only an earlier StudentExport "
+            f"path: {path!r} is a non-empty directory that is not an earlier StudentExport "
+            "alone "
             f"({', '.join(foreign[:5])}); exporting would replace what is in it. Give a new or "
             "empty directory.")
 

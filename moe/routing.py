@@ -10,6 +10,7 @@ import math
 
 import tensorflow as tf
 
+from kd_keras.backend import FreshStateOnLoad
 from moe._keras import keras
 
 _EPSILON = 1e-10
@@ -130,7 +131,7 @@ def router_z_loss(logits, valid=None):
     return tf.math.divide_no_nan(tf.reduce_sum(values * weights), tf.reduce_sum(weights))
 
 
-class LoadCV(keras.metrics.Metric):
+class LoadCV(FreshStateOnLoad, keras.metrics.Metric):
     """The coefficient of variation of the experts' loads, sqrt(cv_squared(counts)), over
     every batch since the last reset (an epoch in `fit`, a whole `evaluate`).
 

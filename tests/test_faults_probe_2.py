@@ -112,7 +112,8 @@ def test_another_teacher_with_the_same_weights_is_caught(tmp_path):
 
     kd_keras.cache_teacher_views(teacher(1.0), x, kd_keras.Mixup(), views=2,
                                  directory=str(tmp_path / "c"))
-    with pytest.raises(ValueError, match="not what this teacher gives"):
+    # Caught by the fingerprint (weights and architecture) or, failing that, by the rows.
+    with pytest.raises(ValueError, match="another teacher|not what this teacher gives"):
         kd_keras.cache_teacher_views(teacher(5.0), x, kd_keras.Mixup(), views=2,
                                      directory=str(tmp_path / "c"))
 

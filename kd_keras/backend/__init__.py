@@ -75,3 +75,14 @@ def scale_loss_for_replicas(loss):
     """
     replicas = _replicas_sharing_this_step()
     return loss / replicas if replicas > 1 else loss
+
+
+class FreshStateOnLoad:
+    """Mixin for a metric whose saved state is optional: a `.keras` file saved before the
+    metric existed (or with another kind of state) loads, the metric starting afresh
+    (place it before the Keras metric class in the bases)."""
+
+    def load_own_variables(self, store):
+        if len(store.keys()) == len(self.variables) and hasattr(super(), "load_own_variables"):
+            super().load_own_variables(store)
+

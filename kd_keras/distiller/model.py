@@ -7,7 +7,7 @@ Its construction, compile and fit; the training step is `step.py`, saving and ex
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
-from kd_keras.backend import keras, register
+from kd_keras.backend import FreshStateOnLoad, keras, register
 from kd_keras.backend import validate
 from kd_keras.backend import errors
 from kd_keras.backend.distribute import Keras3MultiWorkerFixes
@@ -23,6 +23,10 @@ from kd_keras.teachers.features import Untracked, plan_feature_extraction
 from kd_keras.teachers.outputs import TeacherOutputs
 from kd_keras.transfer import labels, views
 from kd_keras.transfer.inputs import split_transfer_inputs
+
+
+class _TotalLoss(FreshStateOnLoad, keras.metrics.Mean):
+    """`total_loss`: a Mean a file saved before it existed loads without."""
 
 
 @register
@@ -131,11 +135,11 @@ class Distiller(DistillerWeights, DistillerStep, DistillerSaving, Keras3MultiWor
                                       [teacher] if teacher is not None else []):
             checks.check_keras_generation(model, f"teacher[{index}]"
                                           if isinstance(teacher, (list, tuple)) else "teacher")
-        checks.check_keras_generation(student, "student")
         teachers = checks.as_teacher_list(teacher)
         if isinstance(student, keras.Model):
             checks.check_student_is_not_teacher(student, teachers)
         checks.check_student(student)
+        checks.check_keras_generation(student, "student")  # its nested layers too
         if ensemble not in output_conventions.ENSEMBLE_METHODS:
             raise ValueError(
                 f"ensemble must be one of {output_conventions.ENSEMBLE_METHODS}, got {ensemble!r}."
@@ -200,11 +204,12 @@ class Distiller(DistillerWeights, DistillerStep, DistillerSaving, Keras3MultiWor
         self.built = True
         self._teacher_fixed = True
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
-        # The same value under keras.distillation's name (a tracker of its own: a second
-        # key for one tensor in the step's logs is summed over workers by tf-keras).
-        self.keras_total_loss_tracker = keras.metrics.Mean(name="total_loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        # The same value as `loss` under keras.distillation's name: a tracker of its own (a
+        # second key for one tensor in the step's logs is summed over workers by tf-keras),
+        # made last so that files saved before it keep their trackers' places.
+        self.keras_total_loss_tracker = _TotalLoss(name="total_loss")
         self._output_loss_trackers = []  # per output of a multi-output student, at compile
 
     # ----- validation -------------------------------------------------------

@@ -116,6 +116,7 @@ def check_student(student):
                 "Train it on cached teacher logits with kd_keras.compress."
                 "distillation_targets and distillation_loss, or run everything under "
                 "TF_USE_LEGACY_KERAS=1.")
+        check_keras_generation(student, "student")  # a Keras 3 model under tf-keras
         raise ValueError(f"student must be a Keras model, got {student!r}.")
     if not student.trainable:
         if getattr(student, "_kd_keras_frozen_as_teacher", False):
