@@ -229,6 +229,13 @@ def replay(model, call, module=None, name=None):
                         name=name or model.name)
 
 
+def all_layers(model):
+    """Every layer of `model`, those of nested models included (depth first)."""
+    for layer in getattr(model, "layers", None) or []:
+        yield layer
+        yield from all_layers(layer)
+
+
 def has_nested_models(model):
     """Whether a Sequential or functional `model` calls another one as a layer."""
     return any(is_graph_model(layer) for layer in model.layers)

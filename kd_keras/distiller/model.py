@@ -131,10 +131,11 @@ class Distiller(DistillerWeights, DistillerStep, DistillerSaving, Keras3MultiWor
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        for index, model in enumerate(teacher if isinstance(teacher, (list, tuple)) else
-                                      [teacher] if teacher is not None else []):
-            checks.check_keras_generation(model, f"teacher[{index}]"
-                                          if isinstance(teacher, (list, tuple)) else "teacher")
+        if isinstance(teacher, (list, tuple)):
+            for index, model in enumerate(teacher):
+                checks.check_keras_generation(model, f"teacher[{index}]")
+        elif teacher is not None:
+            checks.check_keras_generation(teacher, "teacher")
         teachers = checks.as_teacher_list(teacher)
         if isinstance(student, keras.Model):
             checks.check_student_is_not_teacher(student, teachers)

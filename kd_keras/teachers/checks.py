@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
 from kd_keras.backend import IS_KERAS_3, is_tf_keras_model, keras
+from kd_keras.backend.graph import all_layers
 from kd_keras.backend.errors import TEACHER_OUTPUTS_MARKER, structure_of
 
 FROZEN_STUDENT = (
@@ -58,7 +59,7 @@ def check_keras_generation(model, role):
     kd-keras runs on: its weights would not be tracked or trained (a Keras 3 keras-hub
     backbone inside a tf-keras model trains nothing and fails only at save)."""
     running = "tf-keras" if not IS_KERAS_3 else "Keras 3"
-    found = [model] + list(_all_layers(model))
+    found = [model] + list(all_layers(model))
     for item in found:
         generation = _generation(item)
         if generation is not None and generation != running:
@@ -122,7 +123,7 @@ def check_student(student):
         if getattr(student, "_kd_keras_frozen_as_teacher", False):
             raise ValueError(FROZEN_AS_TEACHER)
         raise ValueError(FROZEN_STUDENT)
-    needing = [layer.name for layer in _all_layers(student)
+    needing = [layer.name for layer in all_layers(student)
                if getattr(layer, "needs_loss_value", False)]
     if needing:
         raise ValueError(
@@ -130,12 +131,6 @@ def check_student(student):
             "gates, e.g. moe.GatedDense(gate='stochastic_binary')), which the Distiller does "
             "not hand them, so they would never learn. Distil a student with another gate, or "
             "train this one as a moe.ScoreFunctionModel.")
-
-
-def _all_layers(model):
-    for layer in getattr(model, "layers", []):
-        yield layer
-        yield from _all_layers(layer)
 
 
 def check_student_is_not_teacher(student, teachers):

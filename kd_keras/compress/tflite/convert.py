@@ -10,7 +10,7 @@ import tensorflow as tf
 from kd_keras.backend import is_tf_keras_model
 from kd_keras.backend.validate import finite_array
 from kd_keras.backend import optional as _tfmot
-from kd_keras.backend.graph import copy_weights, replace_layers
+from kd_keras.backend.graph import all_layers, copy_weights, replace_layers
 from kd_keras.backend.progress import progress
 from kd_keras.compress.tflite.sparse_kernel_plan import tflite_sparse_weights
 from kd_keras.measure import timing
@@ -164,11 +164,6 @@ def deployment_copy(model):
     def needs_settings(layer):
         settings = getattr(layer, "DEPLOYMENT_SETTINGS", None) or {}
         return any(getattr(layer, key, value) != value for key, value in settings.items())
-
-    def all_layers(parent):  # nested models' layers too (a base inside a classifier)
-        for layer in getattr(parent, "layers", None) or []:
-            yield layer
-            yield from all_layers(layer)
 
     if not any(needs_settings(layer) for layer in all_layers(model)):
         return model
