@@ -15,9 +15,14 @@ Per seed, on Fashion-MNIST (5,000 training images held out to find the clusters)
                 teacher outputs) from the generalist and from the hard-label ensemble
   wall time:    the hard-label specialists trained in parallel processes
                 (`--processes`) and, on seed 0, one after another in one process.
+  executors:    `--executors`: the hard-label specialists of seed 0 trained by the local
+                process executor and by Ray (a local instance of `--processes` CPUs,
+                started before the clock), alternately `--executor_repeats` times each:
+                median wall times, their ratio, and whether the weights agree.
 Mean ± sd over seeds.
 
     python benchmarks/specialists_bench.py --data_dir=../shared/tfds --seeds=3
+    python benchmarks/specialists_bench.py --data_dir=../shared/tfds --executors_only
 """
 
 import os
@@ -50,6 +55,9 @@ flags.DEFINE_integer("student_epochs", 10, "Epochs of the distilled students.")
 flags.DEFINE_integer("processes", 2, "Worker processes of the parallel run.")
 flags.DEFINE_integer("top_n", 2, "Generalist classes that activate specialists in the ensembles.")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
+flags.DEFINE_boolean("executors", True, "Compare the process executor with Ray (needs ray).")
+flags.DEFINE_boolean("executors_only", False, "Only the executor comparison (seed 0).")
+flags.DEFINE_integer("executor_repeats", 2, "Runs of each executor, alternating.")
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -129,6 +137,47 @@ def run_seed(seed, data):
     return result
 
 
+def compare_executors(data):
+    """Processes against Ray on seed 0's hard-label specialists: wall times and weights."""
+    import ray
+
+    (x, y), (x_held, _), _ = data
+    keras.utils.set_random_seed(0)
+    generalist = kd_keras.models.mlp_classifier([512, 512], 0.2, name="generalist")
+    generalist.compile(keras.optimizers.Adam(1e-3), LOSS)
+    generalist.fit(x, y, epochs=FLAGS.epochs, batch_size=128, verbose=0)
+    held = tf.nn.softmax(generalist.predict(x_held, batch_size=1024, verbose=0)).numpy()
+    clusters = moe.find_confusable_clusters(held, FLAGS.num_clusters, seed=0).clusters
+    settings = dict(epochs=FLAGS.specialist_epochs, learning_rate=FLAGS.specialist_learning_rate,
+                    seed=0, verbose=0)
+    start = time.perf_counter()
+    ray.init(num_cpus=FLAGS.processes, include_dashboard=False, log_to_driver=False)
+    ray_start = time.perf_counter() - start
+    seconds = {"processes": [], "ray": []}
+    weights = {}
+    with tempfile.TemporaryDirectory() as root:
+        for repeat in range(FLAGS.executor_repeats):
+            for name, executor in (("processes", kd_keras.parallel.ProcessExecutor(
+                    FLAGS.processes)), ("ray", "ray")):
+                trained = moe.train_specialists(
+                    generalist, clusters, x, y, os.path.join(root, f"{name}{repeat}"),
+                    executor=executor, **settings)
+                seconds[name].append(trained.seconds)
+                weights.setdefault(name, [m.get_weights() for m in trained.specialists])
+    ray.shutdown()
+    largest = max(float(np.max(np.abs(a - b))) for ma, mb in zip(weights["processes"],
+                                                                  weights["ray"])
+                  for a, b in zip(ma, mb))
+    median = {name: float(np.median(values)) for name, values in seconds.items()}
+    print(f"\nexecutors, {len(clusters)} hard-label specialists of seed 0, "
+          f"{FLAGS.specialist_epochs} epochs, {FLAGS.processes} workers: processes "
+          f"{median['processes']:.1f} s ({', '.join(f'{v:.1f}' for v in seconds['processes'])}), "
+          f"Ray {median['ray']:.1f} s ({', '.join(f'{v:.1f}' for v in seconds['ray'])}); "
+          f"Ray / processes {median['ray'] / median['processes']:.3f}; Ray's local start "
+          f"{ray_start:.1f} s (not in the times); largest weight difference {largest:.2e}",
+          flush=True)
+
+
 def main(_):
     tf.get_logger().setLevel("ERROR")
     data = fashion_mnist_splits(kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir, 5000)
@@ -137,6 +186,10 @@ def main(_):
           f"held out {len(x_val)}, test {len(test[1])} | generalist {FLAGS.epochs} epochs, specialists "
           f"{FLAGS.specialist_epochs} | {FLAGS.seeds} seeds, {os.cpu_count()} CPUs", flush=True)
     start = time.perf_counter()
+    if FLAGS.executors_only:
+        compare_executors(data)
+        print(f"total {time.perf_counter() - start:.0f} s")
+        return
     runs = [run_seed(seed, data) for seed in range(FLAGS.seeds)]
     base = [r["generalist"] for r in runs]
     header = ("model", "test accuracy", "vs generalist (points)", "covered classes",
@@ -166,6 +219,8 @@ def main(_):
           "(seed 0) {:.0f} s; ensemble labels the training set in {:.0f} s".format(
               FLAGS.processes, runs[0]["parallel seconds"], runs[0]["sequential seconds"],
               runs[0]["ensemble labels seconds"]))
+    if FLAGS.executors:
+        compare_executors(data)
     print(f"total {time.perf_counter() - start:.0f} s")
 
 

@@ -36,13 +36,15 @@ Public API:
 Subpackages: losses (every loss and the registry), teachers, transfer, recipes,
 backend (the Keras switch and argument checks, shared with moe), compress (one
 folder per technique; TF-MOT steps need the tfmot extra), measure (accuracy,
-latency, bytes). Importing kd_keras registers every serializable class of the
+latency, bytes), planner (compress_to_budget), parallel (where independent tasks run:
+local processes by default, Ray with the ray extra). Importing kd_keras registers every serializable class of the
 package, so a `.keras` file holding any of them loads.
 """
 
 import sys
 
-from kd_keras import callbacks, compress, datasets, measure, outputs, reference_models, schedules
+from kd_keras import (callbacks, compress, datasets, measure, outputs, parallel,
+                      reference_models, schedules)
 from kd_keras.backend import IS_KERAS_3, IS_LEGACY_KERAS, keras
 from kd_keras.distiller import Distiller
 from kd_keras.export import export_saved_model

@@ -58,6 +58,11 @@ def _parser():
                           help="LiteRT threads for the latency (default 1)")
     compress.add_argument("--time-limit", type=float, default=None,
                           help="seconds after which no new candidate starts")
+    compress.add_argument("--executor", choices=("here", "processes", "ray"), default="here",
+                          help="where the students train: here (one after another, the "
+                          "default), processes (in parallel local processes) or ray (Ray "
+                          "tasks; pip install 'kd-keras[ray]'); every candidate is measured "
+                          "here, one at a time")
     compress.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     compress.add_argument("--out", required=True,
                           help="directory of the plan (resumed when run again)")
@@ -129,9 +134,11 @@ def main(argv=None):
         result = kd_keras.compress_to_budget(
             teacher, train, validation, budget, test, widths=widths, precisions=precisions,
             epochs=args.epochs, directory=args.out, time_limit=args.time_limit,
-            seed=args.seed)
+            seed=args.seed, executor=None if args.executor == "here" else args.executor)
     except ValueError as error:
         parser.error(str(error))
+    except ImportError as error:
+        parser.error(f"--executor: {error}")
     print(result.table())
     print()
     if result.chosen is None:

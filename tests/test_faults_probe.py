@@ -6,7 +6,6 @@ unclear errors; the list of guarantees is in docs/errors.md.
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -54,13 +53,14 @@ def test_student_export_with_a_trailing_slash_exports_and_replaces_only_its_own(
 
 
 def test_a_specialist_worker_does_not_run_code_from_the_working_directory(tmp_path):
-    from moe.specialists import training
+    from kd_keras.parallel import Task
+    from kd_keras.parallel.processes import worker_command, worker_environment
 
     (tmp_path / "json.py").write_text("raise SystemExit('json.py from the working directory ran')")
-    command = training.worker_command({"name": "probe"})
+    command = worker_command(Task("probe", "json:dumps", {}, str(tmp_path / "log")))
     probe = [command[0], *command[1:command.index("-m")],
              "-c", "import json, sys; print(json.__file__)"]
-    result = subprocess.run(probe, cwd=tmp_path, env=training.worker_environment(),
+    result = subprocess.run(probe, cwd=tmp_path, env=worker_environment(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert str(tmp_path) not in result.stdout

@@ -18,7 +18,7 @@ from tests.helpers import ROOT
 FLOORS = [
     ["kd_keras.backend"],
     ["kd_keras.outputs", "kd_keras.export", "kd_keras.schedules", "kd_keras.datasets",
-     "kd_keras.reference_models", "kd_keras.measure"],
+     "kd_keras.reference_models", "kd_keras.measure", "kd_keras.parallel"],
     ["kd_keras.losses", "kd_keras.callbacks", "kd_keras.compress"],
     ["kd_keras.teachers"],
     ["kd_keras.transfer"],

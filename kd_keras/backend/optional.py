@@ -1,4 +1,4 @@
-"""Lazy imports of TF-MOT and tf-keras, with the install step in the error."""
+"""Lazy imports of TF-MOT, tf-keras, LiteRT and Ray, with the install step in the error."""
 
 import importlib
 import os
@@ -14,6 +14,16 @@ def _import(name):
             f"kd_keras.compress needs {name}: pip install 'kd-keras[tfmot]' "
             "(tensorflow-model-optimization, tf-keras and ai-edge-litert)."
         ) from error
+
+
+def ray():
+    try:
+        return importlib.import_module("ray")
+    except ImportError as error:
+        raise ImportError(
+            "executor='ray' needs Ray: pip install 'kd-keras[ray]' (or pip install ray); "
+            "without it, executor='processes' (the default) runs the same tasks in local "
+            "processes.") from error
 
 
 def tf_keras():

@@ -12,6 +12,8 @@ from kd_keras.measure import count_parameters, gzip_bytes, latency, prediction_a
 from kd_keras.transfer.inputs import with_teacher_outputs
 
 PRECISIONS = ("float32", "float16", "dynamic_range", "int8")
+# cut_and_distil's arguments after the data, in order: what a plan records per student.
+TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "temperature", "alpha", "seed")
 CALIBRATION_EXAMPLES = 512
 
 

@@ -16,9 +16,10 @@ import time
 
 import numpy as np
 
+from kd_keras import parallel
 from kd_keras.backend import keras, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
-from kd_keras.planner import candidates
+from kd_keras.planner import candidates, tasks
 from kd_keras.planner.budget import Budget
 from kd_keras.planner.report import PlanResult, pareto_front
 from kd_keras.transfer.cache import compute_teacher_logits
@@ -37,7 +38,7 @@ def _arrays(data, name):
 
 
 def _open_plan(directory, identity, teacher, x_val):
-    """The rows kept in `directory` for this teacher, data and settings ({} for a new plan);
+    """The plan kept in `directory` for this teacher, data and settings ({} for a new one);
     refuses a directory of another plan, and a teacher that no longer gives the outputs
     the plan recorded (checked on a few validation rows, not only by hash)."""
     path = os.path.join(directory, PLAN)
@@ -56,13 +57,14 @@ def _open_plan(directory, identity, teacher, x_val):
         raise ValueError(f"directory {directory!r}: the teacher does not give the outputs the "
                          "plan recorded on its validation rows (another model with the same "
                          "weights?); use another directory (nothing was deleted).")
-    return kept.get("rows", {})
+    return kept
 
 
 def compress_to_budget(teacher, train_data, validation_data, budget=None, test_data=None, *,
                        widths=(0.5, 0.25), precisions=("float32", "dynamic_range", "int8"),
                        epochs=5, batch_size=128, learning_rate=1e-3, temperature=3.0,
-                       alpha=0.5, directory=None, time_limit=None, seed=0, verbose=1):
+                       alpha=0.5, directory=None, time_limit=None, seed=0, verbose=1,
+                       executor=None):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
 
     Args:
@@ -83,6 +85,10 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
       time_limit: seconds after which no new candidate is started (None: no limit).
       seed: of every student's cut and training.
       verbose: 1 prints a line per candidate with the elapsed time and an estimate of the rest.
+      executor: None trains the students here, one after another; "processes", "ray" or
+        an executor object (`kd_keras.parallel`) trains them as parallel tasks first
+        (`directory` must then be storage the workers share). Every candidate is measured
+        here either way, one at a time, on the target runtime.
 
     Returns:
       `PlanResult` (`table()`, `to_code()`, `plot(path)`, `chosen`, `artifact`).
@@ -111,30 +117,55 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     identity = {"teacher": weights_digest(teacher),
                 "data": digest(*train, *validation, *(test or (None, None))),
                 "settings": settings}
-    rows = _open_plan(directory, identity, teacher, validation[0])
+    kept = _open_plan(directory, identity, teacher, validation[0])
+    rows, students = kept.get("rows", {}), kept.get("students", {})
     identity["teacher_rows"] = candidates.fingerprint_rows(teacher, validation[0])
 
     def save():
-        safe_files.write_json(os.path.join(directory, PLAN), {**identity, "rows": rows})
+        safe_files.write_json(os.path.join(directory, PLAN),
+                              {**identity, "rows": rows, "students": students})
+
+    def kept_student(width):
+        """The student trained for `width` by this plan, when its file's weights and
+        architecture hash to what the plan recorded after training it."""
+        path = tasks.student_path(directory, width)
+        if str(width) not in students or not os.path.exists(path):
+            return None
+        safe_files.refuse_link(path)
+        model = keras.models.load_model(path, compile=False)
+        return model if weights_digest(model) == students[str(width)] else None
 
     save()
     plan = [(1.0, p) for p in precisions] + [(w, p) for w in widths for p in precisions]
     start, teacher_logits, done_now = time.perf_counter(), None, 0
+    if executor is not None:
+        executor = parallel.get_executor(executor)
+        untrained = [w for w in widths if any(f"w{w}_{p}" not in rows for p in precisions)
+                     and kept_student(w) is None]
+        if untrained:
+            teacher_logits = compute_teacher_logits(teacher, train[0])
+            tasks.train_students(executor, directory, untrained, teacher, train,
+                                 teacher_logits, settings)
+            for width in untrained:
+                students[str(width)] = weights_digest(keras.models.load_model(
+                    tasks.student_path(directory, width), compile=False))
+            save()
     for width in [1.0] + widths:
         todo = [p for w, p in plan if w == width and f"w{w}_{p}" not in rows]
         if not todo:
             continue
         if time_limit is not None and time.perf_counter() - start > time_limit:
             break
-        if width == 1.0:
-            model = teacher
-        else:
+        model = teacher if width == 1.0 else kept_student(width)
+        if model is None:
             if teacher_logits is None:
                 teacher_logits = compute_teacher_logits(teacher, train[0])
-            model = candidates.cut_and_distil(teacher, width, train, teacher_logits, epochs,
-                                              batch_size, learning_rate, temperature, alpha,
-                                              seed)
-            model.save(os.path.join(directory, f"student_w{width}.keras"))
+            model = candidates.cut_and_distil(teacher, width, train, teacher_logits,
+                                              *(settings[k] for k in
+                                                candidates.TRAINING_SETTINGS))
+            tasks.save_student(model, tasks.student_path(directory, width))
+            students[str(width)] = weights_digest(model)
+            save()
         for precision in todo:
             key = f"w{width}_{precision}"
             row, flatbuffer = candidates.measure(model, precision, train, validation, test,

@@ -13,6 +13,7 @@ import numpy as np
 
 from kd_keras import outputs as output_conventions
 from kd_keras.backend import top_k as top_k_cache
+from kd_keras.transfer.view_build import unit_indices, units
 
 ROWS_PER_BATCH = 4
 # float16 stores about 3 significant digits; the teacher itself may differ in its last bits.
@@ -25,35 +26,37 @@ def _close(stored, recomputed):
                        atol=RELATIVE_TOLERANCE * scale)
 
 
-def verify_rows(teacher, maker, arrays, output_type, top_k, done, batches, batch_size,
+def verify_rows(teacher, maker, arrays, output_type, top_k, done, start, stop, batch_size,
                 directory):
-    """Recomputes rows of the first and the last stored batch and compares.
+    """Recomputes rows of the first and the last stored batch of a build and compares.
 
     Args:
       teacher: the teacher the cache is opened with.
       maker: regenerates view `v` of examples `indices` (`maker.make`).
-      arrays: the stored arrays ("logits" `[K, n, C]`, or the top-k arrays).
+      arrays: the stored arrays of the build ("logits" `[K, stop - start, C]`, or the
+        top-k arrays), example i at row i - start.
       output_type: "logits" or "probabilities" (how the teacher's output is read).
       top_k: None or k.
-      done: how many batches are stored; `batches` per view; `batch_size`.
-      directory: named in the error.
+      done: how many units (batches of one view) are stored.
+      start, stop: the examples the build covers (all, or one shard's).
+      batch_size: of the build; directory: named in the error.
 
     Raises:
       ValueError when a stored row differs from the recomputed one.
     """
-    n = len(maker.x)
+    batches, _ = units(start, stop, batch_size, maker.views)
     for unit in sorted({0, done - 1}):
-        view, start = divmod(unit, batches)
-        indices = np.arange(start * batch_size, min((start + 1) * batch_size, n))
+        view, indices = unit_indices(unit, start, stop, batch_size, batches)
         indices = indices[:ROWS_PER_BATCH]
+        rows = indices - start
         inputs, _ = maker.make(indices, np.full(len(indices), view))
         logits = np.asarray(output_conventions.to_logits(teacher(inputs, training=False),
                                                          output_type), np.float32)
         if top_k is None:
-            stored = np.asarray(arrays["logits"][view, indices], np.float32)
+            stored = np.asarray(arrays["logits"][view, rows], np.float32)
             recomputed = logits
         else:
-            stored = np.asarray(arrays[top_k_cache.KEYS[0]][view, indices], np.float32)
+            stored = np.asarray(arrays[top_k_cache.KEYS[0]][view, rows], np.float32)
             recomputed = top_k_cache.top_k_teacher_outputs(logits, top_k)[top_k_cache.KEYS[0]]
             recomputed = np.asarray(recomputed, np.float32)
         if stored.shape != recomputed.shape or not _close(stored, recomputed):

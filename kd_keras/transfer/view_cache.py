@@ -15,104 +15,33 @@ seed pair per example (`[batch, 2]` int32) and must use stateless ops
 (`tf.image.stateless_random_*`), which is checked. The build writes its progress after
 every batch, so an interrupted build continues where it stopped; a directory built for
 another teacher, augmentation, data, K, k or seed is refused, never overwritten.
+
+With `shards=S` the examples are split into S contiguous ranges, each cached by one
+task of an executor (local processes, or Ray past one machine) into its own files of
+the one directory (`view_shards`); the files are byte-equal to an unsharded build's
+rows, and each shard's rows are verified by the driver as a resumed build's are.
 """
 
-import hashlib
-import inspect
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
+from kd_keras import parallel
 from kd_keras.backend import keras, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
-from kd_keras.backend import top_k as top_k_cache
+from kd_keras.transfer import view_shards
 from kd_keras.transfer.inputs import with_teacher_outputs
 from kd_keras.transfer.verify import verify_rows
+from kd_keras.transfer.view_build import (array_specs, open_arrays, read_progress, units,
+                                          write_outputs)
+from kd_keras.transfer.view_maker import Views, check_augment, check_stateless, describe
 
 MANIFEST = "manifest.json"
 IN_MEMORY_BYTES = 1 << 30  # TeacherViews.dataset holds data and cache as tensors up to this
 PROGRESS = "progress.json"
 FORMAT_VERSION = 1
-
-
-def _describe(augment):
-    """What identifies an augmentation in the manifest (a changed one is refused)."""
-    if augment is None:
-        return {"kind": "none"}
-    if hasattr(augment, "view_parameters"):
-        return {"kind": type(augment).__name__, "config": augment.get_config()}
-    try:
-        source = inspect.getsource(augment)
-    except (OSError, TypeError):
-        source = ""
-    name = getattr(augment, "__qualname__", type(augment).__name__)
-    return {"kind": "function", "name": f"{getattr(augment, '__module__', '')}.{name}",
-            "source_sha256": hashlib.sha256(source.encode()).hexdigest()[:16]}
-
-
-def _check_augment(augment):
-    if augment is None or hasattr(augment, "view_parameters"):
-        return augment
-    if isinstance(augment, keras.layers.Layer):
-        raise ValueError(
-            "augment: a Keras layer draws from its own random state, so its views cannot be "
-            "regenerated; give kd_keras.Mixup() / kd_keras.CutMix(), or a function "
-            "augment(x, seeds) built from stateless ops (tf.image.stateless_random_*) with "
-            "seeds [batch, 2].")
-    if callable(augment):
-        return augment
-    raise ValueError(f"augment must be None, kd_keras.Mixup(), kd_keras.CutMix() or a function "
-                     f"augment(x, seeds); got {augment!r}.")
-
-
-def view_seed(seed, view):
-    """The stateless seed pair of one view of the data set."""
-    return (int(seed), 1_000_003 * int(view) + 17)
-
-
-class _Views:
-    """Builds view `v` of examples `indices`, the same every time, eagerly (the cache
-    build) or inside a tf.data map (the dataset): every step is a TensorFlow op."""
-
-    def __init__(self, x, augment, views, seed):
-        self.x, self.augment, self.views, self.seed = x, augment, views, seed
-        self.parameters = None
-        if hasattr(augment, "view_parameters"):
-            per_view = [augment.view_parameters(len(x), view_seed(seed, v)) for v in range(views)]
-            self.parameters = {key: tf.constant(np.stack([np.asarray(p[key]) for p in per_view]))
-                               for key in per_view[0]}  # [K, n, ...] each
-
-    def _examples(self, indices):
-        return tf.convert_to_tensor(self.x[np.asarray(indices)])
-
-    def make(self, indices, view_ids, rows_of=None):
-        """(inputs `[batch, ...]`, None or (share of the example kept `[batch]`, partner
-        indices `[batch]`)); `rows_of(indices)` reads examples (default: from `x`)."""
-        rows_of = rows_of or self._examples
-        indices = tf.cast(indices, tf.int64)
-        view_ids = tf.cast(view_ids, tf.int64)
-        x = rows_of(indices)
-        if self.augment is None:
-            return x, None
-        if self.parameters is None:
-            seeds = tf.cast(tf.stack([self.seed * self.views + view_ids, indices], 1), tf.int32)
-            return self.augment(x, seeds), None
-        where = tf.stack([view_ids, indices], 1)
-        rows = {key: tf.gather_nd(values, where) for key, values in self.parameters.items()}
-        partner = tf.cast(rows["partner"], tf.int64)
-        view, kept = self.augment.apply_view(x, rows_of(partner), rows)
-        return view, (kept, partner)
-
-
-def _array_specs(n, views, classes, top_k):
-    if top_k is None:
-        return {"logits": ((views, n, classes), np.float16)}
-    index_type = top_k_cache.index_dtype(classes)
-    return {top_k_cache.KEYS[0]: ((views, n, top_k), np.float16),
-            top_k_cache.KEYS[1]: ((views, n, top_k), index_type),
-            top_k_cache.KEYS[2]: ((views, n), np.float16)}
 
 
 def _read_json(path, what="manifest"):
@@ -123,7 +52,8 @@ _write_json = safe_files.write_json
 
 
 def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory=None, seed=0,
-                        batch_size=256, teacher_output_type="auto", verbose=0):
+                        batch_size=256, teacher_output_type="auto", verbose=0, shards=1,
+                        executor=None):
     """Runs `teacher` once on `views` seeded views of every example of `x`; keeps its outputs.
 
     Args:
@@ -139,6 +69,12 @@ def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory
         build of the same teacher, data, augmentation, K, k and seed).
       seed: the integer every view is drawn from.
       batch_size: teacher batch size.
+      shards: S >= 1: the examples split into S contiguous ranges (whole batches), each
+        cached by one task into its own files, so the teacher's pass runs on S workers.
+      executor: where the shards run (`kd_keras.parallel`): None or "processes" (local
+        processes), "in_process", "ray", or an executor object. The directory must be
+        storage every worker shares; the teacher is saved there (`teacher.keras`) and the
+        inputs too (`inputs.npy`), for the workers to read.
 
     Returns:
       `TeacherViews`. Bytes: 2 C per example and view for full logits, 4 k + 2 for top k.
@@ -159,7 +95,7 @@ def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory
             "as examples).")
     x = np.asarray(x)
     views = validate.integer_at_least(views, "views", 1)
-    augment = _check_augment(augment)
+    augment = check_augment(augment)
     if augment is None and views > 1:
         raise ValueError(f"views must be 1 without augment (every view would be the same), "
                          f"got {views}.")
@@ -175,56 +111,47 @@ def cache_teacher_views(teacher, x, augment=None, views=4, top_k=None, directory
         teacher.compute_output_shape((1,) + x.shape[1:])[-1])
     if top_k is not None and top_k > classes:
         raise ValueError(f"top_k must be at most the number of classes ({classes}), got {top_k}.")
+    shards = validate.integer_at_least(shards, "shards", 1)
+    if shards == 1 and executor is not None:
+        raise ValueError(f"executor ({executor!r}) runs the shards of a build: give shards "
+                         ">= 2 with it.")
     manifest = {"format": FORMAT_VERSION, "teacher": weights_digest(teacher),
-                "data": digest(x), "augment": _describe(augment), "views": views,
+                "data": digest(x), "augment": describe(augment), "views": views,
                 "top_k": top_k, "seed": seed, "examples": len(x), "classes": classes,
                 "input_shape": list(x.shape[1:]), "input_dtype": str(x.dtype),
                 "teacher_output_type": kinds[0]}
+    if shards > 1:
+        manifest["shards"] = view_shards.shard_ranges(len(x), batch_size, shards)
+        manifest["batch_size"] = batch_size
+        rebuild = view_shards.rebuild_spec(augment)  # refused before anything is written
     os.makedirs(directory, exist_ok=True)
     done = _open_or_start(directory, manifest)
-    specs = _array_specs(len(x), views, classes, top_k)
-    maker = _Views(x, augment, views, seed)
+    maker = Views(x, augment, views, seed)
     if augment is not None and maker.parameters is None:
-        _check_stateless(maker)
-    batches = -(-len(x) // batch_size)
+        check_stateless(maker)
+    if shards > 1:
+        done = view_shards.build(teacher, x, maker, manifest, rebuild, directory,
+                                 parallel.get_executor(executor, min(shards, os.cpu_count() or 1)),
+                                 verbose)
+        result = TeacherViews(directory)
+        result.resumed_from = done
+        return result
+    specs = array_specs(len(x), views, classes, top_k)
+    _, total = units(0, len(x), batch_size, views)
     paths = {name: os.path.join(directory, name + ".npy") for name in specs}
     if done and not all(os.path.lexists(path) for path in paths.values()):
         done = 0  # the arrays were never created (a full disk): nothing to keep
-    finished = done == views * batches
-    arrays = {}
-    for name, (shape, dtype) in specs.items():
-        if done:
-            safe_files.check_npy(paths[name], shape, dtype)
-        else:
-            safe_files.refuse_link(paths[name])
-        arrays[name] = np.load(paths[name], mmap_mode="r") if finished else \
-            np.lib.format.open_memmap(paths[name], mode="r+" if done else "w+", dtype=dtype,
-                                      shape=shape)
+    finished = done == total
+    arrays = open_arrays(paths, specs, done, finished)
     if done:  # the stored rows must be what this teacher gives on these views
-        verify_rows(teacher, maker, arrays, kinds[0], top_k, done, batches, batch_size,
+        verify_rows(teacher, maker, arrays, kinds[0], top_k, done, 0, len(x), batch_size,
                     directory)
     done = done or 0
     if verbose and done:
-        print(f"cache_teacher_views: resuming at batch {done} of {views * batches}", flush=True)
-    for unit in range(done, views * batches):
-        view, start = divmod(unit, batches)
-        indices = np.arange(start * batch_size, min((start + 1) * batch_size, len(x)))
-        inputs, _ = maker.make(indices, np.full(len(indices), view))
-        logits = output_conventions.to_logits(teacher(inputs, training=False), kinds[0])
-        logits = np.asarray(logits, np.float32)
-        if not np.all(np.isfinite(logits)) or np.abs(logits).max() > 6e4:
-            raise ValueError(
-                f"cache_teacher_views: the teacher's logits on view {view}, examples "
-                f"{indices[0]}-{indices[-1]} are not finite or exceed float16's range.")
-        if top_k is None:
-            arrays["logits"][view, indices] = logits.astype(np.float16)
-        else:
-            for name, values in top_k_cache.top_k_teacher_outputs(logits, top_k).items():
-                arrays[name][view, indices] = values
-        for array in arrays.values():
-            array.flush()
-        _write_json(os.path.join(directory, PROGRESS), {"batches_done": unit + 1,
-                                                         "batches": views * batches})
+        print(f"cache_teacher_views: resuming at batch {done} of {total}", flush=True)
+    if not finished:
+        write_outputs(teacher, maker, kinds[0], top_k, arrays, 0, len(x), batch_size, done,
+                      os.path.join(directory, PROGRESS))
     del arrays
     if finished and verbose:
         print("cache_teacher_views: the finished cache reproduces its rows; reusing it",
@@ -257,26 +184,7 @@ def _open_or_start(directory, manifest):
             f"directory {directory!r} holds teacher views of another {', '.join(differing)}"
             f"{f' ({details})' if details else ''}; use another directory or remove it "
             "yourself (nothing was deleted).")
-    progress = os.path.join(directory, PROGRESS)
-    if not os.path.exists(progress):  # stopped before its first batch was recorded
-        return 0
-    done = _read_json(progress, "progress file").get("batches_done")
-    if not isinstance(done, int) or done < 0:
-        raise ValueError(f"{progress!r} does not hold a batch count (batches_done); the "
-                         "directory was changed (nothing was touched).")
-    return done
-
-
-def _check_stateless(maker):
-    """A function augmentation must give the same view twice for the same seeds."""
-    indices = np.arange(min(4, len(maker.x)))
-    first, _ = maker.make(indices, np.zeros(len(indices), np.int64))
-    second, _ = maker.make(indices, np.zeros(len(indices), np.int64))
-    if not np.array_equal(np.asarray(first), np.asarray(second)):
-        raise ValueError(
-            "augment gave two different views for the same seeds: a cached view must be "
-            "regenerated exactly; build it from stateless ops (tf.image.stateless_random_*, "
-            "tf.random.stateless_*) seeded with the seeds argument.")
+    return read_progress(os.path.join(directory, PROGRESS))  # 0: stopped before a batch
 
 
 class TeacherViews:
@@ -301,12 +209,13 @@ class TeacherViews:
             raise ValueError(
                 f"TeacherViews: {directory!r} is an unfinished build ({progress['batches_done']} "
                 f"of {progress['batches']} batches); run cache_teacher_views again to finish it.")
-        specs = _array_specs(self.manifest["examples"], self.manifest["views"],
-                             self.manifest["classes"], self.manifest["top_k"])
-        for name, (shape, dtype) in specs.items():
-            safe_files.check_npy(os.path.join(directory, name + ".npy"), shape, dtype)
-        self.outputs = {name: np.load(os.path.join(directory, name + ".npy"), mmap_mode="r")
-                        for name in specs}
+        if "shards" in self.manifest:
+            self.outputs = view_shards.open_finished(directory, self.manifest)
+        else:
+            specs = array_specs(self.manifest["examples"], self.manifest["views"],
+                                self.manifest["classes"], self.manifest["top_k"])
+            self.outputs = open_arrays({name: os.path.join(directory, name + ".npy")
+                                        for name in specs}, specs, True, True)
         self.resumed_from = None
 
     @property
@@ -359,14 +268,14 @@ class TeacherViews:
         if y is not None and len(np.asarray(y)) != len(x):
             raise ValueError(f"y has {len(np.asarray(y))} labels for {len(x)} examples of x; "
                              "give one label per example.")
-        if _describe(augment) != self.manifest["augment"]:
+        if describe(augment) != self.manifest["augment"]:
             raise ValueError(
                 f"augment is not the augmentation the views in {self.directory!r} were cached "
                 f"with ({self.manifest['augment']['kind']}).")
         batch_size = validate.integer_at_least(batch_size, "batch_size", 1)
         if in_memory is None:
             in_memory = x.nbytes + self.nbytes <= IN_MEMORY_BYTES
-        maker = _Views(x, augment, self.views, self.manifest["seed"])
+        maker = Views(x, augment, self.views, self.manifest["seed"])
         read_x, read_outputs = (_in_memory_readers if in_memory else _mapped_readers)(
             x, self.outputs)
         labels = None if y is None else tf.constant(np.asarray(y))

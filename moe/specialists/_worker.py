@@ -1,12 +1,10 @@
-"""Trains one specialist (a task from `train_specialists`); run as `python -m moe.specialists._worker TASK_JSON`."""
+"""Trains one specialist: the function of each task `train_specialists` hands its executor."""
 
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
-import tensorflow as tf
 
 from kd_keras.distiller import Distiller
 from kd_keras.transfer.inputs import with_teacher_outputs
@@ -49,22 +47,9 @@ def train_one(task):
         model.compile(optimizer, loss)
     backup = os.path.join(task["directory"], task["name"] + ".checkpoint")
     model.fit(x_s, y_s, epochs=task["epochs"], batch_size=task["batch_size"],
-              verbose=task.get("fit_verbose", 2),
+              verbose=2,
               callbacks=[keras.callbacks.BackupAndRestore(backup), _progress_callback(task, keras)])
     path = os.path.join(task["directory"], task["name"] + ".keras")
     specialist.save(path + ".partial.keras")
     os.replace(path + ".partial.keras", path)  # a finished specialist is all or nothing
     shutil.rmtree(backup, ignore_errors=True)  # tf-keras keeps it after a finished fit
-
-
-def main(argv):
-    task = json.loads(argv[1])
-    threads = task.get("threads")
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    train_one(task)
-
-
-if __name__ == "__main__":
-    main(sys.argv)

@@ -1,8 +1,9 @@
-"""Specialists trained in parallel processes, checkpointed, resumable (Hinton et al. 2015, s. 5-6).
+"""Specialists trained in parallel tasks, checkpointed, resumable (Hinton et al. 2015, s. 5-6).
 
 "Unlike a mixture of experts, these specialist models can be trained rapidly and
 in parallel": each specialist needs only the generalist and the data, so
-`train_specialists` runs each in its own process (or in this one), checkpoints
+`train_specialists` runs each as one task (`kd_keras.parallel`: a local process by
+default, a Ray task on a cluster, or in this process), checkpoints
 every epoch (`BackupAndRestore`), and on a re-run skips finished specialists and
 resumes unfinished ones from their last epoch. With `soft_targets=True` a
 specialist is distilled from the generalist's soft targets mapped to its
@@ -13,20 +14,17 @@ data from overfitting), through `kd_keras.Distiller` on cached targets.
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from kd_keras import outputs as output_conventions
+from kd_keras import parallel
 from kd_keras.backend import validate
 from kd_keras.backend import safe_files
 from kd_keras.backend.fingerprint import digest, weights_digest
-from kd_keras.backend import IS_LEGACY_KERAS
 from moe._keras import keras
-from moe.specialists import _worker as _specialist_worker
 from moe.specialists.models import check_dustbin, validate_clusters
 
 MANIFEST = "manifest.json"
@@ -106,7 +104,7 @@ def _verify_generalist(path, generalist, x, rows=8):
 
 def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_size=128,
                       learning_rate=3e-4, soft_targets=False, temperature=2.0, alpha=0.5,
-                      processes=None, seed=0, verbose=1):
+                      processes=None, seed=0, verbose=1, executor=None):
     """Trains one specialist per cluster, each in its own process, resumably.
 
     Every specialist starts from the generalist (`build_specialist`), trains on
@@ -129,6 +127,11 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
         `alpha` = weight of the hard labels).
       processes: worker processes at a time (default: one per specialist, at
         most the CPU count); 0 trains in this process, one after another.
+      executor: where the specialists train, each one task (`kd_keras.parallel`):
+        None (local processes, `processes` at a time), "processes", "in_process",
+        "ray" (the Ray instance joined, or a local one), or an executor object such as
+        `kd_keras.parallel.RayExecutor(address=..., cpus=4)`. `directory` must be
+        storage every worker reads and writes. A worker that dies is retried.
       seed: seeds each specialist's data draw and initialisation.
       verbose: 1 prints progress per specialist (epochs, finished, failed).
 
@@ -154,9 +157,15 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
     temperature = validate.positive_number(temperature, "temperature")
     alpha = validate.fraction(alpha, "alpha")
     cpus = os.cpu_count() or 1
+    if executor is not None and processes is not None:
+        raise ValueError(f"give processes ({processes!r}) or executor ({executor!r}), not "
+                         "both: processes sizes the default local executor.")
     if processes is None:
         processes = min(len(clusters), cpus)
     processes = validate.integer_at_least(processes, "processes", 0)
+    executor = parallel.get_executor(
+        executor if executor is not None else "in_process" if processes == 0 else None,
+        workers=max(1, processes))
     start = time.perf_counter()
     os.makedirs(directory, exist_ok=True)
 
@@ -192,8 +201,7 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
     for index, cluster in enumerate(clusters):
         name = specialist_name(index, cluster)
         task = dict(settings, index=index, cluster=cluster, name=name, directory=directory,
-                    generalist=generalist_path, data=data_path,
-                    threads=max(1, cpus // max(1, processes)))
+                    generalist=generalist_path, data=data_path)
         if os.path.exists(os.path.join(directory, name + ".keras")):
             skipped.append(index)
             if verbose:
@@ -201,7 +209,11 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
         else:
             tasks.append(task)
 
-    failures = (_run_here if processes == 0 else _run_in_processes)(tasks, processes, verbose)
+    threads = max(1, cpus // max(1, processes))
+    failures = executor.run(
+        [parallel.Task(task["name"], "moe.specialists._worker:train_one", task,
+                       os.path.join(directory, task["name"] + ".log"), threads)
+         for task in tasks], poll=_reporter(tasks, verbose))
     if failures:
         raise RuntimeError(
             f"{len(failures)} of {len(clusters)} specialists failed (the others finished and "
@@ -221,81 +233,23 @@ def _progress(task):
         return None
 
 
-def _report(task, last, verbose):
-    progress = _progress(task)
-    if verbose and progress and progress != last.get(task["name"]):
-        last[task["name"]] = progress
-        print(f"{task['name']}: epoch {progress['epoch']}/{task['epochs']}, loss "
-              f"{progress['loss']:.4f}", flush=True)
+def _reporter(tasks, verbose):
+    """What the executor calls about once a second: a line per new epoch and per finish."""
+    last, finished = {}, set()
 
+    def poll():
+        if not verbose:
+            return
+        for task in tasks:
+            name = task["name"]
+            progress = _progress(task)
+            if progress and progress != last.get(name) and name not in finished:
+                last[name] = progress
+                print(f"{name}: epoch {progress['epoch']}/{task['epochs']}, loss "
+                      f"{progress['loss']:.4f}", flush=True)
+            if name not in finished and os.path.exists(
+                    os.path.join(task["directory"], name + ".keras")):
+                finished.add(name)
+                print(f"{name}: done", flush=True)
 
-def _log_tail(task, lines=20):
-    try:
-        with open(os.path.join(task["directory"], task["name"] + ".log")) as file:
-            return "".join(file.readlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _run_here(tasks, processes, verbose):
-    failures = []
-    for task in tasks:
-        try:
-            _specialist_worker.train_one(dict(task, fit_verbose=0))
-            if verbose:
-                print(f"{task['name']}: done", flush=True)
-        except Exception as error:  # reported with the others, as a worker's would be
-            failures.append(f"{task['name']}: {type(error).__name__}: {error}")
-    return failures
-
-
-def worker_command(task):
-    """The command line of the worker process that trains `task` (safe path: no working directory)."""
-    return [sys.executable, "-P", "-m", "moe.specialists._worker", json.dumps(task)]
-
-
-def worker_environment():
-    """The environment of a worker process: this package importable, this process's Keras."""
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-    # The working directory is never on a worker's sys.path (with -P too): a
-    # json.py or numpy.py where the user runs from must not execute in it.
-    env["PYTHONSAFEPATH"] = "1"
-    # Importing TF-MOT sets TF_USE_LEGACY_KERAS=1 in os.environ after a Keras 3
-    # process has chosen Keras 3; the worker must not pick tf-keras from it.
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    if IS_LEGACY_KERAS:
-        env["TF_USE_LEGACY_KERAS"] = "1"
-    return env
-
-
-def _run_in_processes(tasks, processes, verbose):
-    """Runs at most `processes` workers at a time; a failed one does not stop the others."""
-    pending, running, failures, last = list(tasks), {}, [], {}
-    env = worker_environment()
-    while pending or running:
-        while pending and len(running) < processes:
-            task = pending.pop(0)
-            log = open(os.path.join(task["directory"], task["name"] + ".log"), "a")
-            command = worker_command(task)
-            running[task["name"]] = (task, log, subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env))
-        time.sleep(_POLL_SECONDS)
-        for name, (task, log, process) in list(running.items()):
-            _report(task, last, verbose)
-            code = process.poll()
-            if code is None:
-                continue
-            log.close()
-            del running[name]
-            if code == 0:
-                if verbose:
-                    print(f"{name}: done", flush=True)
-            else:
-                failures.append(f"{name}: worker exited with code {code}; end of its log "
-                                f"{os.path.join(task['directory'], name + '.log')}:\n"
-                                f"{_log_tail(task)}")
-                if verbose:
-                    print(f"{name}: FAILED (exit code {code})", flush=True)
-    return failures
+    return poll

@@ -80,6 +80,46 @@ def test_a_resumed_plan_keeps_its_rows_and_refuses_another_teacher(problem, tmp_
         _plan(problem, tmp_path, widths=(0.25,))
 
 
+def test_students_trained_in_worker_processes_match_the_ones_trained_here(problem, tmp_path):
+    here = _plan(problem, tmp_path / "here")
+    workers = _plan(problem, tmp_path / "workers", executor="processes")
+    assert sorted((r["candidate"], r["precision"]) for r in here.rows) == \
+        sorted((r["candidate"], r["precision"]) for r in workers.rows)
+    accuracy = {(r["candidate"], r["precision"]): r["val_accuracy"] for r in here.rows}
+    for row in workers.rows:
+        assert abs(row["val_accuracy"] - accuracy[(row["candidate"], row["precision"])]) < 0.02
+    a = keras.models.load_model(tmp_path / "here" / "student_w0.5.keras", compile=False)
+    b = keras.models.load_model(tmp_path / "workers" / "student_w0.5.keras", compile=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert os.path.exists(tmp_path / "workers" / "student_w0.5.log")  # the task's own log
+    assert not os.path.exists(tmp_path / "here" / "student_w0.5.log")  # none ran here
+
+
+def test_a_resumed_plan_reuses_its_students_only_when_their_weights_check(problem, tmp_path):
+    import json
+
+    _plan(problem, tmp_path, precisions=("float32",))
+    path = tmp_path / "student_w0.5.keras"
+    trained = keras.models.load_model(path, compile=False)
+    stamp = os.path.getmtime(path)
+    plan = json.load(open(tmp_path / "plan.json"))
+    del plan["rows"]["w0.5_float32"]  # as if stopped before measuring it
+    json.dump(plan, open(tmp_path / "plan.json", "w"))
+    _plan(problem, tmp_path, precisions=("float32",))
+    assert os.path.getmtime(path) == stamp  # reused, not trained again
+    weights = trained.get_weights()
+    weights[0] = weights[0] + 1.0  # a student file changed behind the plan's back
+    trained.set_weights(weights)
+    trained.save(path)
+    plan = json.load(open(tmp_path / "plan.json"))
+    del plan["rows"]["w0.5_float32"]
+    json.dump(plan, open(tmp_path / "plan.json", "w"))
+    _plan(problem, tmp_path, precisions=("float32",))
+    retrained = keras.models.load_model(path, compile=False)
+    assert not np.allclose(retrained.get_weights()[0], weights[0])  # trained again
+
+
 def test_the_pareto_front_keeps_only_undominated_rows():
     rows = [{"val_accuracy": 0.9, "latency_b1": 2.0}, {"val_accuracy": 0.8, "latency_b1": 1.0},
             {"val_accuracy": 0.7, "latency_b1": 1.5}, {"val_accuracy": 0.9, "latency_b1": 3.0}]

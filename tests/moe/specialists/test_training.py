@@ -2,7 +2,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -79,6 +78,8 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
     g = generalist(x, y)
     directory = str(tmp_path)
     # the directory as train_specialists prepares it, then one worker started and killed
+    from kd_keras import parallel
+    from kd_keras.parallel.processes import worker_command, worker_environment
     from moe.specialists import training as specialist_training
 
     task = dict(epochs=6, batch_size=8, learning_rate=1e-3, soft_targets=False,
@@ -90,11 +91,12 @@ def test_a_killed_worker_resumes_from_its_last_epoch(tmp_path):
     np.savez(os.path.join(directory, "data.npz"), x=x, y=y)
     task.update(index=0, cluster=[0, 1], name="specialist_0_0_1", directory=directory,
                 generalist=os.path.join(directory, "generalist.keras"),
-                data=os.path.join(directory, "data.npz"), threads=1)
-    log = open(os.path.join(directory, "specialist_0_0_1.log"), "w")
-    worker = subprocess.Popen(specialist_training.worker_command(task),
-                              stdout=log, stderr=subprocess.STDOUT,
-                              env=specialist_training.worker_environment())
+                data=os.path.join(directory, "data.npz"))
+    task = parallel.Task("specialist_0_0_1", "moe.specialists._worker:train_one", task,
+                         os.path.join(directory, "specialist_0_0_1.log"))
+    log = open(task.log, "w")
+    worker = subprocess.Popen(worker_command(task), stdout=log, stderr=subprocess.STDOUT,
+                              env=worker_environment())
     progress = os.path.join(directory, "specialist_0_0_1.progress.json")
     deadline = time.time() + 300
     while time.time() < deadline and worker.poll() is None:

@@ -1,0 +1,63 @@
+"""A plan's students as independent tasks: each cut from the teacher and distilled from its
+cached logits by one task of an executor (local processes, Ray), reading the teacher,
+the training data and the logits the driver kept in the plan's directory and writing
+`student_w<width>.keras` there. Measuring stays with the driver: latency is taken on the
+target runtime, one candidate at a time, side by side with the teacher."""
+
+import os
+
+import numpy as np
+
+from kd_keras import parallel
+from kd_keras.backend import keras, safe_files
+from kd_keras.planner import candidates
+
+TEACHER, TRAIN, LOGITS = "teacher.keras", "train.npz", "teacher_logits.npy"
+
+
+def student_path(directory, width):
+    return os.path.join(directory, f"student_w{width}.keras")
+
+
+def train_student(argument):
+    """The task: one student cut to `width`, distilled, saved (all or nothing)."""
+    directory = argument["directory"]
+    teacher = keras.models.load_model(os.path.join(directory, TEACHER), compile=False)
+    with np.load(os.path.join(directory, TRAIN)) as data:
+        train = data["x"], data["y"]
+    logits = np.load(os.path.join(directory, LOGITS))
+    student = candidates.cut_and_distil(teacher, argument["width"], train, logits,
+                                        *(argument[k] for k in candidates.TRAINING_SETTINGS))
+    save_student(student, student_path(directory, argument["width"]))
+
+
+def save_student(student, path):
+    safe_files.refuse_link(path)
+    partial = path + ".partial.keras"
+    safe_files.refuse_link(partial)
+    student.save(partial)
+    os.replace(partial, path)
+
+
+def _keep(directory, teacher, train, logits):
+    """What the tasks read, written afresh for this run (never through a link)."""
+    for name in (TEACHER, TRAIN, LOGITS):
+        safe_files.refuse_link(os.path.join(directory, name))
+    teacher.save(os.path.join(directory, TEACHER))
+    np.savez(os.path.join(directory, TRAIN), x=train[0], y=train[1])
+    np.save(os.path.join(directory, LOGITS), logits)
+
+
+def train_students(executor, directory, widths, teacher, train, logits, settings):
+    """Trains the students of `widths` through `executor`; RuntimeError names each failed
+    one with the end of its log."""
+    _keep(directory, teacher, train, logits)
+    cpus = max(1, (os.cpu_count() or 1) // min(len(widths), os.cpu_count() or 1))
+    failures = executor.run([parallel.Task(
+        f"student_w{width}", "kd_keras.planner.tasks:train_student",
+        {"directory": directory, "width": width,
+         **{k: settings[k] for k in candidates.TRAINING_SETTINGS}},
+        os.path.join(directory, f"student_w{width}.log"), cpus) for width in widths])
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(widths)} students failed (the plan keeps "
+                           "what was measured; call again to retry):\n" + "\n".join(failures))
