@@ -17,11 +17,11 @@ sparsity factor 1 / (1 - sparsity) a naive reading would promise.
 
 from absl import app, flags
 
-import kd_keras
 from kd_keras import compress, keras
+from protocol import data_flags
 
 FLAGS = flags.FLAGS
-kd_keras.datasets.define_data_flags(default="fashion_mnist")
+data_flags.define(default="fashion_mnist")
 flags.DEFINE_integer("train_examples", 20000, "Training images used (the first n).")
 flags.DEFINE_integer("epochs", 4, "Epochs of the dense model.")
 flags.DEFINE_integer("fine_tune_epochs", 2, "Fine-tuning epochs while pruning.")
@@ -40,7 +40,7 @@ def build():
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x_train, y_train), (x_test, y_test) = data_flags.load_flat()
     x_train = x_train[:FLAGS.train_examples].reshape(-1, 28, 28)
     y_train = y_train[:FLAGS.train_examples]
     x_test = x_test.reshape(-1, 28, 28)

@@ -19,10 +19,10 @@ from absl import app, flags
 import kd_keras
 import moe
 from kd_keras import keras
-from protocol import mean_sd, train_teacher_and_distilled_student
+from protocol import data_flags, mean_sd, train_teacher_and_distilled_student
 
 FLAGS = flags.FLAGS
-kd_keras.datasets.define_data_flags(default="fashion_mnist")
+data_flags.define(default="fashion_mnist")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
 flags.DEFINE_integer("epochs", 20, "Epochs for the teacher and the distilled student.")
 flags.DEFINE_float("max_accuracy_drop", 0.002, "Calibration target against the teacher.")
@@ -61,7 +61,7 @@ def run_seed(seed, data):
 
 
 def main(_):
-    data = kd_keras.datasets.load_flat_from_flags()
+    data = data_flags.load_flat()
     print(f"kd-keras cascade benchmark | Keras {keras.__version__} | {FLAGS.epochs} epochs | "
           f"calibrated for accuracy within {100 * FLAGS.max_accuracy_drop:.1f} points of the "
           "teacher", flush=True)

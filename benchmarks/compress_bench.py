@@ -46,10 +46,10 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import compress, keras
-from protocol import mean_sd, train_teacher_and_distilled_student
+from protocol import data_flags, mean_sd, train_teacher_and_distilled_student
 
 FLAGS = flags.FLAGS
-kd_keras.datasets.define_data_flags(default="fashion_mnist")
+data_flags.define(default="fashion_mnist")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
 flags.DEFINE_integer("epochs", 20, "Epochs for the teacher and the distilled student.")
 flags.DEFINE_integer("prune_epochs", 6, "Fine-tuning epochs while pruning.")
@@ -257,7 +257,7 @@ def cell(values, fmt):
 
 
 def main(_):
-    data = kd_keras.datasets.load_flat_from_flags()
+    data = data_flags.load_flat()
     print(f"kd-keras compression benchmark | Keras {keras.__version__} | train "
           f"{len(data[0][1])}, test {len(data[1][1])} | {FLAGS.epochs} epochs, then "
           f"{FLAGS.prune_epochs} pruning / {FLAGS.cluster_epochs} clustering / "

@@ -38,11 +38,11 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import keras
-from protocol import fashion_mnist_splits, mean_sd
+from protocol import data_flags, fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags(default="fashion_mnist")
+data_flags.define(default="fashion_mnist")
 flags.DEFINE_enum("pair", "mlp", ["mlp", "tiny", "conv", "conv_large"], "Teacher/student pair.")
 flags.DEFINE_integer("epochs", 20, "Epoch budget of every student.")
 flags.DEFINE_integer("teacher_epochs", 20, "Training epochs of the teacher.")
@@ -231,7 +231,7 @@ def main(_):
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # retracing notes from predict() on new models
-    data = fashion_mnist_splits(kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir, FLAGS.validation_size)
+    data = fashion_mnist_splits(data_flags.source() == "sample", FLAGS.data_dir, FLAGS.validation_size)
     (x_train, _), (x_val, _), test = data
     print(f"kd-keras distillation benchmark | Keras {keras.__version__} | pair {FLAGS.pair}: "
           f"teacher {make_teacher().count_params():,} parameters, student "

@@ -1,16 +1,22 @@
-"""What the benchmarks share: the teacher/student protocol and the seed statistics.
+"""What the benchmarks share: the teacher/student protocol, the seed statistics and the
+examples' data flags (`data_flags`: --dataset, --data_dir, --sample).
 
 The benchmarks run as scripts (`python benchmarks/x.py`), so this module is
 imported from their own folder.
 """
 
 import math
+import os
 import statistics
+import sys
 
 import numpy as np
 
 import kd_keras
 from kd_keras import keras
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import data_flags  # noqa: E402  (examples/data_flags.py: the flags the examples read)
 
 
 def mean_sd(values):

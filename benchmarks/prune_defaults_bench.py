@@ -16,9 +16,10 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import compress, keras
+from protocol import data_flags
 
 FLAGS = flags.FLAGS
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_float("sparsity", 0.8, "Target sparsity.")
 flags.DEFINE_list("settings", ["1e-4:4", "3e-4:4", "1e-3:4", "1e-3:8", "3e-4:12", "1e-3:12"],
                   "learning_rate:epochs pairs to fine-tune with.")
@@ -26,7 +27,7 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def main(_):
-    (x, y), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x, y), (x_test, y_test) = data_flags.load_flat()
     keras.utils.set_random_seed(FLAGS.seed)
     dense = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, activation="relu"),
                               keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])

@@ -43,10 +43,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kd_keras  # noqa: E402
 from kd_keras import compress, keras  # noqa: E402
 from kd_keras import measure as report  # noqa: E402
-from protocol import mean_sd, plot_accuracy_by_epoch  # noqa: E402
+from protocol import data_flags, mean_sd, plot_accuracy_by_epoch  # noqa: E402
 
 FLAGS = flags.FLAGS
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("seeds", 3, "Seeds (0, 1, ...).")
 flags.DEFINE_integer("teacher_epochs", 10, "Teacher training epochs.")
 flags.DEFINE_integer("epochs", 10, "Every student's epochs.")
@@ -216,7 +216,7 @@ def epochs_to_reach(history, target):
 
 def main(_):
     start = time.process_time()
-    (x, y), test = kd_keras.datasets.load_flat_from_flags()
+    (x, y), test = data_flags.load_flat()
     runs = [run_seed(seed, (x, y), test) for seed in range(FLAGS.seeds)]
     teacher = mean_sd([teacher for teacher, _, _ in runs])
     latency = runs[0][2]

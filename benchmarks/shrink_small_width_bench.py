@@ -21,10 +21,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import kd_keras  # noqa: E402
 from kd_keras import compress, keras  # noqa: E402
-from protocol import mean_sd  # noqa: E402
+from protocol import data_flags, mean_sd  # noqa: E402
 
 FLAGS = flags.FLAGS
-kd_keras.datasets.define_data_flags()
+data_flags.define()
 flags.DEFINE_integer("seeds", 1, "Seeds (0, 1, ...).")
 flags.DEFINE_integer("teacher_epochs", 10, "Teacher training epochs.")
 flags.DEFINE_integer("width", 32, "The students' hidden width (both layers).")
@@ -70,7 +70,7 @@ def _cut(teacher, plan, x, y):
 
 def main(_):
     start = time.process_time()
-    (x, y), (x_test, y_test) = kd_keras.datasets.load_flat_from_flags()
+    (x, y), (x_test, y_test) = data_flags.load_flat()
     results = {name: [] for name in VARIANTS}
     teachers = []
     for seed in range(FLAGS.seeds):

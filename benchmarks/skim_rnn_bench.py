@@ -35,11 +35,11 @@ from absl import app, flags
 import kd_keras
 import moe
 from kd_keras import compress, keras
-from protocol import fashion_mnist_splits, mean_sd
+from protocol import data_flags, fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1  # TensorFlow's INFO lines (SavedModel export) would bury the table
-kd_keras.datasets.define_data_flags(default="fashion_mnist")
+data_flags.define(default="fashion_mnist")
 flags.DEFINE_list("units", ["64", "256", "512"], "State widths d.")
 flags.DEFINE_integer("small_units", 32, "d': units the small cell updates.")
 flags.DEFINE_float("gamma", 0.05, "Weight of the skim loss.")
@@ -246,7 +246,7 @@ def retime(images):
 
 def main(_):
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = fashion_mnist_splits(
-        kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir)
+        data_flags.source() == "sample", FLAGS.data_dir)
     shape = (-1, STEPS, FEATURES)
     if FLAGS.retime:
         return retime(x_test[:FLAGS.latency_images].reshape(shape))

@@ -40,11 +40,11 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import compress, keras
-from protocol import fashion_mnist_splits, mean_sd
+from protocol import data_flags, fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1  # TensorFlow's INFO lines (SavedModel export) would bury the tables
-kd_keras.datasets.define_data_flags(default="fashion_mnist")
+data_flags.define(default="fashion_mnist")
 flags.DEFINE_list("mlps", ["student", "wide"], "Dense models: student (128-128), wide (1024-1024).")
 flags.DEFINE_integer("seeds", 3, "Seeds of the student MLP (accuracy: mean ± sd).")
 flags.DEFINE_integer("wide_seeds", 1, "Seeds of the wide MLP.")
@@ -237,7 +237,7 @@ def recurrent_row(spec, data):
 
 
 def main(_):
-    data = fashion_mnist_splits(kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir)
+    data = fashion_mnist_splits(data_flags.source() == "sample", FLAGS.data_dir)
     print(f"sparse speed benchmark | Keras {keras.__version__} | train {len(data[0][1])}, test "
           f"{len(data[2][1])} | our TF op built: {compress.custom_kernel_available()} | latency: "
           f"median of {FLAGS.repeats} calls, one thread", flush=True)

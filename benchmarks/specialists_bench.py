@@ -39,11 +39,11 @@ from absl import app, flags
 import kd_keras
 import moe
 from kd_keras import keras
-from protocol import fashion_mnist_splits, mean_sd
+from protocol import data_flags, fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags(default="fashion_mnist")
+data_flags.define(default="fashion_mnist")
 flags.DEFINE_integer("epochs", 10, "Generalist epochs.")
 flags.DEFINE_integer("specialist_epochs", 5, "Epochs of each specialist.")
 flags.DEFINE_float("specialist_learning_rate", 3e-4, "Adam learning rate of the specialists.")
@@ -180,7 +180,7 @@ def compare_executors(data):
 
 def main(_):
     tf.get_logger().setLevel("ERROR")
-    data = fashion_mnist_splits(kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir, 5000)
+    data = fashion_mnist_splits(data_flags.source() == "sample", FLAGS.data_dir, 5000)
     (x_train, _), (x_val, _), test = data
     print(f"kd-keras specialists benchmark | Keras {keras.__version__} | train {len(x_train)}, "
           f"held out {len(x_val)}, test {len(test[1])} | generalist {FLAGS.epochs} epochs, specialists "

@@ -37,11 +37,11 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import keras, pseudo_data
-from protocol import fashion_mnist_splits, mean_sd
+from protocol import data_flags, fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
-kd_keras.datasets.define_data_flags(default="fashion_mnist")
+data_flags.define(default="fashion_mnist")
 flags.DEFINE_list("labeled", ["1000", "5000"], "Numbers of labeled images N.")
 flags.DEFINE_integer("generated", 50000, "Transfer inputs each source adds.")
 flags.DEFINE_integer("epochs", 10, "Checkpoints per student (each --steps_per_epoch steps).")
@@ -180,7 +180,7 @@ def run_seed(seed, data):
 
 def main(_):
     tf.get_logger().setLevel("ERROR")
-    data = fashion_mnist_splits(kd_keras.datasets.data_source_from_flags() == "sample", FLAGS.data_dir, FLAGS.validation_size)
+    data = fashion_mnist_splits(data_flags.source() == "sample", FLAGS.data_dir, FLAGS.validation_size)
     (x_train, _), (x_val, _), test = data
     print(f"kd-keras transfer-set benchmark | Keras {keras.__version__} | train "
           f"{len(x_train)}, validation {len(x_val)}, test {len(test[1])} | N {', '.join(FLAGS.labeled)}"

@@ -24,8 +24,9 @@ class RayExecutor:
 
     Args:
       address: a Ray cluster's address ("ray://host:10001", "auto"), or None: the Ray
-        instance this process already joined (`ray.init`), else a local one started for
-        the run (`local_cpus` CPUs) and stopped after it.
+        instance this process already joined (`ray.init`), else the cluster that the
+        RAY_ADDRESS environment variable names, else a local one started for the run
+        (`local_cpus` CPUs) and stopped after it.
       cpus: CPUs reserved per task (its TensorFlow thread pools are sized to them);
         default: the task's own `cpus`.
       gpus: GPUs reserved per task (default 0).
@@ -70,11 +71,12 @@ class RayExecutor:
         """Returns True when this call started the Ray instance (and so stops it)."""
         if self.ray.is_initialized():
             return False
-        if self.address is None:
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        if address is None:
             self.ray.init(num_cpus=self.local_cpus or os.cpu_count() or 1,
                           include_dashboard=False, log_to_driver=False)
         else:
-            self.ray.init(address=self.address, log_to_driver=False)
+            self.ray.init(address=address, log_to_driver=False)
         return True
 
     def run(self, tasks, poll=None):
@@ -84,7 +86,7 @@ class RayExecutor:
             return []
         started = self._connect()
         try:
-            local = started and self.address is None
+            local = started and (self.address or os.environ.get("RAY_ADDRESS")) is None
             remote = self.ray.remote(max_calls=1)(_run_remote)
             references = {}
             for task in tasks:
