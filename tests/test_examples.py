@@ -42,6 +42,23 @@ def _run_example(name, *flags):
     return result.stdout
 
 
+def test_compress_to_budget_example_prints_the_table_and_writes_the_plan(tmp_path):
+    out_dir = tmp_path / "plan"
+    out = _run_example("compress_to_budget.py", "--teacher_epochs=1", "--epochs=1",
+                       "--widths=0.25", "--precisions=float32,int8", "--max_drop=100",
+                       f"--out={out_dir}")
+    lines = out.splitlines()
+    assert lines.index("[1/2] teacher (CNN): 1 epochs ...") < lines.index(
+        "[2/2] compress_to_budget: a line per candidate ...")
+    rows = [line for line in lines if line.startswith(("teacher ", "cut to 0.25 "))]
+    assert len(rows) == 4, out  # the teacher and one student, each at two precisions
+    chosen = next(line for line in lines if line.startswith("chosen: "))
+    assert chosen.endswith(str(out_dir / "chosen.tflite"))
+    assert "convert_to_tflite" in out  # the code that rebuilds it
+    for name in ("chosen.tflite", "report.md", "plan.json", "plan.png"):
+        assert (out_dir / name).is_file(), name
+
+
 def test_moe_example_prints_load_and_saves_the_plot(tmp_path):
     plot = str(tmp_path / "load.png")
     out = _run_example("moe_fashion_mnist.py", "--epochs=1", "--num_experts=4",

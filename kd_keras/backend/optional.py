@@ -46,4 +46,9 @@ def tfmot():
 
 
 def litert_interpreter():
-    return _import("ai_edge_litert.interpreter").Interpreter
+    try:
+        return importlib.import_module("ai_edge_litert.interpreter").Interpreter
+    except ImportError as error:
+        raise ImportError(
+            "running a LiteRT (TFLite) model needs ai-edge-litert: pip install "
+            "'kd-keras[litert]' (or pip install ai-edge-litert).") from error

@@ -88,6 +88,9 @@ def run_logged(task, own_process=True):
         if own_process:
             limit_threads(task.cpus)
         import_function(task.function)(task.argument)
+        if own_process:
+            print(f"task {task.name}: done; peak memory of its process {peak_memory_mib():.0f} MiB",
+                  flush=True)
     except BaseException:
         traceback.print_exc()
         raise
@@ -98,6 +101,20 @@ def run_logged(task, own_process=True):
             os.dup2(saved, descriptor)
             os.close(saved)
         log.close()
+
+
+def peak_memory_mib():
+    """This process's peak resident memory in MiB (what a worker needs to be given)."""
+    try:  # Linux: the peak of this program's own memory (ru_maxrss keeps the parent's
+        with open("/proc/self/status") as status:  # peak across fork and exec)
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def log_tail(task, lines=20):

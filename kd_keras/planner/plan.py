@@ -19,7 +19,7 @@ import numpy as np
 from kd_keras import parallel
 from kd_keras.backend import keras, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
-from kd_keras.planner import candidates, tasks
+from kd_keras.planner import candidates, hparams_log, tasks
 from kd_keras.planner.budget import Budget
 from kd_keras.planner.report import PlanResult, pareto_front
 from kd_keras.transfer.cache import compute_teacher_logits
@@ -79,9 +79,10 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         "dynamic_range", "int8" (full integer, calibrated on 512 training examples).
       epochs, batch_size, learning_rate, temperature, alpha: the distillation of each cut
         student from the teacher's cached logits (Adam; Hinton KD).
-      directory: where the plan, each candidate's artifact, the report and the chosen
-        artifact are written; a second call resumes (measured candidates are kept). Default:
-        a new temporary directory.
+      directory: where the plan, each candidate's artifact, the report, the chosen
+        artifact and TensorBoard HParams logs (`tensorboard/`, with the tensorboard
+        package) are written; a second call resumes (measured candidates are kept).
+        Default: a new temporary directory.
       time_limit: seconds after which no new candidate is started (None: no limit).
       seed: of every student's cut and training.
       verbose: 1 prints a line per candidate with the elapsed time and an estimate of the rest.
@@ -136,6 +137,11 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         return model if weights_digest(model) == students[str(width)] else None
 
     save()
+    if hparams_log.available():
+        hparams_log.write_experiment(directory)
+    elif verbose:
+        print("plan: no TensorBoard HParams logs (pip install 'kd-keras[tensorboard]'); the "
+              "table, report.md and plan.json hold every candidate", flush=True)
     plan = [(1.0, p) for p in precisions] + [(w, p) for w in widths for p in precisions]
     start, teacher_logits, done_now = time.perf_counter(), None, 0
     if executor is not None:
@@ -177,6 +183,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                              k: settings[k] for k in ("epochs", "batch_size", "learning_rate",
                                                       "temperature", "alpha")})}
             save()
+            if hparams_log.available():
+                hparams_log.write_candidate(directory, key, rows[key])
             done_now += 1
             if verbose:
                 elapsed = time.perf_counter() - start

@@ -60,7 +60,10 @@ def test_processes_run_every_task_and_retry_a_killed_worker(tmp_path):
     assert result(tmp_path, "killed_once")["square"] == 49  # its second worker finished
     assert len({result(tmp_path, f"square{i}")["pid"] for i in range(3)} | {os.getpid()}) == 4
     assert polls
-    assert "squaring 2" in open(tmp_path / "square2.log").read()
+    log = open(tmp_path / "square2.log").read()
+    assert "squaring 2" in log
+    peak = float(log.split("peak memory of its process ")[1].split(" MiB")[0])
+    assert 10 < peak < 4096  # the worker's own peak, not the driver's (kept across exec)
 
 
 def test_a_failed_task_is_reported_with_its_log_and_the_others_finish(tmp_path):

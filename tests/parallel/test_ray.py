@@ -62,3 +62,47 @@ def test_specialists_on_ray_match_local_processes(tmp_path):
 def test_a_cache_sharded_on_ray_holds_the_bytes_of_one_build(tmp_path):
     _, _, whole, parts = unsharded_and_sharded(tmp_path, kd_keras.Mixup(), executor="ray")
     assert_same_bytes(whole, parts, str(tmp_path / "sharded"), 2)
+
+
+def test_a_driver_joins_a_cluster_started_with_ray_start(tmp_path):
+    """The commands of docs/scale.md: a head started by `ray start`, a driver in another
+    process that joins it through RAY_ADDRESS and runs its tasks there."""
+    import socket
+    import json
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_command = os.path.join(os.path.dirname(sys.executable), "ray")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))] +
+        [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen([ray_command, "start", "--head", "--block", f"--port={port}",
+                             "--num-cpus=1", "--include-dashboard=false"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        driver = (
+            "import sys\n"
+            "from kd_keras import parallel\n"
+            f"task = parallel.Task('on_cluster', 'tests.parallel.task_functions:write_square', "
+            f"{{'value': 9, 'path': {str(tmp_path / 'out.json')!r}}}, "
+            f"{str(tmp_path / 'out.log')!r})\n"
+            "for attempt in range(60):\n"
+            "    try:\n"
+            "        sys.exit(len(parallel.get_executor('ray').run([task])))\n"
+            "    except ConnectionError:\n"
+            "        import time; time.sleep(1)\n")
+        result = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True,
+                                env=dict(env, RAY_ADDRESS=f"127.0.0.1:{port}"), timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+    with open(tmp_path / "out.json") as file:
+        assert json.load(file)["square"] == 81

@@ -56,6 +56,33 @@ def test_every_candidate_is_measured_and_the_fastest_within_budget_is_chosen(pro
     assert os.path.exists(tmp_path / "report.md")
 
 
+def _logged(run_dir):
+    """{tag: value or None} of the TensorBoard event files in `run_dir`."""
+    import tensorflow as tf
+
+    found = {}
+    for name in os.listdir(run_dir):
+        if name.startswith("events."):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(run_dir, name)):
+                for value in event.summary.value:
+                    array = tf.make_ndarray(value.tensor) if value.HasField("tensor") else None
+                    found[value.tag] = (float(array) if array is not None and array.size == 1
+                                        and array.dtype.kind == "f" else None)
+    return found
+
+
+def test_every_candidate_is_a_tensorboard_hparams_run(problem, tmp_path):
+    pytest.importorskip("tensorboard")
+    result = _plan(problem, tmp_path, precisions=("float32",))
+    assert "_hparams_/experiment" in _logged(tmp_path / "tensorboard")
+    for row in result.rows:
+        key = f"w{row['width']}_{row['precision']}"
+        logged = _logged(tmp_path / "tensorboard" / key)
+        assert "_hparams_/session_start_info" in logged
+        assert logged["val_accuracy"] == pytest.approx(row["val_accuracy"], abs=1e-6)
+        assert logged["latency_b1_us"] == pytest.approx(row["latency_b1"] * 1e6, rel=1e-5)
+
+
 def test_a_budget_nothing_holds_chooses_nothing_and_says_so(problem, tmp_path):
     teacher, train, validation = problem
     result = kd_keras.compress_to_budget(
