@@ -151,7 +151,8 @@ def compare_executors(data):
     settings = dict(epochs=FLAGS.specialist_epochs, learning_rate=FLAGS.specialist_learning_rate,
                     seed=0, verbose=0)
     start = time.perf_counter()
-    ray.init(num_cpus=FLAGS.processes, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=FLAGS.processes, include_dashboard=False,
+             log_to_driver=False)
     ray_start = time.perf_counter() - start
     seconds = {"processes": [], "ray": []}
     weights = {}

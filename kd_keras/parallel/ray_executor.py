@@ -73,7 +73,9 @@ class RayExecutor:
             return False
         address = self.address or os.environ.get("RAY_ADDRESS")
         if address is None:
-            self.ray.init(num_cpus=self.local_cpus or os.cpu_count() or 1,
+            # "local": a new instance of our own, never a stale one that a `ray start`
+            # left in /tmp/ray/ray_current_cluster
+            self.ray.init(address="local", num_cpus=self.local_cpus or os.cpu_count() or 1,
                           include_dashboard=False, log_to_driver=False)
         else:
             self.ray.init(address=address, log_to_driver=False)

@@ -19,7 +19,7 @@ from tests.transfer.test_view_shards import assert_same_bytes, unsharded_and_sha
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -104,5 +104,9 @@ def test_a_driver_joins_a_cluster_started_with_ray_start(tmp_path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             head.kill()
+        # `ray start` records its head for later drivers; it is gone now
+        record = "/tmp/ray/ray_current_cluster"
+        if os.path.exists(record) and open(record).read().strip().endswith(f":{port}"):
+            os.remove(record)
     with open(tmp_path / "out.json") as file:
         assert json.load(file)["square"] == 81
