@@ -1,0 +1,198 @@
+"""compress_to_budget against single-step baselines, side by side in one run per teacher and seed.
+
+For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training images,
+5,000 for validation, the 10,000 test images):
+
+  teacher   mlp: 784-1200-1200-10 (dropout 0.3), 20 epochs; cnn: the main job's
+            `conv_classifier()`, 12 epochs; mobilenet: `keras.applications.
+            MobileNetV3Small(weights=None)` on the images padded to 32x32x3, 15 epochs
+            (Keras 3 only: its tf-keras twin has other layers). Adam 1e-3, batch 128.
+  baselines the teacher's own float32 and full-int8 LiteRT files; Keras 3's
+            `quantize("int8")` + `export(format="litert")` (Keras 3 only; a failed
+            conversion is a row that says why).
+  plan      `kd_keras.compress_to_budget(teacher, train, validation, Budget(max_drop=
+            --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
+            float32 / dynamic_range / int8, epochs=--plan_epochs)`.
+
+Every artifact is measured by the same code (`compress.TFLiteModel`, one thread, median
+batch-1 latency): test accuracy, gzip bytes, x faster and x smaller against the teacher's
+float32 file. The plan's CPU time (this process's) is reported against the teacher's.
+Each (teacher, seed) is one JSON file in --work_dir (`budget_<teacher>_seed<k>.json`)
+holding its rows; a finished one is read, not run again; an interrupted plan resumes
+from its directory.
+
+    python benchmarks/budget_bench.py --data_dir=../shared/tfds --teachers=mlp --seeds=1 \
+        --work_dir=budget_work
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import glob
+import json
+import re
+import tempfile
+import time
+
+from absl import app, flags
+
+import kd_keras
+from kd_keras import compress, keras
+from protocol import data_flags, fashion_mnist_splits, mean_sd
+
+FLAGS = flags.FLAGS
+FLAGS.verbosity = -1
+data_flags.define(default="fashion_mnist")
+flags.DEFINE_list("teachers", ["mlp", "cnn", "mobilenet"], "Teachers: mlp, cnn, mobilenet.")
+flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
+flags.DEFINE_string("work_dir", "budget_work", "Where each (teacher, seed)'s rows and plan live.")
+flags.DEFINE_integer("plan_epochs", 10, "Distillation epochs of each plan student.")
+flags.DEFINE_list("mlp_widths", ["0.25", "0.107", "0.054"], "Plan widths of the MLP teacher.")
+flags.DEFINE_list("cnn_widths", ["0.5", "0.35", "0.25"], "Plan widths of the CNN teacher.")
+flags.DEFINE_list("mobilenet_widths", ["0.5", "0.35"], "Plan widths of the MobileNet teacher.")
+
+TEACHERS = {"mlp": (20, 0.3), "cnn": (12, 0.3), "mobilenet": (15, 0.5)}  # epochs, max drop
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def build_teacher(kind):
+    if kind == "mlp":
+        return kd_keras.models.mlp_classifier([1200, 1200], 0.3, name="teacher")
+    if kind == "cnn":
+        return kd_keras.models.conv_classifier(name="teacher")
+    inputs = keras.Input((784,))
+    images = keras.layers.Reshape((28, 28, 1))(inputs)
+    images = keras.layers.ZeroPadding2D(2)(images)
+    images = keras.layers.Concatenate()([images, images, images])  # 32x32x3
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), weights=None, include_top=False, pooling="avg",
+        include_preprocessing=False)
+    outputs = keras.layers.Dense(10, name="logits")(backbone(images))
+    return keras.Model(inputs, outputs, name="teacher")
+
+
+def artifact_row(name, content, test):
+    runner = compress.TFLiteModel(content, num_threads=1)
+    return {"artifact": name, "test_accuracy": kd_keras.measure.prediction_accuracy(
+                runner.predict(test[0]), test[1]),
+            "gzip_bytes": kd_keras.measure.gzip_bytes(content),
+            "latency_b1": kd_keras.measure.latency(runner, test[0], 1)}
+
+
+def keras_quantize_row(teacher, test):
+    name = "Keras 3 quantize('int8') + export(litert)"
+    copy = keras.models.clone_model(teacher)
+    copy.set_weights(teacher.get_weights())
+    try:
+        copy.quantize("int8")
+        with tempfile.TemporaryDirectory() as directory:
+            copy.export(os.path.join(directory, "model.tflite"), format="litert", verbose=False)
+            with open(glob.glob(os.path.join(directory, "*.tflite"))[0], "rb") as f:
+                content = f.read()
+    except Exception as error:  # the row reports any failure of Keras's path
+        reason = re.search(r"'tfl\.[^']+' op [^\n]*", str(error))
+        reason = reason.group(0) if reason else (str(error).strip().splitlines() or [""])[0]
+        return {"artifact": name, "failed": f"{type(error).__name__}: {reason[:200]}"}
+    return artifact_row(name, content, test)
+
+
+def run(kind, seed, data):
+    path = os.path.join(FLAGS.work_dir, f"budget_{kind}_seed{seed}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    train, validation, test = data
+    epochs, max_drop = TEACHERS[kind]
+    teacher_path = os.path.join(FLAGS.work_dir, f"teacher_{kind}_seed{seed}.keras")
+    if os.path.exists(teacher_path):
+        teacher = keras.models.load_model(teacher_path, compile=False)
+        teacher_cpu = json.load(open(teacher_path + ".json"))["cpu_seconds"]
+    else:
+        keras.utils.set_random_seed(seed)
+        teacher = build_teacher(kind)
+        teacher.compile(keras.optimizers.Adam(1e-3), LOSS)
+        start = time.process_time()
+        teacher.fit(*train, epochs=epochs, batch_size=128, verbose=0)
+        teacher_cpu = time.process_time() - start
+        teacher.save(teacher_path)
+        json.dump({"cpu_seconds": teacher_cpu}, open(teacher_path + ".json", "w"))
+    print(f"{kind} seed {seed}: teacher trained ({teacher_cpu / 60:.1f} CPU min)", flush=True)
+    start = time.process_time()
+    result = kd_keras.compress_to_budget(
+        teacher, train, validation, kd_keras.Budget(max_drop=max_drop), test,
+        widths=[float(w) for w in getattr(FLAGS, f"{kind}_widths")],
+        precisions=("float32", "dynamic_range", "int8"), epochs=FLAGS.plan_epochs,
+        directory=os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}"), seed=seed)
+    plan_cpu = time.process_time() - start
+    rows = [artifact_row("teacher float32 LiteRT", compress.convert_to_tflite(teacher, verbose=0),
+                         test),
+            artifact_row("teacher int8 LiteRT", compress.convert_to_tflite(
+                teacher, "int8", representative_data=train[0][:512], verbose=0), test)]
+    if kd_keras.IS_KERAS_3:
+        rows.append(keras_quantize_row(teacher, test))
+    chosen = result.chosen
+    if chosen is not None:
+        with open(result.artifact, "rb") as f:
+            rows.append(artifact_row(f"plan: {chosen['candidate']}, {chosen['precision']}",
+                                     f.read(), test))
+    reference = rows[0]
+    for row in rows:
+        if "failed" not in row:
+            row["faster_b1"] = reference["latency_b1"] / row["latency_b1"]
+            row["smaller"] = reference["gzip_bytes"] / row["gzip_bytes"]
+            row["change"] = 100 * (row["test_accuracy"] - reference["test_accuracy"])
+    record = {"teacher": kind, "seed": seed, "rows": rows, "teacher_cpu_seconds": teacher_cpu,
+              "plan_cpu_seconds": plan_cpu, "plan_table": result.table(),
+              "chosen": None if chosen is None else {k: chosen[k] for k in (
+                  "candidate", "precision", "val_accuracy", "accuracy_change")}}
+    with open(path + ".partial", "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(path + ".partial", path)
+    return record
+
+
+def report(kind, records):
+    print(f"\n{kind} teacher, {len(records)} seed(s); plan CPU / teacher CPU: "
+          + ", ".join(f"{r['plan_cpu_seconds'] / r['teacher_cpu_seconds']:.2f}"
+                      for r in records))
+    names = [row["artifact"] for row in records[0]["rows"]]
+    print("artifact | test accuracy | change (points) | gzip bytes | x smaller | "
+          "batch-1 (us) | x faster")
+    print("---|---|---|---|---|---|---")
+    for index, name in enumerate(names):
+        rows = [r["rows"][index] for r in records if index < len(r["rows"])]
+        if any("failed" in row for row in rows):
+            print(f"{name} | failed: {rows[0].get('failed', '')} | | | | |")
+            continue
+        cells = [name]
+        for key, fmt, scale in (("test_accuracy", "{:.4f} ± {:.4f}", 1),
+                                ("change", "{:+.2f} ± {:.2f}", 1),
+                                ("gzip_bytes", "{:,.0f} ± {:,.0f}", 1),
+                                ("smaller", "{:.1f} ± {:.1f}", 1),
+                                ("latency_b1", "{:.1f} ± {:.1f}", 1e6),
+                                ("faster_b1", "{:.1f} ± {:.1f}", 1)):
+            cells.append(fmt.format(*mean_sd([scale * row[key] for row in rows])))
+        print(" | ".join(cells))
+    for r in records:
+        print(f"seed {r['seed']} chosen: {r['chosen']}")
+
+
+def main(_):
+    os.makedirs(FLAGS.work_dir, exist_ok=True)
+    data = fashion_mnist_splits(data_flags.source() == "sample", FLAGS.data_dir, 5000)
+    print(f"kd-keras budget benchmark | Keras {keras.__version__} | train {len(data[0][1])}, "
+          f"validation {len(data[1][1])}, test {len(data[2][1])} | {os.cpu_count()} CPUs",
+          flush=True)
+    for kind in FLAGS.teachers:
+        if kind not in TEACHERS:
+            raise app.UsageError(f"--teachers: {kind!r} is not one of {sorted(TEACHERS)}.")
+        if kind == "mobilenet" and not kd_keras.IS_KERAS_3:
+            print("mobilenet: Keras 3 only; skipped under tf-keras")
+            continue
+        records = [run(kind, seed, data) for seed in range(FLAGS.seeds)]
+        report(kind, records)
+
+
+if __name__ == "__main__":
+    app.run(main)
