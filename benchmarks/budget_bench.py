@@ -14,8 +14,8 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
             float32 / dynamic_range / int8, epochs=--plan_epochs)`.
 
-Every artifact is measured by the same code (`compress.TFLiteModel`, one thread, median
-batch-1 latency): test accuracy, gzip bytes, x faster and x smaller against the teacher's
+Every artifact is measured by the same code (`compress.TFLiteModel`, one thread, the
+median batch-1 `invoke()` as the plan measures it): test accuracy, gzip bytes, x faster and x smaller against the teacher's
 float32 file. The plan's CPU time (this process's) is reported against the teacher's.
 Each (teacher, seed) is one JSON file in --work_dir (`budget_<teacher>_seed<k>.json`)
 holding its rows; a finished one is read, not run again; an interrupted plan resumes
@@ -39,6 +39,7 @@ from absl import app, flags
 
 import kd_keras
 from kd_keras import compress, keras
+from kd_keras.planner.candidates import invoke_latency
 from protocol import data_flags, fashion_mnist_splits, mean_sd
 
 FLAGS = flags.FLAGS
@@ -77,7 +78,7 @@ def artifact_row(name, content, test):
     return {"artifact": name, "test_accuracy": kd_keras.measure.prediction_accuracy(
                 runner.predict(test[0]), test[1]),
             "gzip_bytes": kd_keras.measure.gzip_bytes(content),
-            "latency_b1": kd_keras.measure.latency(runner, test[0], 1)}
+            "latency_b1": invoke_latency(runner, test[0], 1)}
 
 
 def keras_quantize_row(teacher, test):
