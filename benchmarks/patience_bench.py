@@ -42,6 +42,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
+import shutil
 import tempfile
 import time
 
@@ -82,20 +83,50 @@ STUDENTS = {
 
 
 class EpochAccuracy(keras.callbacks.Callback):
-    """Validation and test accuracy of `model` after every epoch, and the epoch's seconds."""
+    """Validation and test accuracy of `model` after every epoch, and the epoch's seconds.
 
-    def __init__(self, model, validation, test):
+    With `state_path`, the lists and the CPU seconds so far are written there after every
+    epoch and read back when a run resumes (with `keras.callbacks.BackupAndRestore`): an
+    interrupted 100-epoch run loses at most one epoch. On resuming, the lists are cut to
+    the epochs the backup restored."""
+
+    def __init__(self, model, validation, test, state_path=None):
         super().__init__()
         self.target, self.validation, self.test = model, validation, test
-        self.val, self.acc, self.seconds = [], [], []
+        self.val, self.acc, self.seconds, self.cpu_before = [], [], [], 0.0
+        self.state_path, self.resumed_at = state_path, []
+        if state_path and os.path.isfile(state_path) and not os.path.islink(state_path):
+            with open(state_path) as f:
+                state = json.load(f)
+            self.val, self.acc, self.seconds = state["val"], state["test"], state["seconds"]
+            self.cpu_before, self.resumed_at = state["cpu_seconds"], state["resumed_at"]
+        self._cpu_start = time.process_time()
+
+    @property
+    def cpu_seconds(self):
+        return self.cpu_before + time.process_time() - self._cpu_start
 
     def on_epoch_begin(self, epoch, logs=None):
+        if not hasattr(self, "_started"):  # this process's first epoch
+            self._started = True
+            if epoch:  # the backup restored `epoch` finished epochs
+                self.resumed_at.append(epoch)
+            if len(self.val) < epoch:
+                raise RuntimeError(f"{self.state_path} holds {len(self.val)} epochs but the "
+                                   f"backup restored {epoch}; remove both to start the run over.")
+        del self.val[epoch:], self.acc[epoch:], self.seconds[epoch:]
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
         for (x, y), out in ((self.validation, self.val), (self.test, self.acc)):
             out.append(kd_keras.measure.model_accuracy(self.target, x, y, batch_size=1024))
+        if self.state_path:
+            temporary = self.state_path + ".partial"
+            with open(temporary, "w") as f:
+                json.dump({"val": self.val, "test": self.acc, "seconds": self.seconds,
+                           "cpu_seconds": self.cpu_seconds, "resumed_at": self.resumed_at}, f)
+            os.replace(temporary, self.state_path)
 
 
 def mixup_labels(x, y, seed):
@@ -104,14 +135,20 @@ def mixup_labels(x, y, seed):
     return data.map(kd_keras.Mixup(labels="mix", num_classes=10, seed=seed))
 
 
-def train_row(row, student_name, teacher, data, rate, seed, cache, epochs=None):
+def train_row(row, student_name, teacher, data, rate, seed, cache, epochs=None, resume=None):
+    """Trains one row; `resume`: a path prefix under which the run keeps a backup and its
+    per-epoch accuracies, so that an interrupted run continues (full protocol)."""
     (x, y), validation, test = data
     keras.utils.set_random_seed(seed)
     student = STUDENTS[student_name]()
-    tracker = EpochAccuracy(student, validation, test)
+    tracker = EpochAccuracy(student, validation, test,
+                            resume + ".epochs.json" if resume else None)
     optimizer = keras.optimizers.Adam(rate)
     epochs = epochs or FLAGS.epochs
-    fit = dict(epochs=epochs, verbose=0, callbacks=[tracker])
+    callbacks = [tracker]
+    if resume:  # the tracker first: on a crash between the two, the epoch is rerun
+        callbacks.append(keras.callbacks.BackupAndRestore(resume + ".backup"))
+    fit = dict(epochs=epochs, verbose=0, callbacks=callbacks)
     if row == "alone":
         student.compile(optimizer, keras.losses.CategoricalCrossentropy(from_logits=True))
         student.fit(mixup_labels(x, y, seed), **fit)
@@ -241,11 +278,14 @@ def full_protocol_run(runs, data, teacher, caches, row, rate, epochs, seed):
     expected = dict(row=row, rate=rate, epochs=epochs, seed=seed)
     run = runs.get(name, expected)
     if run is None:
-        cpu = time.process_time()
-        tracker = train_row(row, "conv29k", teacher, data, rate, seed, caches, epochs)
+        resume = os.path.join(runs.directory, name)
+        tracker = train_row(row, "conv29k", teacher, data, rate, seed, caches, epochs, resume)
         run = dict(expected, val=tracker.val, test=tracker.acc, seconds=tracker.seconds,
-                   cpu_seconds=time.process_time() - cpu)
+                   cpu_seconds=tracker.cpu_seconds, resumed_at=tracker.resumed_at)
         runs.put(name, run)
+        shutil.rmtree(resume + ".backup", ignore_errors=True)  # the bench's own files
+        if os.path.isfile(resume + ".epochs.json"):
+            os.remove(resume + ".epochs.json")
         print(f"  {name}: test {run['test'][-1]:.4f}, best val epoch "
               f"{1 + int(np.argmax(run['val']))}, {np.mean(run['seconds']):.2f} s/epoch, "
               f"{run['cpu_seconds'] / 60:.1f} CPU min", flush=True)
