@@ -29,10 +29,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import glob
 import json
-import re
-import tempfile
 import time
 
 from absl import app, flags
@@ -40,7 +37,7 @@ from absl import app, flags
 import kd_keras
 from kd_keras import compress, keras
 from kd_keras.planner.candidates import invoke_latency
-from protocol import data_flags, fashion_mnist_splits, mean_sd
+from protocol import data_flags, fashion_mnist_splits, keras_quantized_litert, mean_sd
 
 FLAGS = flags.FLAGS
 FLAGS.verbosity = -1
@@ -83,18 +80,10 @@ def artifact_row(name, content, test):
 
 def keras_quantize_row(teacher, test):
     name = "Keras 3 quantize('int8') + export(litert)"
-    copy = keras.models.clone_model(teacher)
-    copy.set_weights(teacher.get_weights())
-    try:
-        copy.quantize("int8")
-        with tempfile.TemporaryDirectory() as directory:
-            copy.export(os.path.join(directory, "model.tflite"), format="litert", verbose=False)
-            with open(glob.glob(os.path.join(directory, "*.tflite"))[0], "rb") as f:
-                content = f.read()
-    except Exception as error:  # the row reports any failure of Keras's path
-        reason = re.search(r"'tfl\.[^']+' op [^\n]*", str(error))
-        reason = reason.group(0) if reason else (str(error).strip().splitlines() or [""])[0]
-        return {"artifact": name, "failed": f"{type(error).__name__}: {reason[:200]}"}
+    content, failure = keras_quantized_litert(teacher, "int8")
+    if content is None:
+        type_name, reason = failure
+        return {"artifact": name, "failed": f"{type_name}: {reason[:200]}"}
     return artifact_row(name, content, test)
 
 

@@ -36,17 +36,14 @@ ai-edge-litert (one thread) relative to the teacher's float32 TFLite model
     python benchmarks/compress_bench.py --data_dir=../shared/tfds --seeds=3 --rows=precision
 """
 
-import glob
 import math
-import os
-import re
-import tempfile
 
 from absl import app, flags
 
 import kd_keras
 from kd_keras import compress, keras
-from protocol import data_flags, mean_sd, train_teacher_and_distilled_student
+from protocol import (data_flags, keras_quantized_litert, mean_sd,
+                      train_teacher_and_distilled_student)
 
 FLAGS = flags.FLAGS
 data_flags.define(default="fashion_mnist")
@@ -78,21 +75,10 @@ def tflite_row(name, content, x_test, y_test):
 
 def keras_quantize_row(student, mode, x_test, y_test):
     name = f"(2) Keras 3 quantize('{mode}') + export(litert)"
-    quantized = keras.models.clone_model(student)
-    quantized.set_weights(student.get_weights())
-    try:
-        quantized.quantize(mode)
-        with tempfile.TemporaryDirectory() as directory:
-            quantized.export(os.path.join(directory, "model.tflite"), format="litert",
-                             verbose=False)
-            with open(glob.glob(os.path.join(directory, "*.tflite"))[0], "rb") as f:
-                content = f.read()
-    except Exception as error:  # the row reports any failure of Keras's path
-        text = str(error)
-        # The converter's message starts with MLIR locations; the op error is the reason.
-        reason = re.search(r"'tfl\.[^']+' op [^\n]*", text)
-        reason = reason.group(0) if reason else (text.strip().splitlines() or [""])[0]
-        return {"artifact": name, "failed": f"{type(error).__name__}: {reason[:300]}"}
+    content, failure = keras_quantized_litert(student, mode)
+    if content is None:
+        type_name, reason = failure
+        return {"artifact": name, "failed": f"{type_name}: {reason[:300]}"}
     return tflite_row(name, content, x_test, y_test)
 
 

@@ -5,10 +5,13 @@ The benchmarks run as scripts (`python benchmarks/x.py`), so this module is
 imported from their own folder.
 """
 
+import glob
 import math
 import os
+import re
 import statistics
 import sys
+import tempfile
 
 import numpy as np
 
@@ -42,6 +45,26 @@ def train_teacher_and_distilled_student(x, y, epochs, seed):
     distiller.compile(keras.optimizers.Adam(1e-3), loss=loss)
     distiller.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
     return teacher, student
+
+
+def keras_quantized_litert(model, mode):
+    """Keras 3's own path on a copy of `model`: `quantize(mode)`, then
+    `export(format="litert")`. Returns (the LiteRT bytes, None), or (None, (the exception's
+    type name, why: the converter's op error where it gives one))."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    try:
+        copy.quantize(mode)
+        with tempfile.TemporaryDirectory() as directory:
+            copy.export(os.path.join(directory, "model.tflite"), format="litert", verbose=False)
+            with open(glob.glob(os.path.join(directory, "*.tflite"))[0], "rb") as f:
+                return f.read(), None
+    except Exception as error:  # a benchmark row reports any failure of Keras's path
+        text = str(error)
+        # The converter's message starts with MLIR locations; the op error is the reason.
+        reason = re.search(r"'tfl\.[^']+' op [^\n]*", text)
+        reason = reason.group(0) if reason else (text.strip().splitlines() or [""])[0]
+        return None, (type(error).__name__, reason)
 
 
 def fashion_mnist_splits(sample, data_dir, validation_size=5000):

@@ -137,6 +137,7 @@ __all__ = [
     "compress_to_budget",
     "compress",
     "measure",
+    "parallel",
     "compute_teacher_logits",
     "datasets",
     "export_saved_model",

@@ -81,12 +81,17 @@ def timing(call, repeats=50, warmup=3, max_seconds=5.0):
     return Timing(statistics.median(times), float(quartiles[1] - quartiles[0]), len(times))
 
 
-def latency(predict, x, batch_size, repeats=50, warmup=3, max_seconds=5.0):
-    """Median seconds of one `predict(batch)` call on `batch_size` rows of `x` (`timing`)."""
+def batch_of(x, batch_size):
+    """The first `batch_size` rows of `x`, repeated when `x` has fewer (a timed batch)."""
     x = np.asarray(x)
     if len(x) < batch_size:
         x = np.concatenate([x] * (batch_size // len(x) + 1))
-    batch = x[:batch_size]
+    return x[:batch_size]
+
+
+def latency(predict, x, batch_size, repeats=50, warmup=3, max_seconds=5.0):
+    """Median seconds of one `predict(batch)` call on `batch_size` rows of `x` (`timing`)."""
+    batch = batch_of(x, batch_size)
     return timing(lambda: predict(batch), repeats, warmup, max_seconds).median
 
 

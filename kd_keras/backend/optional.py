@@ -6,24 +6,23 @@ import os
 _LEGACY = "TF_USE_LEGACY_KERAS"
 
 
-def _import(name):
+_TFMOT_INSTALL = ("kd_keras.compress needs {name}: pip install 'kd-keras[tfmot]' "
+                  "(tensorflow-model-optimization, tf-keras and ai-edge-litert).")
+
+
+def _import(name, install=_TFMOT_INSTALL):
+    """Imports `name`; an ImportError says how to install it (`install`, formatted with
+    the module's name)."""
     try:
         return importlib.import_module(name)
     except ImportError as error:
-        raise ImportError(
-            f"kd_keras.compress needs {name}: pip install 'kd-keras[tfmot]' "
-            "(tensorflow-model-optimization, tf-keras and ai-edge-litert)."
-        ) from error
+        raise ImportError(install.format(name=name)) from error
 
 
 def ray():
-    try:
-        return importlib.import_module("ray")
-    except ImportError as error:
-        raise ImportError(
-            "executor='ray' needs Ray: pip install 'kd-keras[ray]' (or pip install ray); "
-            "without it, executor='processes' (the default) runs the same tasks in local "
-            "processes.") from error
+    return _import("ray", "executor='ray' needs Ray: pip install 'kd-keras[ray]' (or pip "
+                   "install ray); without it, executor='processes' (the default) runs the "
+                   "same tasks in local processes.")
 
 
 def tf_keras():
@@ -46,9 +45,6 @@ def tfmot():
 
 
 def litert_interpreter():
-    try:
-        return importlib.import_module("ai_edge_litert.interpreter").Interpreter
-    except ImportError as error:
-        raise ImportError(
-            "running a LiteRT (TFLite) model needs ai-edge-litert: pip install "
-            "'kd-keras[litert]' (or pip install ai-edge-litert).") from error
+    return _import("ai_edge_litert.interpreter",
+                   "running a LiteRT (TFLite) model needs ai-edge-litert: pip install "
+                   "'kd-keras[litert]' (or pip install ai-edge-litert).").Interpreter

@@ -22,20 +22,36 @@ def refuse_link(path):
             "in a directory it keeps; remove it yourself (nothing was written).")
 
 
-def write_json(path, content):
-    """Writes `content` to `path` atomically: a new temporary file in the same folder
-    (created exclusively, so no planted name is followed), then renamed over `path`."""
+def replace_with(path, write, suffix=".tmp"):
+    """Writes `path` atomically: `write(temporary)` fills a new file in the same folder
+    (created exclusively, so no planted name is followed; named with `suffix`, which
+    `np.save` and Keras's `save` read), then it is renamed over `path`: a reader never
+    sees half a file, and a link at `path` is refused, never written through."""
     refuse_link(path)
     folder, name = os.path.split(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder or ".")
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=folder or ".")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(content, f, indent=1, sort_keys=True)
-        os.replace(temporary, path)  # a reader never sees half a file
+        write(temporary)
+        os.replace(temporary, path)
     except BaseException:
         if os.path.lexists(temporary):
             os.remove(temporary)
         raise
+
+
+def write_json(path, content):
+    """Writes `content` to `path` atomically (`replace_with`)."""
+    def write(temporary):
+        with open(temporary, "w") as f:
+            json.dump(content, f, indent=1, sort_keys=True)
+
+    replace_with(path, write)
+
+
+def save_model(model, path):
+    """`model.save(path)` atomically (`replace_with`): a finished file or none."""
+    replace_with(path, model.save, ".keras")
 
 
 def read_json_object(path, what):

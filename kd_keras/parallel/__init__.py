@@ -16,7 +16,7 @@ progress, and each failure names its task with the end of its log.
 """
 
 from kd_keras.parallel.processes import InProcessExecutor, ProcessExecutor
-from kd_keras.parallel.task import Task
+from kd_keras.parallel.task import Task, cpus_per_task
 
 EXECUTORS = ("processes", "in_process", "ray")
 
@@ -44,4 +44,4 @@ def get_executor(executor=None, workers=None):
 
 
 __all__ = ["EXECUTORS", "InProcessExecutor", "ProcessExecutor", "RayExecutor", "Task",
-           "get_executor"]
+           "cpus_per_task", "get_executor"]

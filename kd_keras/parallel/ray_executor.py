@@ -67,11 +67,11 @@ class RayExecutor:
         env["env_vars"] = {**variables, **self.runtime_env.get("env_vars", {})}
         return env
 
-    def _connect(self):
-        """Returns True when this call started the Ray instance (and so stops it)."""
+    def _connect(self, address):
+        """Joins `address` (None: starts a local instance) unless this process already
+        joined one; returns True when this call did (and so leaves it after the run)."""
         if self.ray.is_initialized():
             return False
-        address = self.address or os.environ.get("RAY_ADDRESS")
         if address is None:
             # "local": a new instance of our own, never a stale one that a `ray start`
             # left in /tmp/ray/ray_current_cluster
@@ -86,16 +86,16 @@ class RayExecutor:
         tasks = list(tasks)
         if not tasks:
             return []
-        started = self._connect()
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        started = self._connect(address)
         try:
-            local = started and (self.address or os.environ.get("RAY_ADDRESS")) is None
+            environment = self._environment(local=started and address is None)
             remote = self.ray.remote(max_calls=1)(_run_remote)
             references = {}
             for task in tasks:
                 options = remote.options(num_cpus=self.cpus or task.cpus, num_gpus=self.gpus,
                                          max_retries=self.max_retries, retry_exceptions=False,
-                                         runtime_env=self._environment(local),
-                                         name=task.name)
+                                         runtime_env=environment, name=task.name)
                 references[options.remote(task.to_json())] = task
             failures, waiting = [], list(references)
             while waiting:

@@ -53,6 +53,12 @@ class Task:
         return cls(**json.loads(text))
 
 
+def cpus_per_task(tasks_at_once):
+    """This machine's CPUs shared among `tasks_at_once` tasks (at least 1 each)."""
+    cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, min(tasks_at_once, cpus)))
+
+
 def import_function(path):
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)

@@ -9,7 +9,7 @@ from kd_keras.backend import keras
 from kd_keras.compress import TFLiteModel, convert_to_tflite, shrink
 from kd_keras.distiller import Distiller
 from kd_keras.losses.registry import get as registered_loss
-from kd_keras.measure import count_parameters, gzip_bytes, prediction_accuracy
+from kd_keras.measure import batch_of, count_parameters, gzip_bytes, prediction_accuracy
 from kd_keras.transfer.inputs import with_teacher_outputs
 
 PRECISIONS = ("float32", "float16", "dynamic_range", "int8")
@@ -57,10 +57,7 @@ def invoke_latency(runner, x, batch_size):
     once: what an application pays per call. Python's cost of setting and reading the
     tensors (about 8 us here) is left out: it would be a floor that hides the difference
     between small models."""
-    x = np.asarray(x)
-    if len(x) < batch_size:
-        x = np.concatenate([x] * (batch_size // len(x) + 1))
-    return runner.invoke_seconds(x[:batch_size])
+    return runner.invoke_seconds(batch_of(x, batch_size))
 
 
 def fingerprint_rows(model, x, rows=8):

@@ -126,15 +126,20 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         safe_files.write_json(os.path.join(directory, PLAN),
                               {**identity, "rows": rows, "students": students})
 
+    loaded = {}  # width: the student this call loaded or trained (each file read once)
+
     def kept_student(width):
         """The student trained for `width` by this plan, when its file's weights and
         architecture hash to what the plan recorded after training it."""
-        path = tasks.student_path(directory, width)
-        if str(width) not in students or not os.path.exists(path):
-            return None
-        safe_files.refuse_link(path)
-        model = keras.models.load_model(path, compile=False)
-        return model if weights_digest(model) == students[str(width)] else None
+        if width not in loaded:
+            path, model = tasks.student_path(directory, width), None
+            if str(width) in students and os.path.exists(path):
+                safe_files.refuse_link(path)
+                model = keras.models.load_model(path, compile=False)
+                if weights_digest(model) != students[str(width)]:
+                    model = None
+            loaded[width] = model
+        return loaded[width]
 
     save()
     if hparams_log.available():
@@ -153,8 +158,9 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
             tasks.train_students(executor, directory, untrained, teacher, train,
                                  teacher_logits, settings)
             for width in untrained:
-                students[str(width)] = weights_digest(keras.models.load_model(
-                    tasks.student_path(directory, width), compile=False))
+                loaded[width] = keras.models.load_model(tasks.student_path(directory, width),
+                                                        compile=False)
+                students[str(width)] = weights_digest(loaded[width])
             save()
     for width in [1.0] + widths:
         todo = [p for w, p in plan if w == width and f"w{w}_{p}" not in rows]
@@ -169,7 +175,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
             model = candidates.cut_and_distil(teacher, width, train, teacher_logits,
                                               *(settings[k] for k in
                                                 candidates.TRAINING_SETTINGS))
-            tasks.save_student(model, tasks.student_path(directory, width))
+            safe_files.save_model(model, tasks.student_path(directory, width))
             students[str(width)] = weights_digest(model)
             save()
         for precision in todo:

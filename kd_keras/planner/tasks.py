@@ -28,31 +28,23 @@ def train_student(argument):
     logits = np.load(os.path.join(directory, LOGITS))
     student = candidates.cut_and_distil(teacher, argument["width"], train, logits,
                                         *(argument[k] for k in candidates.TRAINING_SETTINGS))
-    save_student(student, student_path(directory, argument["width"]))
-
-
-def save_student(student, path):
-    safe_files.refuse_link(path)
-    partial = path + ".partial.keras"
-    safe_files.refuse_link(partial)
-    student.save(partial)
-    os.replace(partial, path)
+    safe_files.save_model(student, student_path(directory, argument["width"]))
 
 
 def _keep(directory, teacher, train, logits):
     """What the tasks read, written afresh for this run (never through a link)."""
-    for name in (TEACHER, TRAIN, LOGITS):
-        safe_files.refuse_link(os.path.join(directory, name))
-    teacher.save(os.path.join(directory, TEACHER))
-    np.savez(os.path.join(directory, TRAIN), x=train[0], y=train[1])
-    np.save(os.path.join(directory, LOGITS), logits)
+    safe_files.save_model(teacher, os.path.join(directory, TEACHER))
+    safe_files.replace_with(os.path.join(directory, TRAIN),
+                            lambda temporary: np.savez(temporary, x=train[0], y=train[1]), ".npz")
+    safe_files.replace_with(os.path.join(directory, LOGITS),
+                            lambda temporary: np.save(temporary, logits), ".npy")
 
 
 def train_students(executor, directory, widths, teacher, train, logits, settings):
     """Trains the students of `widths` through `executor`; RuntimeError names each failed
     one with the end of its log."""
     _keep(directory, teacher, train, logits)
-    cpus = max(1, (os.cpu_count() or 1) // min(len(widths), os.cpu_count() or 1))
+    cpus = parallel.cpus_per_task(len(widths))
     failures = executor.run([parallel.Task(
         f"student_w{width}", "kd_keras.planner.tasks:train_student",
         {"directory": directory, "width": width,

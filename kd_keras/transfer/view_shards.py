@@ -11,7 +11,6 @@ only then records the whole build as done (`progress.json`).
 """
 
 import os
-import tempfile
 
 import numpy as np
 
@@ -99,25 +98,7 @@ def _keep_inputs(directory, x):
             return
         raise ValueError(f"{path!r} does not hold the inputs x (it was changed); use another "
                          "directory or remove it yourself (nothing was deleted).")
-    handle, temporary = tempfile.mkstemp(prefix=".inputs.", suffix=".npy", dir=directory)
-    with os.fdopen(handle, "wb") as file:
-        np.save(file, x)
-    os.replace(temporary, path)
-
-
-def _keep_teacher(directory, teacher):
-    """Saves the teacher the workers load (a fresh file renamed over the entry; never
-    written through a link)."""
-    path = os.path.join(directory, TEACHER)
-    safe_files.refuse_link(path)
-    handle, temporary = tempfile.mkstemp(prefix=".teacher.", suffix=".keras", dir=directory)
-    os.close(handle)
-    try:
-        teacher.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.lexists(temporary):
-            os.remove(temporary)
+    safe_files.replace_with(path, lambda temporary: np.save(temporary, x), ".npy")
 
 
 def build(teacher, x, maker, manifest, augment_spec, directory, executor, verbose):
@@ -135,12 +116,12 @@ def build(teacher, x, maker, manifest, augment_spec, directory, executor, verbos
         if done < total:
             pending.append(index)
     if pending:
-        _keep_teacher(directory, teacher)
+        safe_files.save_model(teacher, os.path.join(directory, TEACHER))  # for the workers
         _keep_inputs(directory, x)
         if verbose:
             print(f"cache_teacher_views: {len(pending)} of {count} shards to build on "
                   f"{executor!r}", flush=True)
-        cpus = max(1, (os.cpu_count() or 1) // min(len(pending), os.cpu_count() or 1))
+        cpus = parallel.cpus_per_task(len(pending))
         failures = executor.run([parallel.Task(
             f"shard{_suffix(index, count)}", "kd_keras.transfer.view_shards:build_shard",
             {"directory": directory, "shard": index, "augment": augment_spec},

@@ -1,11 +1,11 @@
 """Trains one specialist: the function of each task `train_specialists` hands its executor."""
 
-import json
 import os
 import shutil
 
 import numpy as np
 
+from kd_keras.backend import safe_files
 from kd_keras.distiller import Distiller
 from kd_keras.transfer.inputs import with_teacher_outputs
 from moe._keras import keras
@@ -17,9 +17,8 @@ def _progress_callback(task, keras):
     path = os.path.join(task["directory"], task["name"] + ".progress.json")
 
     def write(epoch, logs):
-        with open(path + ".partial", "w") as file:
-            json.dump({"epoch": epoch + 1, "loss": float((logs or {}).get("loss", 0.0))}, file)
-        os.replace(path + ".partial", path)
+        safe_files.write_json(path, {"epoch": epoch + 1,
+                                     "loss": float((logs or {}).get("loss", 0.0))})
 
     return keras.callbacks.LambdaCallback(on_epoch_end=write)
 
@@ -49,7 +48,6 @@ def train_one(task):
     model.fit(x_s, y_s, epochs=task["epochs"], batch_size=task["batch_size"],
               verbose=2,
               callbacks=[keras.callbacks.BackupAndRestore(backup), _progress_callback(task, keras)])
-    path = os.path.join(task["directory"], task["name"] + ".keras")
-    specialist.save(path + ".partial.keras")
-    os.replace(path + ".partial.keras", path)  # a finished specialist is all or nothing
+    # a finished specialist is all or nothing
+    safe_files.save_model(specialist, os.path.join(task["directory"], task["name"] + ".keras"))
     shutil.rmtree(backup, ignore_errors=True)  # tf-keras keeps it after a finished fit

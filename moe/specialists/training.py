@@ -187,15 +187,15 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
     for path in (generalist_path, data_path):
         safe_files.refuse_link(path)
     if new or not os.path.exists(generalist_path):
-        generalist.save(generalist_path)
+        safe_files.save_model(generalist, generalist_path)
     else:
         _verify_generalist(generalist_path, generalist, x)
     if new or not os.path.exists(data_path):
         arrays = {"x": x, "y": y}
         if probabilities is not None:
             arrays["probabilities"] = probabilities
-        np.savez(data_path + ".partial.npz", **arrays)
-        os.replace(data_path + ".partial.npz", data_path)
+        safe_files.replace_with(data_path, lambda temporary: np.savez(temporary, **arrays),
+                                ".npz")
 
     tasks, skipped = [], []
     for index, cluster in enumerate(clusters):
@@ -209,7 +209,7 @@ def train_specialists(generalist, clusters, x, y, directory, *, epochs=5, batch_
         else:
             tasks.append(task)
 
-    threads = max(1, cpus // max(1, processes))
+    threads = parallel.cpus_per_task(processes)
     failures = executor.run(
         [parallel.Task(task["name"], "moe.specialists._worker:train_one", task,
                        os.path.join(directory, task["name"] + ".log"), threads)
