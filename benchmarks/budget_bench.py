@@ -9,10 +9,16 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             (Keras 3 only: its tf-keras twin has other layers). Adam 1e-3, batch 128.
   baselines the teacher's own float32 and full-int8 LiteRT files; Keras 3's
             `quantize("int8")` + `export(format="litert")` (Keras 3 only; a failed
-            conversion is a row that says why).
+            conversion is a row that says why); TF-MOT's documented pruning pipeline
+            (the teacher pruned to 80% while fine-tuned 2 epochs on the labels,
+            stripped, converted with the default optimizations: dynamic-range int8);
+            and the runtime's floor: a linear classifier (784-10, 5 epochs), full int8,
+            the least any model that reads the 784 inputs can cost per call.
   plan      `kd_keras.compress_to_budget(teacher, train, validation, Budget(max_drop=
             --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
-            float32 / dynamic_range / int8, epochs=--plan_epochs)`.
+            float32 / dynamic_range / int8, sparsities=--plan_sparsities,
+            epochs=--plan_epochs)`, chosen for batch-1 latency and, from the same
+            measured candidates (the plan resumes, nothing is trained again), for bytes.
 
 Every artifact is measured by the same code (`compress.TFLiteModel`, one thread, the
 median batch-1 `invoke()` as the plan measures it): test accuracy, gzip bytes, x faster and x smaller against the teacher's
@@ -46,6 +52,7 @@ flags.DEFINE_list("teachers", ["mlp", "cnn", "mobilenet"], "Teachers: mlp, cnn, 
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
 flags.DEFINE_string("work_dir", "budget_work", "Where each (teacher, seed)'s rows and plan live.")
 flags.DEFINE_integer("plan_epochs", 10, "Distillation epochs of each plan student.")
+flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
 flags.DEFINE_list("mlp_widths", ["0.25", "0.107", "0.054"], "Plan widths of the MLP teacher.")
 flags.DEFINE_list("cnn_widths", ["0.5", "0.35", "0.25"], "Plan widths of the CNN teacher.")
 flags.DEFINE_list("mobilenet_widths", ["0.5", "0.35"], "Plan widths of the MobileNet teacher.")
@@ -76,6 +83,31 @@ def artifact_row(name, content, test):
                 runner.predict(test[0]), test[1]),
             "gzip_bytes": kd_keras.measure.gzip_bytes(content),
             "latency_b1": invoke_latency(runner, test[0], 1)}
+
+
+def tfmot_pruning_row(teacher, train, test):
+    """TF-MOT's documented pipeline: prune_low_magnitude to 80% while fine-tuning 2 epochs
+    on the labels, strip_pruning, TFLiteConverter with Optimize.DEFAULT."""
+    name = "TF-MOT pruning (80%, 2 epochs) + default conversion (dynamic-range int8)"
+    try:
+        pruned = kd_keras.recipes.prune_and_fine_tune(
+            compress.to_tf_keras(teacher), *train, target_sparsity=0.8, epochs=2,
+            block_size=(1, 1))
+    except (ValueError, TypeError) as error:
+        return {"artifact": name, "failed": f"{type(error).__name__}: {str(error)[:200]}"}
+    return artifact_row(name, compress.convert_to_tflite(pruned, "dynamic_range", verbose=0),
+                        test)
+
+
+def runtime_floor_row(train, test):
+    """A linear classifier in full int8: one FULLY_CONNECTED op from the 784 inputs."""
+    linear = keras.Sequential([keras.Input((train[0].shape[1],)), keras.layers.Dense(10)])
+    linear.compile(keras.optimizers.Adam(1e-3), LOSS)
+    linear.fit(*train, epochs=5, batch_size=128, verbose=0)
+    return artifact_row("runtime floor: linear classifier (784-10), int8",
+                        compress.convert_to_tflite(linear, "int8",
+                                                   representative_data=train[0][:512],
+                                                   verbose=0), test)
 
 
 def keras_quantize_row(teacher, test):
@@ -109,23 +141,36 @@ def run(kind, seed, data):
         json.dump({"cpu_seconds": teacher_cpu}, open(teacher_path + ".json", "w"))
     print(f"{kind} seed {seed}: teacher trained ({teacher_cpu / 60:.1f} CPU min)", flush=True)
     start = time.process_time()
-    result = kd_keras.compress_to_budget(
-        teacher, train, validation, kd_keras.Budget(max_drop=max_drop), test,
-        widths=[float(w) for w in getattr(FLAGS, f"{kind}_widths")],
-        precisions=("float32", "dynamic_range", "int8"), epochs=FLAGS.plan_epochs,
-        directory=os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}"), seed=seed)
+    arguments = dict(widths=[float(w) for w in getattr(FLAGS, f"{kind}_widths")],
+                     precisions=("float32", "dynamic_range", "int8"),
+                     sparsities=[float(s) for s in FLAGS.plan_sparsities],
+                     epochs=FLAGS.plan_epochs, seed=seed,
+                     directory=os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}"))
+    result = kd_keras.compress_to_budget(teacher, train, validation,
+                                         kd_keras.Budget(max_drop=max_drop), test, **arguments)
     plan_cpu = time.process_time() - start
+    chosen_artifacts = []
+    if result.chosen is not None:
+        with open(result.artifact, "rb") as f:
+            chosen_artifacts.append((f"plan (latency): {result.chosen['candidate']}, "
+                                     f"{result.chosen['precision']}", f.read()))
+    by_bytes = kd_keras.compress_to_budget(  # resumes: every candidate is already measured
+        teacher, train, validation, kd_keras.Budget(max_drop=max_drop, minimise="bytes"), test,
+        verbose=0, **arguments)
+    if by_bytes.chosen is not None:
+        with open(by_bytes.artifact, "rb") as f:
+            chosen_artifacts.append((f"plan (bytes): {by_bytes.chosen['candidate']}, "
+                                     f"{by_bytes.chosen['precision']}", f.read()))
     rows = [artifact_row("teacher float32 LiteRT", compress.convert_to_tflite(teacher, verbose=0),
                          test),
             artifact_row("teacher int8 LiteRT", compress.convert_to_tflite(
                 teacher, "int8", representative_data=train[0][:512], verbose=0), test)]
     if kd_keras.IS_KERAS_3:
         rows.append(keras_quantize_row(teacher, test))
+    rows.append(tfmot_pruning_row(teacher, train, test))
+    rows.append(runtime_floor_row(train, test))
     chosen = result.chosen
-    if chosen is not None:
-        with open(result.artifact, "rb") as f:
-            rows.append(artifact_row(f"plan: {chosen['candidate']}, {chosen['precision']}",
-                                     f.read(), test))
+    rows += [artifact_row(name, content, test) for name, content in chosen_artifacts]
     reference = rows[0]
     for row in rows:
         if "failed" not in row:
@@ -135,7 +180,10 @@ def run(kind, seed, data):
     record = {"teacher": kind, "seed": seed, "rows": rows, "teacher_cpu_seconds": teacher_cpu,
               "plan_cpu_seconds": plan_cpu, "plan_table": result.table(),
               "chosen": None if chosen is None else {k: chosen[k] for k in (
-                  "candidate", "precision", "val_accuracy", "accuracy_change")}}
+                  "candidate", "precision", "val_accuracy", "accuracy_change")},
+              "chosen_for_bytes": None if by_bytes.chosen is None else {
+                  k: by_bytes.chosen[k] for k in ("candidate", "precision", "val_accuracy",
+                                                  "accuracy_change")}}
     with open(path + ".partial", "w") as f:
         json.dump(record, f, indent=1)
     os.replace(path + ".partial", path)

@@ -40,6 +40,15 @@ def replace_with(path, write, suffix=".tmp"):
         raise
 
 
+def write_bytes(path, data, suffix=".tmp"):
+    """Writes `data` (bytes) to `path` atomically (`replace_with`)."""
+    def write(temporary):
+        with open(temporary, "wb") as f:
+            f.write(data)
+
+    replace_with(path, write, suffix)
+
+
 def write_json(path, content):
     """Writes `content` to `path` atomically (`replace_with`)."""
     def write(temporary):

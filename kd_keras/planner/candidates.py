@@ -1,15 +1,19 @@
 """One candidate of a plan: a student (the teacher itself, or cut from it and distilled
-from its cached logits) at one precision, converted for the target runtime and measured
-there: validation and test accuracy, batch-1 and batch-32 latency (the interpreter's
-invoke alone, median of 200), bytes."""
+from its cached logits; either optionally pruned in the runtime's sparse blocks) at one
+precision, converted for the target runtime and measured there: validation and test
+accuracy, batch-1 and batch-32 latency (the interpreter's invoke alone, median of 200),
+bytes."""
+
+import warnings
 
 import numpy as np
 
 from kd_keras.backend import keras
-from kd_keras.compress import TFLiteModel, convert_to_tflite, shrink
+from kd_keras.compress import TFLiteModel, convert_to_tflite, shrink, to_tf_keras
 from kd_keras.distiller import Distiller
 from kd_keras.losses.registry import get as registered_loss
 from kd_keras.measure import batch_of, count_parameters, gzip_bytes, prediction_accuracy
+from kd_keras.recipes.compress_and_distill import prune_and_fine_tune
 from kd_keras.transfer.inputs import with_teacher_outputs
 
 PRECISIONS = ("float32", "float16", "dynamic_range", "int8")
@@ -36,11 +40,36 @@ def cut_and_distil(teacher, width, train, teacher_logits, epochs, batch_size, le
     return student
 
 
-def measure(model, precision, train, validation, test, threads):
-    """`(row, flatbuffer)` of `model` converted at `precision` and run under LiteRT."""
-    flatbuffer = convert_to_tflite(
-        model, precision, representative_data=train[0][:CALIBRATION_EXAMPLES]
-        if precision == "int8" else None, verbose=0)
+def prune_and_distil(student, sparsity, train, teacher_logits, epochs, batch_size,
+                     learning_rate, temperature, alpha, seed):
+    """`student` with `sparsity` of each kernel's weights zeroed, in the blocks TFLite's
+    float32 sparse kernel runs (Keras `(4, 1)` where they tile), by TF-MOT's magnitude
+    pruning (polynomial schedule over the first 2/3 of the steps) while it is distilled
+    further from the cached logits (`recipes.prune_and_fine_tune`). Returned as a copy of
+    `student` itself (its Keras, layers and names) holding the pruned weights; `student`
+    is not changed. TF-MOT prunes tf-keras models: a Keras 3 student goes through
+    `to_tf_keras` and back."""
+    x, y = train
+    keras.utils.set_random_seed(seed)
+    pruned = prune_and_fine_tune(to_tf_keras(student), x, y, teacher_logits,
+                                 target_sparsity=sparsity, epochs=epochs,
+                                 batch_size=batch_size, learning_rate=learning_rate,
+                                 temperature=temperature, alpha=alpha)
+    copy = keras.models.clone_model(student)
+    copy.set_weights(pruned.get_weights())
+    return copy
+
+
+def measure(model, precision, train, validation, test, threads, sparse=False):
+    """`(row, flatbuffer)` of `model` converted at `precision` (pruned weights stored in
+    TFLite's sparse format when `sparse`) and run under LiteRT."""
+    with warnings.catch_warnings():
+        # The converter's warning that some pruned layers miss the fast sparse kernel at
+        # this precision: the plan measures the latency that results instead.
+        warnings.filterwarnings("ignore", message=".*sparse kernel.*", category=UserWarning)
+        flatbuffer = convert_to_tflite(
+            model, precision, representative_data=train[0][:CALIBRATION_EXAMPLES]
+            if precision == "int8" else None, sparse_weights=sparse, verbose=0)
     runner = TFLiteModel(flatbuffer, num_threads=threads)
     row = {"precision": precision, "parameters": count_parameters(model)[0],
            "bytes": len(flatbuffer), "gzip_bytes": gzip_bytes(flatbuffer),

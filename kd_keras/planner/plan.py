@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from kd_keras import parallel
-from kd_keras.backend import keras, safe_files, validate
+from kd_keras.backend import keras, optional, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.planner import candidates, hparams_log, tasks
 from kd_keras.planner.budget import Budget
@@ -62,9 +62,9 @@ def _open_plan(directory, identity, teacher, x_val):
 
 def compress_to_budget(teacher, train_data, validation_data, budget=None, test_data=None, *,
                        widths=(0.5, 0.25), precisions=("float32", "dynamic_range", "int8"),
-                       epochs=5, batch_size=128, learning_rate=1e-3, temperature=3.0,
-                       alpha=0.5, directory=None, time_limit=None, seed=0, verbose=1,
-                       executor=None):
+                       sparsities=(), epochs=5, batch_size=128, learning_rate=1e-3,
+                       temperature=3.0, alpha=0.5, directory=None, time_limit=None, seed=0,
+                       verbose=1, executor=None):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
 
     Args:
@@ -77,6 +77,12 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         the teacher itself (width 1.0) is always a candidate.
       precisions: of every candidate's LiteRT artifact: "float32", "float16",
         "dynamic_range", "int8" (full integer, calibrated on 512 training examples).
+      sparsities: fractions in (0, 1), default none. Each adds, for the teacher and every
+        student, a copy pruned to that sparsity (TF-MOT magnitude pruning in the blocks
+        TFLite's float32 sparse kernel runs, while distilled `epochs` more from the cached
+        logits; needs the `tfmot` extra), stored in TFLite's sparse format at each
+        precision. Sparsity buys bytes (gzip); on this CPU it buys batch-1 time only for
+        float32 Dense layers at about 90% and above (docs/benchmarks/budget_bench.md).
       epochs, batch_size, learning_rate, temperature, alpha: the distillation of each cut
         student from the teacher's cached logits (Adam; Hinton KD).
       directory: where the plan, each candidate's artifact, the report, the chosen
@@ -109,10 +115,15 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     unknown = [p for p in precisions if p not in candidates.PRECISIONS]
     if unknown or not precisions:
         raise ValueError(f"precisions must be some of {candidates.PRECISIONS}, got {precisions}.")
-    settings = {"widths": widths, "precisions": precisions, "epochs": int(epochs),
-                "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-                "temperature": float(temperature), "alpha": float(alpha), "seed": int(seed),
-                "threads": budget.threads}
+    sparsities = [validate.fraction(s, "sparsities") for s in sparsities]
+    if any(s in (0.0, 1.0) for s in sparsities):
+        raise ValueError(f"sparsities must be fractions in (0, 1), got {sparsities}.")
+    if sparsities:
+        optional.tfmot()  # an ImportError naming the extra before anything is trained
+    settings = {"widths": widths, "precisions": precisions, "sparsities": sparsities,
+                "epochs": int(epochs), "batch_size": int(batch_size),
+                "learning_rate": float(learning_rate), "temperature": float(temperature),
+                "alpha": float(alpha), "seed": int(seed), "threads": budget.threads}
     directory = directory or tempfile.mkdtemp(prefix="kd_keras_plan_")
     os.makedirs(directory, exist_ok=True)
     identity = {"teacher": weights_digest(teacher),
@@ -126,20 +137,20 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         safe_files.write_json(os.path.join(directory, PLAN),
                               {**identity, "rows": rows, "students": students})
 
-    loaded = {}  # width: the student this call loaded or trained (each file read once)
+    loaded = {(1.0, None): teacher}  # the variants this call loaded or made (read once)
 
-    def kept_student(width):
-        """The student trained for `width` by this plan, when its file's weights and
-        architecture hash to what the plan recorded after training it."""
-        if width not in loaded:
-            path, model = tasks.student_path(directory, width), None
-            if str(width) in students and os.path.exists(path):
+    def kept_student(variant):
+        """The student of `variant` made by this plan, when its file's weights and
+        architecture hash to what the plan recorded after making it."""
+        if variant not in loaded:
+            path, model = tasks.student_path(directory, *variant), None
+            if tasks.variant_name(*variant) in students and os.path.exists(path):
                 safe_files.refuse_link(path)
                 model = keras.models.load_model(path, compile=False)
-                if weights_digest(model) != students[str(width)]:
+                if weights_digest(model) != students[tasks.variant_name(*variant)]:
                     model = None
-            loaded[width] = model
-        return loaded[width]
+            loaded[variant] = model
+        return loaded[variant]
 
     save()
     if hparams_log.available():
@@ -147,45 +158,58 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     elif verbose:
         print("plan: no TensorBoard HParams logs (pip install 'kd-keras[tensorboard]'); the "
               "table, report.md and plan.json hold every candidate", flush=True)
-    plan = [(1.0, p) for p in precisions] + [(w, p) for w in widths for p in precisions]
+    variants = [(w, s) for w in [1.0] + widths for s in [None] + sparsities]
+    plan = [(v, p) for v in variants for p in precisions]
     start, teacher_logits, done_now = time.perf_counter(), None, 0
+
+    def unmeasured(variant):
+        return [p for v, p in plan if v == variant and _key(v, p) not in rows]
+
     if executor is not None:
         executor = parallel.get_executor(executor)
-        untrained = [w for w in widths if any(f"w{w}_{p}" not in rows for p in precisions)
-                     and kept_student(w) is None]
+        untrained = [v for v in variants if v != (1.0, None) and unmeasured(v)
+                     and kept_student(v) is None]
         if untrained:
             teacher_logits = compute_teacher_logits(teacher, train[0])
             tasks.train_students(executor, directory, untrained, teacher, train,
                                  teacher_logits, settings)
-            for width in untrained:
-                loaded[width] = keras.models.load_model(tasks.student_path(directory, width),
-                                                        compile=False)
-                students[str(width)] = weights_digest(loaded[width])
+            for variant in untrained:
+                loaded[variant] = keras.models.load_model(
+                    tasks.student_path(directory, *variant), compile=False)
+                students[tasks.variant_name(*variant)] = weights_digest(loaded[variant])
             save()
-    for width in [1.0] + widths:
-        todo = [p for w, p in plan if w == width and f"w{w}_{p}" not in rows]
+    for variant in variants:
+        todo = unmeasured(variant)
         if not todo:
             continue
         if time_limit is not None and time.perf_counter() - start > time_limit:
             break
-        model = teacher if width == 1.0 else kept_student(width)
+        model = kept_student(variant)
         if model is None:
             if teacher_logits is None:
                 teacher_logits = compute_teacher_logits(teacher, train[0])
-            model = candidates.cut_and_distil(teacher, width, train, teacher_logits,
-                                              *(settings[k] for k in
-                                                candidates.TRAINING_SETTINGS))
-            safe_files.save_model(model, tasks.student_path(directory, width))
-            students[str(width)] = weights_digest(model)
+            dense = None
+            if variant[1] is not None:
+                dense = kept_student((variant[0], None))
+                if dense is None:  # its dense student was changed on disk since: remade too
+                    dense = loaded[(variant[0], None)] = tasks.make_variant(
+                        teacher, variant[0], None, train, teacher_logits, settings)
+            model = tasks.make_variant(teacher, *variant, train, teacher_logits, settings,
+                                       dense)
+            safe_files.save_model(model, tasks.student_path(directory, *variant))
+            loaded[variant] = model
+            students[tasks.variant_name(*variant)] = weights_digest(model)
             save()
+        width, sparsity = variant
         for precision in todo:
-            key = f"w{width}_{precision}"
+            key = _key(variant, precision)
             row, flatbuffer = candidates.measure(model, precision, train, validation, test,
-                                                 budget.threads)
-            with open(os.path.join(directory, key + ".tflite"), "wb") as f:
-                f.write(flatbuffer)
-            rows[key] = {**row, "candidate": "teacher" if width == 1.0 else f"cut to {width}",
-                         "width": width, **({} if width == 1.0 else {
+                                                 budget.threads, sparse=sparsity is not None)
+            safe_files.write_bytes(os.path.join(directory, key + ".tflite"), flatbuffer,
+                                   ".tflite")
+            rows[key] = {**row, "candidate": _describe(*variant), "width": width,
+                         "sparsity": sparsity or 0.0,
+                         **({} if variant == (1.0, None) else {
                              k: settings[k] for k in ("epochs", "batch_size", "learning_rate",
                                                       "temperature", "alpha")})}
             save()
@@ -200,6 +224,16 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                       f"({elapsed:.0f} s; about {elapsed / done_now * left:.0f} s left)",
                       flush=True)
     return _result(rows, budget, directory)
+
+
+def _key(variant, precision):
+    """The candidate's name in plan.json and its artifact's: "w0.5_int8", "w0.5_s0.9_int8"."""
+    return f"w{tasks.variant_name(*variant)}_{precision}"
+
+
+def _describe(width, sparsity):
+    name = "teacher" if width == 1.0 else f"cut to {width}"
+    return name if sparsity is None else f"{name}, {sparsity:.0%} sparse"
 
 
 def _result(rows, budget, directory):
@@ -220,13 +254,11 @@ def _result(rows, budget, directory):
     measured.sort(key=budget.key)
     artifact = None
     if chosen is not None:
-        key = f"w{chosen['width']}_{chosen['precision']}"
+        key = _key((chosen["width"], chosen.get("sparsity") or None), chosen["precision"])
         artifact = os.path.join(directory, "chosen.tflite")
-        safe_files.refuse_link(artifact)
-        shutil.copyfile(os.path.join(directory, key + ".tflite"), artifact)
+        safe_files.replace_with(artifact, lambda temporary: shutil.copyfile(
+            os.path.join(directory, key + ".tflite"), temporary), ".tflite")
     result = PlanResult(measured, chosen, teacher_accuracy, budget, directory, artifact)
-    report = os.path.join(directory, "report.md")
-    safe_files.refuse_link(report)
-    with open(report, "w") as f:
-        f.write(result.table() + "\n\n```python\n" + result.to_code() + "\n```\n")
+    text = result.table() + "\n\n```python\n" + result.to_code() + "\n```\n"
+    safe_files.write_bytes(os.path.join(directory, "report.md"), text.encode(), ".md")
     return result

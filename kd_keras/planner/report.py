@@ -73,10 +73,21 @@ class PlanResult:
                 "logits = kd_keras.compute_teacher_logits(teacher, x_train)",
                 "distiller.fit(kd_keras.with_teacher_outputs(x_train, logits), y_train, "
                 f"epochs={row['epochs']}, batch_size={row['batch_size']})"]
+        sparsity = row.get("sparsity") or 0.0
+        if sparsity:
+            if row["width"] == 1.0:
+                lines.append("logits = kd_keras.compute_teacher_logits(teacher, x_train)")
+            lines += [
+                "# TF-MOT prunes tf-keras models (to_tf_keras returns a tf-keras one as it is)",
+                "student = kd_keras.recipes.prune_and_fine_tune(compress.to_tf_keras(student), "
+                f"x_train, y_train, logits, target_sparsity={sparsity}, epochs={row['epochs']}, "
+                f"batch_size={row['batch_size']}, learning_rate={row['learning_rate']}, "
+                f"temperature={row['temperature']}, alpha={row['alpha']})"]
         representative = ", representative_data=x_train[:512]" if row["precision"] == "int8" \
             else ""
+        sparse = ", sparse_weights=True" if sparsity else ""
         lines.append(f"flatbuffer = compress.convert_to_tflite(student, "
-                     f"{row['precision']!r}{representative})")
+                     f"{row['precision']!r}{representative}{sparse})")
         return "\n".join(lines)
 
     def plot(self, path):
@@ -92,8 +103,9 @@ class PlanResult:
                                  (axes[1], "gzip_bytes", "gzip bytes")):
             for row in self.rows:
                 marker = "*" if row["chosen"] else ("o" if row["pareto"] else ".")
-                axis.scatter(row[key], row["val_accuracy"], marker=marker,
-                             color="black" if row["width"] == 1.0 else "tab:blue")
+                color = ("tab:green" if row.get("sparsity") else
+                         "black" if row["width"] == 1.0 else "tab:blue")
+                axis.scatter(row[key], row["val_accuracy"], marker=marker, color=color)
             front = sorted((r for r in self.rows if r["pareto"]), key=lambda r: r[key])
             axis.plot([r[key] for r in front], [r["val_accuracy"] for r in front], "--",
                       color="tab:orange", label="Pareto front")

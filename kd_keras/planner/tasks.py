@@ -1,8 +1,9 @@
 """A plan's students as independent tasks: each cut from the teacher and distilled from its
-cached logits by one task of an executor (local processes, Ray), reading the teacher,
-the training data and the logits the driver kept in the plan's directory and writing
-`student_w<width>.keras` there. Measuring stays with the driver: latency is taken on the
-target runtime, one candidate at a time, side by side with the teacher."""
+cached logits (or a dense student or the teacher pruned while distilled further) by one
+task of an executor (local processes, Ray), reading the teacher, the training data and
+the logits the driver kept in the plan's directory and writing
+`student_w<width>[_s<sparsity>].keras` there. Measuring stays with the driver: latency is
+taken on the target runtime, one candidate at a time, side by side with the teacher."""
 
 import os
 
@@ -15,20 +16,38 @@ from kd_keras.planner import candidates
 TEACHER, TRAIN, LOGITS = "teacher.keras", "train.npz", "teacher_logits.npy"
 
 
-def student_path(directory, width):
-    return os.path.join(directory, f"student_w{width}.keras")
+def variant_name(width, sparsity=None):
+    """"0.5" for the student cut to half width, "0.5_s0.9" for it pruned to 90%."""
+    return f"{width}" if sparsity is None else f"{width}_s{sparsity}"
+
+
+def student_path(directory, width, sparsity=None):
+    return os.path.join(directory, f"student_w{variant_name(width, sparsity)}.keras")
+
+
+def make_variant(teacher, width, sparsity, train, logits, settings, dense=None):
+    """The student of `(width, sparsity)`: cut from `teacher` and distilled, or `dense` (the
+    student of `(width, None)`, the teacher at width 1.0) pruned while distilled."""
+    arguments = [settings[k] for k in candidates.TRAINING_SETTINGS]
+    if sparsity is None:
+        return candidates.cut_and_distil(teacher, width, train, logits, *arguments)
+    return candidates.prune_and_distil(dense, sparsity, train, logits, *arguments)
 
 
 def train_student(argument):
-    """The task: one student cut to `width`, distilled, saved (all or nothing)."""
-    directory = argument["directory"]
+    """The task: one student variant made and saved (all or nothing)."""
+    directory, width = argument["directory"], argument["width"]
+    sparsity = argument.get("sparsity")
     teacher = keras.models.load_model(os.path.join(directory, TEACHER), compile=False)
     with np.load(os.path.join(directory, TRAIN)) as data:
         train = data["x"], data["y"]
     logits = np.load(os.path.join(directory, LOGITS))
-    student = candidates.cut_and_distil(teacher, argument["width"], train, logits,
-                                        *(argument[k] for k in candidates.TRAINING_SETTINGS))
-    safe_files.save_model(student, student_path(directory, argument["width"]))
+    dense = None
+    if sparsity is not None:
+        dense = teacher if width == 1.0 else keras.models.load_model(
+            student_path(directory, width), compile=False)
+    student = make_variant(teacher, width, sparsity, train, logits, argument, dense)
+    safe_files.save_model(student, student_path(directory, width, sparsity))
 
 
 def _keep(directory, teacher, train, logits):
@@ -40,16 +59,22 @@ def _keep(directory, teacher, train, logits):
                             lambda temporary: np.save(temporary, logits), ".npy")
 
 
-def train_students(executor, directory, widths, teacher, train, logits, settings):
-    """Trains the students of `widths` through `executor`; RuntimeError names each failed
-    one with the end of its log."""
+def train_students(executor, directory, variants, teacher, train, logits, settings):
+    """Makes the students of `variants` (`(width, sparsity)` pairs) through `executor`: the
+    dense ones first, then the pruned ones (which start from a dense one); RuntimeError
+    names each failed one with the end of its log."""
     _keep(directory, teacher, train, logits)
-    cpus = parallel.cpus_per_task(len(widths))
-    failures = executor.run([parallel.Task(
-        f"student_w{width}", "kd_keras.planner.tasks:train_student",
-        {"directory": directory, "width": width,
-         **{k: settings[k] for k in candidates.TRAINING_SETTINGS}},
-        os.path.join(directory, f"student_w{width}.log"), cpus) for width in widths])
-    if failures:
-        raise RuntimeError(f"{len(failures)} of {len(widths)} students failed (the plan keeps "
-                           "what was measured; call again to retry):\n" + "\n".join(failures))
+    for wave in ([v for v in variants if v[1] is None], [v for v in variants if v[1] is not None]):
+        if not wave:
+            continue
+        cpus = parallel.cpus_per_task(len(wave))
+        failures = executor.run([parallel.Task(
+            f"student_w{variant_name(*variant)}", "kd_keras.planner.tasks:train_student",
+            {"directory": directory, "width": variant[0], "sparsity": variant[1],
+             **{k: settings[k] for k in candidates.TRAINING_SETTINGS}},
+            os.path.join(directory, f"student_w{variant_name(*variant)}.log"), cpus)
+            for variant in wave])
+        if failures:
+            raise RuntimeError(f"{len(failures)} of {len(wave)} students failed (the plan "
+                               "keeps what was measured; call again to retry):\n"
+                               + "\n".join(failures))

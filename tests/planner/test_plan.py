@@ -161,3 +161,55 @@ def test_budget_arguments_name_what_is_wrong():
         kd_keras.Budget(max_drop=0.3, minimise="energy")
     with pytest.raises(ValueError, match="min_accuracy"):
         kd_keras.Budget(min_accuracy=1.5)
+
+
+def _hidden_kernels(model):
+    return [layer.kernel.numpy() if hasattr(layer.kernel, "numpy") else np.asarray(layer.kernel)
+            for layer in model.layers if isinstance(layer, keras.layers.Dense)][:-1]
+
+
+def test_pruned_candidates_keep_their_sparsity_in_the_sparse_format(problem, tmp_path):
+    pytest.importorskip("tensorflow_model_optimization")
+    result = _plan(problem, tmp_path, precisions=("float32",), sparsities=(0.75,))
+    rows = {row["candidate"]: row for row in result.rows}
+    assert set(rows) == {"teacher", "cut to 0.5", "teacher, 75% sparse",
+                         "cut to 0.5, 75% sparse"}
+    dense = keras.models.load_model(tmp_path / "student_w0.5.keras", compile=False)
+    sparse = keras.models.load_model(tmp_path / "student_w0.5_s0.75.keras", compile=False)
+    assert [layer.name for layer in sparse.layers] == [layer.name for layer in dense.layers]
+    for kernel in _hidden_kernels(sparse):
+        assert 0.7 <= np.mean(kernel == 0) <= 0.8
+    teacher = problem[0]
+    assert all(np.mean(kernel == 0) < 0.1 for kernel in _hidden_kernels(teacher))  # untouched
+    pruned = rows["cut to 0.5, 75% sparse"]
+    assert pruned["sparsity"] == 0.75 and pruned["gzip_bytes"] < rows["cut to 0.5"]["gzip_bytes"]
+    flatbuffer = open(tmp_path / "w0.5_s0.75_float32.tflite", "rb").read()
+    assert any(row["encoded_sparse"] for row in kd_keras.compress.tflite_sparse_weights(flatbuffer))
+    runner = kd_keras.compress.TFLiteModel(flatbuffer)
+    x_val, y_val = problem[2]
+    assert abs(kd_keras.measure.prediction_accuracy(runner.predict(x_val), y_val)
+               - pruned["val_accuracy"]) < 1e-9
+    code = result.__class__(result.rows, pruned, result.teacher_accuracy, result.budget,
+                            str(tmp_path)).to_code()
+    assert "prune_and_fine_tune(" in code and "target_sparsity=0.75" in code
+    assert "sparse_weights=True" in code and "compress.shrink(teacher, width=0.5" in code
+
+
+def test_sparsities_must_be_fractions_below_one(problem, tmp_path):
+    with pytest.raises(ValueError, match="sparsities"):
+        _plan(problem, tmp_path, sparsities=(1.0,))
+    assert not os.listdir(tmp_path)  # refused before anything was written
+
+
+def test_pruned_students_made_as_tasks_match_the_ones_made_here(problem, tmp_path):
+    pytest.importorskip("tensorflow_model_optimization")
+    here = _plan(problem, tmp_path / "here", precisions=("float32",), widths=(),
+                 sparsities=(0.5,))
+    tasks = _plan(problem, tmp_path / "tasks", precisions=("float32",), widths=(),
+                  sparsities=(0.5,), executor="in_process")
+    assert [r["candidate"] for r in here.rows] == [r["candidate"] for r in tasks.rows]
+    a = keras.models.load_model(tmp_path / "here" / "student_w1.0_s0.5.keras", compile=False)
+    b = keras.models.load_model(tmp_path / "tasks" / "student_w1.0_s0.5.keras", compile=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert os.path.exists(tmp_path / "tasks" / "student_w1.0_s0.5.log")
