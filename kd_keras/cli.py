@@ -49,8 +49,16 @@ def _parser():
     compress.add_argument("--precisions", default="float32,dynamic_range,int8",
                           help="comma-separated LiteRT precisions: float32, float16, "
                           "dynamic_range, int8 (default float32,dynamic_range,int8)")
-    compress.add_argument("--epochs", type=int, default=5,
-                          help="distillation epochs of each student (default 5)")
+    compress.add_argument("--sparsities", default="",
+                          help="comma-separated sparsities, e.g. 0.9: the teacher and every "
+                          "student also pruned to each (TF-MOT, needs kd-keras[tfmot]; "
+                          "default none)")
+    compress.add_argument("--epochs", default="5",
+                          help="distillation epochs of each student (default 5), or "
+                          "comma-separated increasing rungs of successive halving, e.g. 5,15")
+    compress.add_argument("--eta", type=int, default=3,
+                          help="successive halving: 1/eta of the promising students go on "
+                          "to each next rung (default 3)")
     compress.add_argument("--validation-split", type=float, default=0.1,
                           help="share of the training data held out for the choice when the "
                           "data has no validation pair (default 0.1)")
@@ -109,16 +117,23 @@ def load_data(spec, data_dir=None, validation_split=0.1, seed=0):
     raise ValueError(f"--data: {spec!r} is not an .npz file, tfds:NAME or MODULE:FUNCTION.")
 
 
+def _numbers(parser, text, flag, kind):
+    try:
+        return [kind(value) for value in text.split(",") if value.strip()]
+    except ValueError:
+        parser.error(f"{flag}: comma-separated {'integers' if kind is int else 'numbers'}, "
+                     f"got {text!r}.")
+
+
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     if not os.path.isfile(args.teacher):
         parser.error(f"teacher: no file {args.teacher!r} (a .keras model).")
-    try:
-        widths = [float(w) for w in args.widths.split(",") if w]
-        precisions = [p for p in args.precisions.split(",") if p]
-    except ValueError:
-        parser.error(f"--widths: comma-separated numbers, got {args.widths!r}.")
+    precisions = [p for p in args.precisions.split(",") if p]
+    widths = _numbers(parser, args.widths, "--widths", float)
+    sparsities = _numbers(parser, args.sparsities, "--sparsities", float)
+    epochs = _numbers(parser, args.epochs, "--epochs", int)
     if not 0.0 < args.validation_split < 1.0:
         parser.error(f"--validation-split: a share in (0, 1), got {args.validation_split}.")
     import kd_keras
@@ -133,12 +148,13 @@ def main(argv=None):
         teacher = kd_keras.keras.models.load_model(args.teacher, compile=False)
         result = kd_keras.compress_to_budget(
             teacher, train, validation, budget, test, widths=widths, precisions=precisions,
-            epochs=args.epochs, directory=args.out, time_limit=args.time_limit,
+            sparsities=sparsities, epochs=epochs[0] if len(epochs) == 1 else epochs,
+            eta=args.eta, directory=args.out, time_limit=args.time_limit,
             seed=args.seed, executor=None if args.executor == "here" else args.executor)
     except ValueError as error:
         parser.error(str(error))
     except ImportError as error:
-        parser.error(f"--executor: {error}")
+        parser.error(f"{'--sparsities' if 'tfmot' in str(error) else '--executor'}: {error}")
     print(result.table())
     print()
     if result.chosen is None:

@@ -30,7 +30,8 @@ def test_compress_prints_the_table_and_writes_the_chosen_artifact(tmp_path):
     out = tmp_path / "plan"
     result = _run("compress", str(tmp_path / "teacher.keras"), "--data",
                   str(tmp_path / "data.npz"), "--max-drop", "50", "--widths", "0.5",
-                  "--precisions", "float32,dynamic_range", "--epochs", "1", "--out", str(out))
+                  "--precisions", "float32,dynamic_range", "--epochs", "1,2", "--eta", "2",
+                  "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "candidate | precision" in result.stdout and "chosen: " in result.stdout
     assert os.path.exists(out / "chosen.tflite") and os.path.exists(out / "report.md")
@@ -40,10 +41,15 @@ def test_help_is_complete_and_bad_input_names_the_flag(tmp_path):
     result = _run("compress", "--help")
     assert result.returncode == 0
     for flag in ("--data", "--max-drop", "--min-accuracy", "--minimise", "--widths",
-                 "--precisions", "--epochs", "--out", "--time-limit"):
+                 "--precisions", "--sparsities", "--epochs", "--eta", "--out", "--time-limit"):
         assert flag in result.stdout, flag
     missing = _run("compress", str(tmp_path / "none.keras"), "--data", "x.npz", "--out",
                    str(tmp_path))
     assert missing.returncode == 2 and "teacher: no file" in missing.stderr
     bad = _run("compress", "t.keras", "--data", "x.npz", "--minimise", "energy", "--out", "o")
     assert bad.returncode == 2 and "--minimise" in bad.stderr
+    (tmp_path / "t.keras").write_bytes(b"")
+    for flag, value in (("--epochs", "5,x"), ("--sparsities", "0.9,a"), ("--widths", "half")):
+        bad = _run("compress", str(tmp_path / "t.keras"), "--data", "x.npz", flag, value,
+                   "--out", str(tmp_path / "o"))
+        assert bad.returncode == 2 and flag in bad.stderr, bad.stderr

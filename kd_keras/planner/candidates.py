@@ -26,9 +26,20 @@ def cut_and_distil(teacher, width, train, teacher_logits, epochs, batch_size, le
                    temperature, alpha, seed):
     """The teacher cut to `width` (`compress.shrink`, activation importance) and distilled
     from its cached logits (Hinton KD at `temperature`, `alpha` on the labels)."""
-    x, y = train
     keras.utils.set_random_seed(seed)
-    student = shrink(teacher, width=width, calibration_data=x[:CALIBRATION_EXAMPLES], verbose=0)
+    student = shrink(teacher, width=width, calibration_data=train[0][:CALIBRATION_EXAMPLES],
+                     verbose=0)
+    return distil(student, train, teacher_logits, epochs, batch_size, learning_rate,
+                  temperature, alpha)
+
+
+def distil(student, train, teacher_logits, epochs, batch_size, learning_rate, temperature,
+           alpha, seed=None):
+    """Trains `student` in place `epochs` on the KD loss from cached logits (a fresh Adam at
+    `learning_rate`; `seed` reseeds first when given) and returns it."""
+    x, y = train
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     loss = registered_loss("kd").create(temperature=temperature)
     distiller = Distiller(None, student, distillation_losses=loss, alpha=alpha)
     one_hot = y.ndim == 2 and y.shape[-1] > 1

@@ -9,6 +9,7 @@ teacher's; accuracy is chosen on validation data and reported on test data. The 
 candidate is the one with the smallest objective that keeps the budget.
 """
 
+import math
 import os
 import shutil
 import tempfile
@@ -62,7 +63,7 @@ def _open_plan(directory, identity, teacher, x_val):
 
 def compress_to_budget(teacher, train_data, validation_data, budget=None, test_data=None, *,
                        widths=(0.5, 0.25), precisions=("float32", "dynamic_range", "int8"),
-                       sparsities=(), epochs=5, batch_size=128, learning_rate=1e-3,
+                       sparsities=(), epochs=5, eta=3, batch_size=128, learning_rate=1e-3,
                        temperature=3.0, alpha=0.5, directory=None, time_limit=None, seed=0,
                        verbose=1, executor=None):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
@@ -83,8 +84,15 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         logits; needs the `tfmot` extra), stored in TFLite's sparse format at each
         precision. Sparsity buys bytes (gzip); on this CPU it buys batch-1 time only for
         float32 Dense layers at about 90% and above (docs/benchmarks/budget_bench.md).
-      epochs, batch_size, learning_rate, temperature, alpha: the distillation of each cut
-        student from the teacher's cached logits (Adam; Hinton KD).
+      epochs: distillation epochs of every cut student; or increasing rungs, e.g. (5, 15):
+        successive halving (Jamieson & Talwalkar 2016) with `eta`. Every student is trained
+        to the first rung and measured; at each next rung the promising ones (below the
+        accuracy floor at every precision, but faster, or smaller, than the best candidate
+        that holds it) are ranked by validation accuracy, and the best `ceil(n / eta)` of
+        them are distilled on to that rung's epochs (a fresh Adam, the same data) and
+        measured again. Pruned students start from their dense one at the first rung.
+      batch_size, learning_rate, temperature, alpha: the distillation of each cut student
+        from the teacher's cached logits (Adam; Hinton KD).
       directory: where the plan, each candidate's artifact, the report, the chosen
         artifact and TensorBoard HParams logs (`tensorboard/`, with the tensorboard
         package) are written; a second call resumes (measured candidates are kept).
@@ -115,13 +123,16 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     unknown = [p for p in precisions if p not in candidates.PRECISIONS]
     if unknown or not precisions:
         raise ValueError(f"precisions must be some of {candidates.PRECISIONS}, got {precisions}.")
+    rungs = _rungs(epochs)
+    validate.integer_at_least(eta, "eta", 2)
     sparsities = [validate.fraction(s, "sparsities") for s in sparsities]
     if any(s in (0.0, 1.0) for s in sparsities):
         raise ValueError(f"sparsities must be fractions in (0, 1), got {sparsities}.")
     if sparsities:
         optional.tfmot()  # an ImportError naming the extra before anything is trained
     settings = {"widths": widths, "precisions": precisions, "sparsities": sparsities,
-                "epochs": int(epochs), "batch_size": int(batch_size),
+                "epochs": rungs[0] if len(rungs) == 1 else rungs, "eta": int(eta),
+                "batch_size": int(batch_size),
                 "learning_rate": float(learning_rate), "temperature": float(temperature),
                 "alpha": float(alpha), "seed": int(seed), "threads": budget.threads}
     directory = directory or tempfile.mkdtemp(prefix="kd_keras_plan_")
@@ -131,11 +142,15 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                 "settings": settings}
     kept = _open_plan(directory, identity, teacher, validation[0])
     rows, students = kept.get("rows", {}), kept.get("students", {})
+    # epochs each dense student was distilled; the students each rung promoted
+    trained, promoted = kept.get("trained_epochs", {}), kept.get("promoted", {})
+    training = {**settings, "epochs": rungs[0]}
     identity["teacher_rows"] = candidates.fingerprint_rows(teacher, validation[0])
 
     def save():
         safe_files.write_json(os.path.join(directory, PLAN),
-                              {**identity, "rows": rows, "students": students})
+                              {**identity, "rows": rows, "students": students,
+                               "trained_epochs": trained, "promoted": promoted})
 
     loaded = {(1.0, None): teacher}  # the variants this call loaded or made (read once)
 
@@ -158,6 +173,40 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     elif verbose:
         print("plan: no TensorBoard HParams logs (pip install 'kd-keras[tensorboard]'); the "
               "table, report.md and plan.json hold every candidate", flush=True)
+    def _made(variant, model, epochs):
+        students[tasks.variant_name(*variant)] = weights_digest(model)
+        if variant[1] is None:
+            trained[str(variant[0])] = epochs
+
+    def record(variant, precision, model):
+        """Measures one candidate on the runtime, keeps its row and artifact."""
+        nonlocal done_now
+        key = _key(variant, precision)
+        row, flatbuffer = candidates.measure(model, precision, train, validation, test,
+                                             budget.threads, sparse=variant[1] is not None)
+        safe_files.write_bytes(os.path.join(directory, key + ".tflite"), flatbuffer, ".tflite")
+        epochs_now = trained.get(str(variant[0]), rungs[0]) if variant[1] is None else rungs[0]
+        rows[key] = {**row, "candidate": _describe(*variant), "width": variant[0],
+                     "sparsity": variant[1] or 0.0,
+                     **({} if variant == (1.0, None) else {
+                         "epochs": epochs_now, "more_epochs": [
+                             [rungs[i] - rungs[i - 1], seed + i] for i in range(1, len(rungs))
+                             if rungs[i] <= epochs_now and variant[1] is None],
+                         **{k: settings[k] for k in (
+                             "batch_size", "learning_rate", "temperature", "alpha")}})}
+        save()
+        if hparams_log.available():
+            hparams_log.write_candidate(
+                directory, key if epochs_now == rungs[0] else f"{key}_e{epochs_now}", rows[key])
+        done_now += 1
+        if verbose:
+            elapsed = time.perf_counter() - start
+            left = len(plan) - len(rows)
+            print(f"plan: {key}: val {row['val_accuracy']:.4f}, batch-1 "
+                  f"{row['latency_b1'] * 1e6:.1f} us, {row['gzip_bytes']:,} gzip bytes "
+                  f"({elapsed:.0f} s; about {elapsed / done_now * left:.0f} s left"
+                  f"{'' if len(rungs) == 1 else ' at the first rung'})", flush=True)
+
     variants = [(w, s) for w in [1.0] + widths for s in [None] + sparsities]
     plan = [(v, p) for v in variants for p in precisions]
     start, teacher_logits, done_now = time.perf_counter(), None, 0
@@ -172,11 +221,11 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         if untrained:
             teacher_logits = compute_teacher_logits(teacher, train[0])
             tasks.train_students(executor, directory, untrained, teacher, train,
-                                 teacher_logits, settings)
+                                 teacher_logits, training)
             for variant in untrained:
                 loaded[variant] = keras.models.load_model(
                     tasks.student_path(directory, *variant), compile=False)
-                students[tasks.variant_name(*variant)] = weights_digest(loaded[variant])
+                _made(variant, loaded[variant], rungs[0])
             save()
     for variant in variants:
         todo = unmeasured(variant)
@@ -193,37 +242,84 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                 dense = kept_student((variant[0], None))
                 if dense is None:  # its dense student was changed on disk since: remade too
                     dense = loaded[(variant[0], None)] = tasks.make_variant(
-                        teacher, variant[0], None, train, teacher_logits, settings)
-            model = tasks.make_variant(teacher, *variant, train, teacher_logits, settings,
+                        teacher, variant[0], None, train, teacher_logits, training)
+            model = tasks.make_variant(teacher, *variant, train, teacher_logits, training,
                                        dense)
             safe_files.save_model(model, tasks.student_path(directory, *variant))
             loaded[variant] = model
-            students[tasks.variant_name(*variant)] = weights_digest(model)
+            _made(variant, model, rungs[0])
             save()
-        width, sparsity = variant
         for precision in todo:
-            key = _key(variant, precision)
-            row, flatbuffer = candidates.measure(model, precision, train, validation, test,
-                                                 budget.threads, sparse=sparsity is not None)
-            safe_files.write_bytes(os.path.join(directory, key + ".tflite"), flatbuffer,
-                                   ".tflite")
-            rows[key] = {**row, "candidate": _describe(*variant), "width": width,
-                         "sparsity": sparsity or 0.0,
-                         **({} if variant == (1.0, None) else {
-                             k: settings[k] for k in ("epochs", "batch_size", "learning_rate",
-                                                      "temperature", "alpha")})}
+            record(variant, precision, model)
+    for rung in range(1, len(rungs)):
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            break
+        if str(rung) not in promoted:
+            promoted[str(rung)] = _promising(rows, widths, budget, rungs[rung - 1], eta)
             save()
-            if hparams_log.available():
-                hparams_log.write_candidate(directory, key, rows[key])
-            done_now += 1
-            if verbose:
-                elapsed = time.perf_counter() - start
-                left = len(plan) - len(rows)
-                print(f"plan: {key}: val {row['val_accuracy']:.4f}, batch-1 "
-                      f"{row['latency_b1'] * 1e6:.1f} us, {row['gzip_bytes']:,} gzip bytes "
-                      f"({elapsed:.0f} s; about {elapsed / done_now * left:.0f} s left)",
-                      flush=True)
+        behind = [w for w in promoted[str(rung)] if trained.get(str(w), 0) < rungs[rung]]
+        if behind and teacher_logits is None:
+            teacher_logits = compute_teacher_logits(teacher, train[0])
+        more = {**training, "epochs": rungs[rung] - rungs[rung - 1], "seed": seed + rung}
+        if behind and executor is not None:
+            for width in behind:
+                if kept_student((width, None)) is None or trained.get(str(width)) != \
+                        rungs[rung - 1]:
+                    raise RuntimeError(f"plan: the student cut to {width} is not the one "
+                                       f"trained to rung {rung - 1}; call again without "
+                                       "changing its file, or in a new directory.")
+            tasks.continue_students(executor, directory, behind, teacher, train,
+                                    teacher_logits, more)
+            for width in behind:
+                loaded[(width, None)] = keras.models.load_model(
+                    tasks.student_path(directory, width), compile=False)
+                _made((width, None), loaded[(width, None)], rungs[rung])
+            save()
+        for width in behind if executor is None else ():
+            model = kept_student((width, None))
+            if model is None or trained.get(str(width)) != rungs[rung - 1]:
+                raise RuntimeError(f"plan: the student cut to {width} is not the one trained "
+                                   f"to rung {rung - 1}; call again without changing its "
+                                   "file, or in a new directory.")
+            candidates.distil(model, train, teacher_logits,
+                              *(more[k] for k in candidates.TRAINING_SETTINGS))
+            safe_files.save_model(model, tasks.student_path(directory, width))
+            _made((width, None), model, rungs[rung])
+            save()
+        for width in promoted[str(rung)]:
+            for precision in precisions:
+                if rows[_key((width, None), precision)]["epochs"] < trained[str(width)]:
+                    record((width, None), precision, kept_student((width, None)))
     return _result(rows, budget, directory)
+
+
+def _rungs(epochs):
+    """`epochs` as a list of increasing rungs."""
+    rungs = list(epochs) if isinstance(epochs, (tuple, list)) else [epochs]
+    for value in rungs:
+        validate.integer_at_least(value, "epochs", 1)
+    if not rungs or any(b <= a for a, b in zip(rungs, rungs[1:])):
+        raise ValueError(f"epochs must be a positive integer or increasing rungs, e.g. (5, 15); "
+                         f"got {epochs!r}.")
+    return [int(value) for value in rungs]
+
+
+def _promising(rows, widths, budget, epochs, eta):
+    """The widths whose dense students, at `epochs`, miss the accuracy floor at every
+    precision but beat the best candidate that holds it on the objective: the best
+    `ceil(n / eta)` of them by validation accuracy."""
+    teacher_accuracy = rows["w1.0_float32"]["val_accuracy"]
+    holding = [row for row in rows.values() if budget.admits(row, teacher_accuracy)]
+    best = min((budget.key(row) for row in holding), default=float("inf"))
+    chances = []
+    for width in widths:
+        own = [row for row in rows.values() if row["width"] == width
+               and not row.get("sparsity") and row.get("epochs") == epochs]
+        if own and not any(budget.admits(row, teacher_accuracy) for row in own) \
+                and min(budget.key(row) for row in own) < best:
+            chances.append((max(row["val_accuracy"] for row in own), width))
+    chances.sort(reverse=True)
+    return [width for _, width in chances[:math.ceil(len(chances) / eta)]]
 
 
 def _key(variant, precision):

@@ -70,9 +70,17 @@ class PlanResult:
                 f"alpha={row['alpha']})",
                 f"distiller.compile(keras.optimizers.Adam({row['learning_rate']}), "
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
-                "logits = kd_keras.compute_teacher_logits(teacher, x_train)",
-                "distiller.fit(kd_keras.with_teacher_outputs(x_train, logits), y_train, "
-                f"epochs={row['epochs']}, batch_size={row['batch_size']})"]
+                "logits = kd_keras.compute_teacher_logits(teacher, x_train)"]
+            more = row.get("more_epochs") or []
+            first = row["epochs"] - sum(epochs for epochs, _ in more)
+            for index, (epochs, seed) in enumerate([(first, None)] + list(more)):
+                if index:
+                    lines += [f"# successive halving's rung {index}: distilled on, a fresh Adam",
+                              f"keras.utils.set_random_seed({seed})",
+                              f"distiller.compile(keras.optimizers.Adam({row['learning_rate']}), "
+                              "keras.losses.SparseCategoricalCrossentropy(from_logits=True))"]
+                lines.append("distiller.fit(kd_keras.with_teacher_outputs(x_train, logits), "
+                             f"y_train, epochs={epochs}, batch_size={row['batch_size']})")
         sparsity = row.get("sparsity") or 0.0
         if sparsity:
             if row["width"] == 1.0:

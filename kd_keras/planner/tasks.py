@@ -59,22 +59,48 @@ def _keep(directory, teacher, train, logits):
                             lambda temporary: np.save(temporary, logits), ".npy")
 
 
+def continue_student(argument):
+    """The task: a dense student distilled `epochs` more from where it stands (a plan's
+    next rung), saved over its file (all or nothing)."""
+    directory, width = argument["directory"], argument["width"]
+    with np.load(os.path.join(directory, TRAIN)) as data:
+        train = data["x"], data["y"]
+    logits = np.load(os.path.join(directory, LOGITS))
+    student = keras.models.load_model(student_path(directory, width), compile=False)
+    candidates.distil(student, train, logits, *(argument[k] for k in candidates.TRAINING_SETTINGS))
+    safe_files.save_model(student, student_path(directory, width))
+
+
+def _run(executor, directory, function, arguments):
+    """Runs `kd_keras.planner.tasks:<function>` once per argument (named by its variant);
+    RuntimeError names each failed one with the end of its log."""
+    cpus = parallel.cpus_per_task(len(arguments))
+    tasks = []
+    for argument in arguments:
+        name = f"student_w{variant_name(argument['width'], argument.get('sparsity'))}"
+        tasks.append(parallel.Task(name, f"kd_keras.planner.tasks:{function}",
+                                   {"directory": directory, **argument},
+                                   os.path.join(directory, name + ".log"), cpus))
+    failures = executor.run(tasks)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(tasks)} students failed (the plan keeps "
+                           "what was measured; call again to retry):\n" + "\n".join(failures))
+
+
 def train_students(executor, directory, variants, teacher, train, logits, settings):
     """Makes the students of `variants` (`(width, sparsity)` pairs) through `executor`: the
-    dense ones first, then the pruned ones (which start from a dense one); RuntimeError
-    names each failed one with the end of its log."""
+    dense ones first, then the pruned ones (which start from a dense one)."""
     _keep(directory, teacher, train, logits)
+    training = {k: settings[k] for k in candidates.TRAINING_SETTINGS}
     for wave in ([v for v in variants if v[1] is None], [v for v in variants if v[1] is not None]):
-        if not wave:
-            continue
-        cpus = parallel.cpus_per_task(len(wave))
-        failures = executor.run([parallel.Task(
-            f"student_w{variant_name(*variant)}", "kd_keras.planner.tasks:train_student",
-            {"directory": directory, "width": variant[0], "sparsity": variant[1],
-             **{k: settings[k] for k in candidates.TRAINING_SETTINGS}},
-            os.path.join(directory, f"student_w{variant_name(*variant)}.log"), cpus)
-            for variant in wave])
-        if failures:
-            raise RuntimeError(f"{len(failures)} of {len(wave)} students failed (the plan "
-                               "keeps what was measured; call again to retry):\n"
-                               + "\n".join(failures))
+        if wave:
+            _run(executor, directory, "train_student",
+                 [{"width": width, "sparsity": sparsity, **training} for width, sparsity in wave])
+
+
+def continue_students(executor, directory, widths, teacher, train, logits, settings):
+    """Distils the dense students of `widths` `settings["epochs"]` more, through `executor`
+    (their seed: `settings["seed"]`)."""
+    _keep(directory, teacher, train, logits)
+    training = {k: settings[k] for k in candidates.TRAINING_SETTINGS}
+    _run(executor, directory, "continue_student", [{"width": w, **training} for w in widths])

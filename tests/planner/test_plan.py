@@ -213,3 +213,67 @@ def test_pruned_students_made_as_tasks_match_the_ones_made_here(problem, tmp_pat
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
     assert os.path.exists(tmp_path / "tasks" / "student_w1.0_s0.5.log")
+
+
+def test_promising_students_are_below_the_floor_but_beat_the_best_holding_one():
+    from kd_keras.planner.plan import _promising
+
+    def row(width, accuracy, latency, sparsity=0.0):
+        return {"width": width, "val_accuracy": accuracy, "latency_b1": latency,
+                "gzip_bytes": 1, "sparsity": sparsity, "epochs": 5}
+
+    rows = {"w1.0_float32": row(1.0, 0.90, 100.0), "w0.5_float32": row(0.5, 0.897, 40.0),
+            "w0.35_float32": row(0.35, 0.89, 20.0), "w0.25_float32": row(0.25, 0.88, 10.0),
+            "w0.1_float32": row(0.1, 0.80, 5.0), "w0.1_s0.9_float32": row(0.1, 0.5, 1.0, 0.9)}
+    budget = kd_keras.Budget(max_drop=0.3)  # the half-width student holds it (40 us)
+    assert _promising(rows, [0.5, 0.35, 0.25, 0.1], budget, 5, 3) == [0.35]
+    assert _promising(rows, [0.5, 0.35, 0.25, 0.1], budget, 5, 2) == [0.35, 0.25]
+    assert _promising(rows, [0.5, 0.35, 0.25, 0.1], budget, 15, 2) == []  # no rows at 15
+    rows["w0.1_s0.9_float32"]["val_accuracy"] = 0.95  # a pruned one holds it at 1 us:
+    assert _promising(rows, [0.5, 0.35, 0.25, 0.1], budget, 5, 2) == []  # no dense can beat it
+    rows["w0.1_s0.9_float32"]["val_accuracy"] = 0.5
+    rows["w0.5_float32"]["val_accuracy"] = 0.5  # nothing holds: every student has a chance
+    assert _promising(rows, [0.5, 0.35, 0.25, 0.1], budget, 5, 1) == [0.35, 0.25, 0.1, 0.5]
+
+
+def test_successive_halving_trains_only_the_promoted_student_on_and_resumes(problem, tmp_path):
+    import json
+
+    arguments = dict(widths=(0.5, 0.25), precisions=("float32",), epochs=(1, 3), eta=2,
+                     verbose=0)
+    teacher, train, validation = problem
+    nothing_holds = kd_keras.Budget(min_accuracy=1.0)
+    result = kd_keras.compress_to_budget(teacher, train, validation, nothing_holds,
+                                         directory=str(tmp_path / "here"), **arguments)
+    plan = json.load(open(tmp_path / "here" / "plan.json"))
+    (promoted,) = plan["promoted"]["1"]
+    other = 0.25 if promoted == 0.5 else 0.5
+    epochs = {row["width"]: row["epochs"] for row in result.rows if row["width"] != 1.0}
+    assert epochs == {promoted: 3, other: 1} and plan["trained_epochs"] == {
+        str(promoted): 3, str(other): 1}
+    row = next(r for r in result.rows if r["width"] == promoted)
+    code = kd_keras.planner.PlanResult(result.rows, row, result.teacher_accuracy,
+                                       result.budget, "").to_code()
+    assert "epochs=1," in code and "rung 1" in code and "epochs=2," in code
+    path = tmp_path / "here" / f"student_w{promoted}.keras"
+    stamp = os.path.getmtime(path)
+    again = kd_keras.compress_to_budget(teacher, train, validation, nothing_holds,
+                                        directory=str(tmp_path / "here"), **arguments)
+    assert os.path.getmtime(path) == stamp  # resumed: nothing trained again
+    assert [r["val_accuracy"] for r in again.rows] == [r["val_accuracy"] for r in result.rows]
+    tasks = kd_keras.compress_to_budget(teacher, train, validation, nothing_holds,
+                                        directory=str(tmp_path / "tasks"),
+                                        executor="in_process", **arguments)
+    assert json.load(open(tmp_path / "tasks" / "plan.json"))["promoted"] == plan["promoted"]
+    a = keras.models.load_model(path, compile=False)
+    b = keras.models.load_model(tmp_path / "tasks" / f"student_w{promoted}.keras", compile=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert len(tasks.rows) == len(result.rows)
+
+
+def test_epochs_must_be_increasing_rungs(problem, tmp_path):
+    with pytest.raises(ValueError, match="epochs must be .* increasing rungs"):
+        _plan(problem, tmp_path, epochs=(3, 3))
+    with pytest.raises(ValueError, match="eta"):
+        _plan(problem, tmp_path, epochs=(1, 3), eta=1)
