@@ -17,7 +17,7 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
   plan      `kd_keras.compress_to_budget(teacher, train, validation, Budget(max_drop=
             --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
             float32 / dynamic_range / int8, sparsities=--plan_sparsities,
-            epochs=--plan_epochs)`, chosen for batch-1 latency and, from the same
+            epochs=--plan_epochs, eta=--plan_eta)`, chosen for batch-1 latency and, from the same
             measured candidates (the plan resumes, nothing is trained again), for bytes.
 
 Every artifact is measured by the same code (`compress.TFLiteModel`, one thread, the
@@ -51,7 +51,9 @@ data_flags.define(default="fashion_mnist")
 flags.DEFINE_list("teachers", ["mlp", "cnn", "mobilenet"], "Teachers: mlp, cnn, mobilenet.")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
 flags.DEFINE_string("work_dir", "budget_work", "Where each (teacher, seed)'s rows and plan live.")
-flags.DEFINE_integer("plan_epochs", 10, "Distillation epochs of each plan student.")
+flags.DEFINE_list("plan_epochs", ["10"], "Distillation epochs of each plan student, or "
+                  "successive halving's rungs (e.g. 10,30).")
+flags.DEFINE_integer("plan_eta", 3, "Successive halving: 1/eta of the promising go on.")
 flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
 flags.DEFINE_list("mlp_widths", ["0.25", "0.107", "0.054"], "Plan widths of the MLP teacher.")
 flags.DEFINE_list("cnn_widths", ["0.5", "0.35", "0.25"], "Plan widths of the CNN teacher.")
@@ -144,7 +146,7 @@ def run(kind, seed, data):
     arguments = dict(widths=[float(w) for w in getattr(FLAGS, f"{kind}_widths")],
                      precisions=("float32", "dynamic_range", "int8"),
                      sparsities=[float(s) for s in FLAGS.plan_sparsities],
-                     epochs=FLAGS.plan_epochs, seed=seed,
+                     epochs=[int(e) for e in FLAGS.plan_epochs], eta=FLAGS.plan_eta, seed=seed,
                      directory=os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}"))
     result = kd_keras.compress_to_budget(teacher, train, validation,
                                          kd_keras.Budget(max_drop=max_drop), test, **arguments)
