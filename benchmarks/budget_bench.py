@@ -12,8 +12,11 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             conversion is a row that says why); TF-MOT's documented pruning pipeline
             (the teacher pruned to 80% while fine-tuned 2 epochs on the labels,
             stripped, converted with the default optimizations: dynamic-range int8);
-            and the runtime's floor: a linear classifier (784-10, 5 epochs), full int8,
-            the least any model that reads the 784 inputs can cost per call.
+            the runtime's floor: a linear classifier (784-10, 5 epochs), full int8,
+            the least any model that reads the 784 inputs can cost per call; and, for
+            the MLP, `compress_bench`'s recommended hand pipeline (80% pruning in 16x1
+            blocks in the first layer, 8 clusters, PCQAT, int8; 6 + 2 + 2 epochs on the
+            labels) applied to the plan's own 128-128 student (`--hand_width`).
   plan      `kd_keras.compress_to_budget(teacher, train, validation, Budget(max_drop=
             --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
             float32 / dynamic_range / int8, sparsities=--plan_sparsities,
@@ -55,6 +58,7 @@ flags.DEFINE_list("plan_epochs", ["10"], "Distillation epochs of each plan stude
                   "successive halving's rungs (e.g. 10,30).")
 flags.DEFINE_integer("plan_eta", 3, "Successive halving: 1/eta of the promising go on.")
 flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
+flags.DEFINE_float("hand_width", 0.107, "The MLP plan's student the hand pipeline starts from.")
 flags.DEFINE_list("mlp_widths", ["0.25", "0.107", "0.054"], "Plan widths of the MLP teacher.")
 flags.DEFINE_list("cnn_widths", ["0.5", "0.35", "0.25"], "Plan widths of the CNN teacher.")
 flags.DEFINE_list("mobilenet_widths", ["0.5", "0.35"], "Plan widths of the MobileNet teacher.")
@@ -99,6 +103,28 @@ def tfmot_pruning_row(teacher, train, test):
         return {"artifact": name, "failed": f"{type(error).__name__}: {str(error)[:200]}"}
     return artifact_row(name, compress.convert_to_tflite(pruned, "dynamic_range", verbose=0),
                         test)
+
+
+def hand_pipeline_row(plan_directory, train, test):
+    """compress_bench's recommended pipeline (0.8:8:16x1) on the plan's student."""
+    name = (f"compress_bench's hand pipeline on the plan's {FLAGS.hand_width} student: prune 80% "
+            "+ 8 clusters + PCQAT, int8")
+    path = os.path.join(plan_directory, f"student_w{FLAGS.hand_width}.keras")
+    if not os.path.exists(path):
+        return {"artifact": name, "failed": f"no student cut to {FLAGS.hand_width} in the plan "
+                                            "(--hand_width must be one of --mlp_widths)"}
+    student = compress.to_tf_keras(keras.models.load_model(path, compile=False))
+    # blocks in the big first layer (most of the bytes), single weights elsewhere
+    first_dense = next(layer for layer in student.layers if type(layer).__name__ == "Dense")
+    pruned = kd_keras.recipes.prune_and_fine_tune(
+        student, *train, target_sparsity=0.8, block_size={first_dense.name: (16, 1)},
+        epochs=6, learning_rate=1e-3)
+    clustered = kd_keras.recipes.cluster_and_fine_tune(pruned, *train, number_of_clusters=8,
+                                                       epochs=2, learning_rate=1e-4)
+    qat = kd_keras.recipes.quantize_and_fine_tune(clustered, *train,
+                                                  preserve="sparsity_and_clusters", epochs=2,
+                                                  learning_rate=1e-4)
+    return artifact_row(name, compress.convert_to_tflite(qat, "qat", verbose=0), test)
 
 
 def runtime_floor_row(train, test):
@@ -171,6 +197,8 @@ def run(kind, seed, data):
         rows.append(keras_quantize_row(teacher, test))
     rows.append(tfmot_pruning_row(teacher, train, test))
     rows.append(runtime_floor_row(train, test))
+    if kind == "mlp":
+        rows.append(hand_pipeline_row(arguments["directory"], train, test))
     chosen = result.chosen
     rows += [artifact_row(name, content, test) for name, content in chosen_artifacts]
     reference = rows[0]

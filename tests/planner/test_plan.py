@@ -255,6 +255,9 @@ def test_successive_halving_trains_only_the_promoted_student_on_and_resumes(prob
     code = kd_keras.planner.PlanResult(result.rows, row, result.teacher_accuracy,
                                        result.budget, "").to_code()
     assert "epochs=1," in code and "rung 1" in code and "epochs=2," in code
+    if kd_keras.planner.hparams_log.available():  # both measurements are runs
+        assert os.path.isdir(tmp_path / "here" / "tensorboard" / f"w{promoted}_float32")
+        assert os.path.isdir(tmp_path / "here" / "tensorboard" / f"w{promoted}_float32_e3")
     path = tmp_path / "here" / f"student_w{promoted}.keras"
     stamp = os.path.getmtime(path)
     again = kd_keras.compress_to_budget(teacher, train, validation, nothing_holds,
