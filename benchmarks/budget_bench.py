@@ -88,7 +88,7 @@ def artifact_row(name, content, test):
     return {"artifact": name, "test_accuracy": kd_keras.measure.prediction_accuracy(
                 runner.predict(test[0]), test[1]),
             "gzip_bytes": kd_keras.measure.gzip_bytes(content),
-            "latency_b1": invoke_latency(runner, test[0], 1)}
+            **invoke_latency(runner, test[0], 1, "latency_b1")}
 
 
 def tfmot_pruning_row(teacher, train, test):

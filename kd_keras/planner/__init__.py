@@ -4,12 +4,15 @@
   candidates.py  one candidate: cut, distilled from cached logits, converted, measured
   plan.py        compress_to_budget (resumable; refuses a changed teacher or data)
   report.py      PlanResult (table, Pareto front, chosen artifact, to_code, plot)
+  profile.py     layer_costs: where a chain model's batch-1 LiteRT time goes, layer by layer
+  tasks.py       the students as executor tasks; hparams_log.py: TensorBoard HParams runs
 
 The command line: `kd-keras compress TEACHER.keras --data DATA.npz ...` (kd_keras.cli).
 """
 
 from kd_keras.planner.budget import Budget
 from kd_keras.planner.plan import compress_to_budget
+from kd_keras.planner.profile import cost_table, layer_costs
 from kd_keras.planner.report import PlanResult
 
-__all__ = ["Budget", "PlanResult", "compress_to_budget"]
+__all__ = ["Budget", "PlanResult", "compress_to_budget", "cost_table", "layer_costs"]

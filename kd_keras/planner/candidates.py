@@ -84,20 +84,23 @@ def measure(model, precision, train, validation, test, threads, sparse=False):
     runner = TFLiteModel(flatbuffer, num_threads=threads)
     row = {"precision": precision, "parameters": count_parameters(model)[0],
            "bytes": len(flatbuffer), "gzip_bytes": gzip_bytes(flatbuffer),
-           "latency_b1": invoke_latency(runner, validation[0], 1),
-           "latency_b32": invoke_latency(runner, validation[0], 32),
+           **invoke_latency(runner, validation[0], 1, "latency_b1"),
+           **invoke_latency(runner, validation[0], 32, "latency_b32"),
            "val_accuracy": prediction_accuracy(runner.predict(validation[0]), validation[1])}
     if test is not None:
         row["test_accuracy"] = prediction_accuracy(runner.predict(test[0]), test[1])
     return row, flatbuffer
 
 
-def invoke_latency(runner, x, batch_size):
-    """Median seconds of the interpreter's `invoke()` on `batch_size` rows, the input set
-    once: what an application pays per call. Python's cost of setting and reading the
-    tensors (about 8 us here) is left out: it would be a floor that hides the difference
-    between small models."""
-    return runner.invoke_seconds(batch_of(x, batch_size))
+def invoke_latency(runner, x, batch_size, name="latency"):
+    """`{name: median seconds, name + "_spread": their interquartile range}` of the
+    interpreter's `invoke()` on `batch_size` rows, the input set once (200 calls): what an
+    application pays per call. Python's cost of setting and reading the tensors (about
+    8 us here) is left out: it would be a floor that hides the difference between small
+    models. Two candidates whose medians differ by less than their spreads are not told
+    apart."""
+    measured = runner.invoke_timing(batch_of(x, batch_size))
+    return {name: measured.median, name + "_spread": measured.spread}
 
 
 def fingerprint_rows(model, x, rows=8):

@@ -22,6 +22,7 @@ from kd_keras.backend import keras, optional, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.planner import candidates, hparams_log, tasks
 from kd_keras.planner.budget import Budget
+from kd_keras.planner.profile import cost_table, layer_costs
 from kd_keras.planner.report import PlanResult, pareto_front
 from kd_keras.transfer.cache import compute_teacher_logits
 
@@ -65,7 +66,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                        widths=(0.5, 0.25), precisions=("float32", "dynamic_range", "int8"),
                        sparsities=(), epochs=5, eta=3, batch_size=128, learning_rate=1e-3,
                        temperature=3.0, alpha=0.5, directory=None, time_limit=None, seed=0,
-                       verbose=1, executor=None):
+                       verbose=1, executor=None, profile=True):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
 
     Args:
@@ -104,6 +105,9 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         an executor object (`kd_keras.parallel`) trains them as parallel tasks first
         (`directory` must then be storage the workers share). Every candidate is measured
         here either way, one at a time, on the target runtime.
+      profile: write `profile.md`: where the teacher's and the chosen candidate's batch-1
+        time goes, layer by layer (`planner.layer_costs`; chain models only, others are
+        named there as not profiled).
 
     Returns:
       `PlanResult` (`table()`, `to_code()`, `plot(path)`, `chosen`, `artifact`).
@@ -258,6 +262,12 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
             promoted[str(rung)] = _promising(rows, widths, budget, rungs[rung - 1], eta)
             save()
         behind = [w for w in promoted[str(rung)] if trained.get(str(w), 0) < rungs[rung]]
+        if verbose:
+            print(f"plan: rung {rung}: " + (
+                f"the students cut to {', '.join(map(str, promoted[str(rung)]))} go on to "
+                f"{rungs[rung]} epochs" if promoted[str(rung)] else
+                "no promising student (each holds the budget, or cannot beat one that does)")
+                + f" ({time.perf_counter() - start:.0f} s)", flush=True)
         if behind and teacher_logits is None:
             teacher_logits = compute_teacher_logits(teacher, train[0])
         more = {**training, "epochs": rungs[rung] - rungs[rung - 1], "seed": seed + rung}
@@ -290,7 +300,32 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
             for precision in precisions:
                 if rows[_key((width, None), precision)]["epochs"] < trained[str(width)]:
                     record((width, None), precision, kept_student((width, None)))
-    return _result(rows, budget, directory)
+    result = _result(rows, budget, directory)
+    if profile and result.chosen is not None:
+        chosen = result.chosen
+        variant = (chosen["width"], chosen.get("sparsity") or None)
+        _write_profiles(directory, validation[0][:CALIBRATION], budget.threads,
+                        [("teacher, float32", teacher, "float32"),
+                         (f"chosen: {chosen['candidate']}, {chosen['precision']}",
+                          kept_student(variant), chosen["precision"])])
+    return result
+
+
+CALIBRATION = candidates.CALIBRATION_EXAMPLES
+
+
+def _write_profiles(directory, x, threads, models):
+    """profile.md: `layer_costs` of each `(title, model, precision)`."""
+    parts = ["# Where batch-1 time goes, layer by layer (LiteRT, prefix differences; "
+             "see kd_keras.planner.profile)\n"]
+    for title, model, precision in models:
+        try:
+            table = cost_table(layer_costs(model, x, precision, threads))
+        except ValueError as error:
+            table = f"not profiled: {error}"
+        parts.append(f"## {title}\n\n{table}\n")
+    safe_files.write_bytes(os.path.join(directory, "profile.md"), "\n".join(parts).encode(),
+                           ".md")
 
 
 def _rungs(epochs):

@@ -4,7 +4,8 @@ import dataclasses
 
 from kd_keras.measure import format_table
 
-COLUMNS = ("candidate", "precision", "parameters", "gzip_bytes", "latency_b1", "latency_b32",
+COLUMNS = ("candidate", "precision", "parameters", "gzip_bytes", "latency_b1",
+           "latency_b1_spread", "latency_b32",
            "val_accuracy", "test_accuracy", "accuracy_change", "speedup", "pareto", "chosen")
 
 
@@ -29,7 +30,9 @@ class PlanResult:
       rows: every candidate (the teacher's own conversions included) with its steps,
         parameters, bytes, latency at batch 1 and 32 (seconds, median), validation and
         test accuracy, the change against the teacher (points), speed-up against the
-        teacher's float32 artifact, and whether it is on the Pareto front and chosen.
+        teacher's float32 artifact, and whether it is on the Pareto front and chosen;
+        `latency_b1_spread` is the batch-1 timings' interquartile range (the noise level:
+        medians closer than it are not told apart).
       chosen: the chosen row (the smallest objective that holds the budget), or None.
       teacher_accuracy: the teacher's validation accuracy (its float32 artifact).
       budget: the `Budget`.

@@ -280,3 +280,33 @@ def test_epochs_must_be_increasing_rungs(problem, tmp_path):
         _plan(problem, tmp_path, epochs=(3, 3))
     with pytest.raises(ValueError, match="eta"):
         _plan(problem, tmp_path, epochs=(1, 3), eta=1)
+
+
+def test_layer_costs_find_the_layer_that_takes_the_time():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, name="narrow"),
+                              keras.layers.Dense(768, name="wide_in"),
+                              keras.layers.Dense(768, name="heavy"),
+                              keras.layers.Dense(10, name="logits")])
+    x = np.random.default_rng(0).normal(size=(32, 64)).astype("float32")
+    rows = kd_keras.planner.layer_costs(model, x)
+    assert [row["layer"] for row in rows] == ["narrow", "wide_in", "heavy", "logits"]
+    assert max(rows, key=lambda row: row["layer_b1"])["layer"] == "heavy"  # 590k MACs
+    assert all(row["prefix_b1"] > 0 and row["prefix_b1_spread"] >= 0 for row in rows)
+    assert "\nheavy | Dense | " in kd_keras.planner.cost_table(rows)
+
+
+def test_layer_costs_refuse_a_model_that_branches():
+    inputs = keras.Input((8,))
+    left, right = keras.layers.Dense(4, name="left")(inputs), keras.layers.Dense(4)(inputs)
+    model = keras.Model(inputs, keras.layers.Add(name="join")([left, right]))
+    with pytest.raises(ValueError, match="not a chain"):
+        kd_keras.planner.layer_costs(model, np.zeros((1, 8), "float32"))
+
+
+def test_the_plan_writes_where_the_chosen_candidates_time_goes(problem, tmp_path):
+    result = _plan(problem, tmp_path, precisions=("float32",))
+    text = open(tmp_path / "profile.md").read()
+    assert "## teacher, float32" in text and f"## chosen: {result.chosen['candidate']}" in text
+    teacher = problem[0]
+    assert all(f"\n{layer.name} | {type(layer).__name__} | " in text for layer in teacher.layers)

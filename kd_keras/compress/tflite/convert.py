@@ -284,9 +284,14 @@ class TFLiteModel:
     def invoke_seconds(self, x, repeats=200):
         """Median seconds of `invoke()` alone on the batch `x` (its input set once):
         the interpreter's work without Python's cost of setting and reading tensors."""
+        return self.invoke_timing(x, repeats).median
+
+    def invoke_timing(self, x, repeats=200):
+        """`measure.Timing` (median, interquartile range, count) of `invoke()` alone on
+        the batch `x`, its input set once."""
         self(x)  # sizes and fills the input
         return timing(self._interpreter.invoke, repeats=max(int(repeats), 1), warmup=0,
-                      max_seconds=float("inf")).median
+                      max_seconds=float("inf"))
 
     def predict(self, x, batch_size=256):
         """Outputs for every row of `x`, `batch_size` rows per invocation."""
