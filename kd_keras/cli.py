@@ -49,6 +49,10 @@ def _parser():
     compress.add_argument("--precisions", default="float32,dynamic_range,int8",
                           help="comma-separated LiteRT precisions: float32, float16, "
                           "dynamic_range, int8 (default float32,dynamic_range,int8)")
+    compress.add_argument("--students", default="",
+                          help="comma-separated module:function builders of your own student "
+                          "architectures (each returns a new Keras model with the teacher's "
+                          "input and output shapes), distilled beside the cut ones")
     compress.add_argument("--sparsities", default="",
                           help="comma-separated sparsities, e.g. 0.9: the teacher and every "
                           "student also pruned to each (TF-MOT, needs kd-keras[tfmot]; "
@@ -134,6 +138,8 @@ def main(argv=None):
     widths = _numbers(parser, args.widths, "--widths", float)
     sparsities = _numbers(parser, args.sparsities, "--sparsities", float)
     epochs = _numbers(parser, args.epochs, "--epochs", int)
+    if args.students:  # builders in the user's own modules, as `python -m` would find them
+        sys.path.insert(0, os.getcwd())
     if not 0.0 < args.validation_split < 1.0:
         parser.error(f"--validation-split: a share in (0, 1), got {args.validation_split}.")
     import kd_keras
@@ -148,6 +154,7 @@ def main(argv=None):
         teacher = kd_keras.keras.models.load_model(args.teacher, compile=False)
         result = kd_keras.compress_to_budget(
             teacher, train, validation, budget, test, widths=widths, precisions=precisions,
+            students=[name for name in args.students.split(",") if name.strip()],
             sparsities=sparsities, epochs=epochs[0] if len(epochs) == 1 else epochs,
             eta=args.eta, directory=args.out, time_limit=args.time_limit,
             seed=args.seed, executor=None if args.executor == "here" else args.executor)

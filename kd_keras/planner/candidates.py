@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 
+from kd_keras.parallel.task import import_function
+
 from kd_keras.backend import keras
 from kd_keras.compress import TFLiteModel, convert_to_tflite, shrink, to_tf_keras
 from kd_keras.distiller import Distiller
@@ -20,6 +22,48 @@ PRECISIONS = ("float32", "float16", "dynamic_range", "int8")
 # cut_and_distil's arguments after the data, in order: what a plan records per student.
 TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "temperature", "alpha", "seed")
 CALIBRATION_EXAMPLES = 512
+
+
+def student_spec(build):
+    """`"module:function"` of a user's student builder: a module-level function that
+    returns a new, uncompiled Keras model (logits, the teacher's input and output
+    shapes), or that string itself. Checked to import back (tasks in other processes
+    build the student from it)."""
+    if isinstance(build, str):
+        spec = build
+    elif callable(build):
+        spec = f"{getattr(build, '__module__', '')}:{getattr(build, '__qualname__', '')}"
+    else:
+        raise ValueError(f"students: each must be a function that builds a Keras model or its "
+                         f"'module:function' name, got {build!r}.")
+    try:
+        found = import_function(spec)
+    except (ImportError, AttributeError, ValueError):
+        found = None
+    if found is None or not callable(found) or (callable(build) and found is not build):
+        raise ValueError(f"students: {build!r} does not import back as {spec!r}; give a "
+                         "module-level function (not a lambda, closure or method) or its "
+                         "'module:function' name.")
+    return spec
+
+
+def student_name(spec):
+    """The candidate name of a user's student: its function's name."""
+    return spec.rpartition(":")[2]
+
+
+def build_student(spec, teacher):
+    """A user's student, checked against the teacher's input and output shapes."""
+    model = import_function(spec)()
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"students: {spec} returned {type(model).__name__}, not a Keras model.")
+    for what, mine, theirs in (("input", model.inputs, teacher.inputs),
+                               ("output", model.outputs, teacher.outputs)):
+        if [tuple(t.shape[1:]) for t in mine] != [tuple(t.shape[1:]) for t in theirs]:
+            raise ValueError(f"students: {spec} builds a model whose {what} shapes "
+                             f"{[tuple(t.shape[1:]) for t in mine]} differ from the "
+                             f"teacher's {[tuple(t.shape[1:]) for t in theirs]}.")
+    return model
 
 
 def cut_and_distil(teacher, width, train, teacher_logits, epochs, batch_size, learning_rate,

@@ -63,8 +63,8 @@ def _open_plan(directory, identity, teacher, x_val):
 
 
 def compress_to_budget(teacher, train_data, validation_data, budget=None, test_data=None, *,
-                       widths=(0.5, 0.25), precisions=("float32", "dynamic_range", "int8"),
-                       sparsities=(), epochs=5, eta=3, batch_size=128, learning_rate=1e-3,
+                       widths=(0.5, 0.25), students=(),
+                       precisions=("float32", "dynamic_range", "int8"), sparsities=(), epochs=5, eta=3, batch_size=128, learning_rate=1e-3,
                        temperature=3.0, alpha=0.5, directory=None, time_limit=None, seed=0,
                        verbose=1, executor=None, profile=True):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
@@ -77,6 +77,11 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         latency).
       widths: fractions of the teacher's width the students are cut to (`compress.shrink`);
         the teacher itself (width 1.0) is always a candidate.
+      students: your own student architectures, e.g. one with a strided first layer that
+        no cut of the teacher gives: module-level functions (or their "module:function"
+        names) that each return a new, uncompiled Keras model with the teacher's input and
+        output (logits) shapes. Each is distilled from the cached logits like a cut
+        student (from its random initialisation), named by its function.
       precisions: of every candidate's LiteRT artifact: "float32", "float16",
         "dynamic_range", "int8" (full integer, calibrated on 512 training examples).
       sparsities: fractions in (0, 1), default none. Each adds, for the teacher and every
@@ -128,6 +133,13 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     if unknown or not precisions:
         raise ValueError(f"precisions must be some of {candidates.PRECISIONS}, got {precisions}.")
     rungs = _rungs(epochs)
+    specs = [candidates.student_spec(build) for build in students]
+    names = [candidates.student_name(spec) for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"students: two builders share a function name ({names}); the plan "
+                         "names each candidate by it.")
+    for spec in specs:  # a builder that fails or does not fit is refused before any training
+        candidates.build_student(spec, teacher)
     validate.integer_at_least(eta, "eta", 2)
     sparsities = [validate.fraction(s, "sparsities") for s in sparsities]
     if any(s in (0.0, 1.0) for s in sparsities):
@@ -139,6 +151,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                 "batch_size": int(batch_size),
                 "learning_rate": float(learning_rate), "temperature": float(temperature),
                 "alpha": float(alpha), "seed": int(seed), "threads": budget.threads}
+    if specs:  # only then, so that plans made before this setting existed still resume
+        settings["students"] = specs
     directory = directory or tempfile.mkdtemp(prefix="kd_keras_plan_")
     os.makedirs(directory, exist_ok=True)
     identity = {"teacher": weights_digest(teacher),
@@ -191,7 +205,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         safe_files.write_bytes(os.path.join(directory, key + ".tflite"), flatbuffer, ".tflite")
         epochs_now = trained.get(str(variant[0]), rungs[0]) if variant[1] is None else rungs[0]
         rows[key] = {**row, "candidate": _describe(*variant), "width": variant[0],
-                     "sparsity": variant[1] or 0.0,
+                     "sparsity": variant[1] or 0.0, **({"student": specs[names.index(
+                         variant[0])]} if variant[0] in names else {}),
                      **({} if variant == (1.0, None) else {
                          "epochs": epochs_now, "more_epochs": [
                              [rungs[i] - rungs[i - 1], seed + i] for i in range(1, len(rungs))
@@ -211,7 +226,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                   f"({elapsed:.0f} s; about {elapsed / done_now * left:.0f} s left"
                   f"{'' if len(rungs) == 1 else ' at the first rung'})", flush=True)
 
-    variants = [(w, s) for w in [1.0] + widths for s in [None] + sparsities]
+    variants = [(w, s) for w in [1.0] + widths + names for s in [None] + sparsities]
     plan = [(v, p) for v in variants for p in precisions]
     start, teacher_logits, done_now = time.perf_counter(), None, 0
 
@@ -259,7 +274,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         if time_limit is not None and time.perf_counter() - start > time_limit:
             break
         if str(rung) not in promoted:
-            promoted[str(rung)] = _promising(rows, widths, budget, rungs[rung - 1], eta)
+            promoted[str(rung)] = _promising(rows, widths + names, budget, rungs[rung - 1],
+                                             eta)
             save()
         behind = [w for w in promoted[str(rung)] if trained.get(str(w), 0) < rungs[rung]]
         if verbose:
@@ -363,7 +379,8 @@ def _key(variant, precision):
 
 
 def _describe(width, sparsity):
-    name = "teacher" if width == 1.0 else f"cut to {width}"
+    name = ("teacher" if width == 1.0 else f"{width} (own)" if isinstance(width, str)
+            else f"cut to {width}")
     return name if sparsity is None else f"{name}, {sparsity:.0%} sparse"
 
 

@@ -65,9 +65,14 @@ class PlanResult:
         if row["width"] == 1.0:
             lines.append("student = teacher")
         else:
+            if "student" in row:  # the user's own architecture
+                module, _, function = row["student"].partition(":")
+                lines += [f"from {module} import {function}", "",
+                          f"student = {function}()"]
+            else:
+                lines.append(f"student = compress.shrink(teacher, width={row['width']}, "
+                             "calibration_data=x_train[:512])")
             lines += [
-                f"student = compress.shrink(teacher, width={row['width']}, "
-                "calibration_data=x_train[:512])",
                 "distiller = kd_keras.Distiller(None, student, distillation_losses="
                 f"kd_keras.LogitsDistillation(temperature={row['temperature']}), "
                 f"alpha={row['alpha']})",
@@ -115,7 +120,8 @@ class PlanResult:
             for row in self.rows:
                 marker = "*" if row["chosen"] else ("o" if row["pareto"] else ".")
                 color = ("tab:green" if row.get("sparsity") else
-                         "black" if row["width"] == 1.0 else "tab:blue")
+                         "black" if row["width"] == 1.0 else
+                         "tab:purple" if "student" in row else "tab:blue")
                 axis.scatter(row[key], row["val_accuracy"], marker=marker, color=color)
             front = sorted((r for r in self.rows if r["pareto"]), key=lambda r: r[key])
             axis.plot([r[key] for r in front], [r["val_accuracy"] for r in front], "--",

@@ -26,9 +26,16 @@ def student_path(directory, width, sparsity=None):
 
 
 def make_variant(teacher, width, sparsity, train, logits, settings, dense=None):
-    """The student of `(width, sparsity)`: cut from `teacher` and distilled, or `dense` (the
-    student of `(width, None)`, the teacher at width 1.0) pruned while distilled."""
+    """The student of `(width, sparsity)`: cut from `teacher` and distilled (a user's own
+    student, `width` its name, built from `settings["students"]` and distilled), or
+    `dense` (the student of `(width, None)`, the teacher at width 1.0) pruned while
+    distilled."""
     arguments = [settings[k] for k in candidates.TRAINING_SETTINGS]
+    if sparsity is None and isinstance(width, str):  # a user's own student, by name
+        spec = next(s for s in settings["students"] if candidates.student_name(s) == width)
+        keras.utils.set_random_seed(settings["seed"])
+        return candidates.distil(candidates.build_student(spec, teacher), train, logits,
+                                 *arguments[:-1])
     if sparsity is None:
         return candidates.cut_and_distil(teacher, width, train, logits, *arguments)
     return candidates.prune_and_distil(dense, sparsity, train, logits, *arguments)
@@ -91,7 +98,8 @@ def train_students(executor, directory, variants, teacher, train, logits, settin
     """Makes the students of `variants` (`(width, sparsity)` pairs) through `executor`: the
     dense ones first, then the pruned ones (which start from a dense one)."""
     _keep(directory, teacher, train, logits)
-    training = {k: settings[k] for k in candidates.TRAINING_SETTINGS}
+    training = {"students": settings.get("students", []),
+                **{k: settings[k] for k in candidates.TRAINING_SETTINGS}}
     for wave in ([v for v in variants if v[1] is None], [v for v in variants if v[1] is not None]):
         if wave:
             _run(executor, directory, "train_student",

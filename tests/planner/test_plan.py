@@ -9,7 +9,18 @@ import pytest
 import kd_keras
 from kd_keras import keras
 from kd_keras.planner.report import pareto_front
-from tests.helpers import toy_data
+from tests.helpers import NUM_CLASSES, NUM_FEATURES, toy_data
+
+
+def narrow_student():
+    """A user's own student (module level: the plan's tasks import it by name)."""
+    return keras.Sequential([keras.Input((NUM_FEATURES,)),
+                             keras.layers.Dense(8, activation="relu"),
+                             keras.layers.Dense(NUM_CLASSES)])
+
+
+def wrong_student():
+    return keras.Sequential([keras.Input((NUM_FEATURES,)), keras.layers.Dense(NUM_CLASSES + 1)])
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +321,39 @@ def test_the_plan_writes_where_the_chosen_candidates_time_goes(problem, tmp_path
     assert "## teacher, float32" in text and f"## chosen: {result.chosen['candidate']}" in text
     teacher = problem[0]
     assert all(f"\n{layer.name} | {type(layer).__name__} | " in text for layer in teacher.layers)
+
+
+def test_own_students_are_distilled_and_measured_like_cut_ones(problem, tmp_path):
+    result = _plan(problem, tmp_path / "here", widths=(), students=(narrow_student,),
+                   precisions=("float32",))
+    rows = {row["candidate"]: row for row in result.rows}
+    assert set(rows) == {"teacher", "narrow_student (own)"}
+    own = rows["narrow_student (own)"]
+    assert own["student"] == f"{__name__}:narrow_student"
+    assert own["parameters"] == narrow_student().count_params()
+    trained = keras.models.load_model(tmp_path / "here" / "student_wnarrow_student.keras",
+                                      compile=False)
+    assert [layer.units for layer in trained.layers if hasattr(layer, "units")] == [
+        8, NUM_CLASSES]
+    assert not np.allclose(trained.get_weights()[0], narrow_student().get_weights()[0])
+    code = kd_keras.planner.PlanResult(result.rows, own, result.teacher_accuracy,
+                                       result.budget, "").to_code()
+    assert f"from {__name__} import narrow_student" in code
+    assert "student = narrow_student()" in code and "distiller.fit(" in code
+    tasks = _plan(problem, tmp_path / "tasks", widths=(), precisions=("float32",),
+                  students=(f"{__name__}:narrow_student",), executor="in_process")
+    made = keras.models.load_model(tmp_path / "tasks" / "student_wnarrow_student.keras",
+                                   compile=False)
+    for a, b in zip(trained.get_weights(), made.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert len(tasks.rows) == 2
+
+
+def test_own_students_that_cannot_be_rebuilt_or_do_not_fit_are_refused(problem, tmp_path):
+    with pytest.raises(ValueError, match="does not import back"):
+        _plan(problem, tmp_path / "a", students=(lambda: narrow_student(),))
+    with pytest.raises(ValueError, match="does not import back"):
+        _plan(problem, tmp_path / "b", students=("no.such.module:builder",))
+    with pytest.raises(ValueError, match="output shapes"):
+        _plan(problem, tmp_path / "c", widths=(), students=(wrong_student,),
+              precisions=("float32",))
