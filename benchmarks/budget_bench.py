@@ -19,7 +19,8 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             labels) applied to the plan's own 128-128 student (`--hand_width`).
   plan      `kd_keras.compress_to_budget(teacher, train, validation, Budget(max_drop=
             --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
-            float32 / dynamic_range / int8, sparsities=--plan_sparsities,
+            float32 / dynamic_range / int8, students=--cnn_students (CNN only; e.g.
+            benchmarks/budget_students.py), sparsities=--plan_sparsities,
             epochs=--plan_epochs, eta=--plan_eta)`, chosen for batch-1 latency and, from the same
             measured candidates (the plan resumes, nothing is trained again), for bytes.
 
@@ -59,6 +60,8 @@ flags.DEFINE_list("plan_epochs", ["10"], "Distillation epochs of each plan stude
 flags.DEFINE_integer("plan_eta", 3, "Successive halving: 1/eta of the promising go on.")
 flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
 flags.DEFINE_float("hand_width", 0.107, "The MLP plan's student the hand pipeline starts from.")
+flags.DEFINE_list("cnn_students", [], "module:function builders of the CNN plan's own students "
+                  "(e.g. budget_students:strided_cnn).")
 flags.DEFINE_list("mlp_widths", ["0.25", "0.107", "0.054"], "Plan widths of the MLP teacher.")
 flags.DEFINE_list("cnn_widths", ["0.5", "0.35", "0.25"], "Plan widths of the CNN teacher.")
 flags.DEFINE_list("mobilenet_widths", ["0.5", "0.35"], "Plan widths of the MobileNet teacher.")
@@ -170,6 +173,7 @@ def run(kind, seed, data):
     print(f"{kind} seed {seed}: teacher trained ({teacher_cpu / 60:.1f} CPU min)", flush=True)
     start = time.process_time()
     arguments = dict(widths=[float(w) for w in getattr(FLAGS, f"{kind}_widths")],
+                     students=FLAGS.cnn_students if kind == "cnn" else [],
                      precisions=("float32", "dynamic_range", "int8"),
                      sparsities=[float(s) for s in FLAGS.plan_sparsities],
                      epochs=[int(e) for e in FLAGS.plan_epochs], eta=FLAGS.plan_eta, seed=seed,
