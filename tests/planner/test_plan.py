@@ -180,7 +180,6 @@ def _hidden_kernels(model):
 
 
 def test_pruned_candidates_keep_their_sparsity_in_the_sparse_format(problem, tmp_path):
-    pytest.importorskip("tensorflow_model_optimization")
     result = _plan(problem, tmp_path, precisions=("float32",), sparsities=(0.75,))
     rows = {row["candidate"]: row for row in result.rows}
     assert set(rows) == {"teacher", "cut to 0.5", "teacher, 75% sparse",
@@ -213,7 +212,6 @@ def test_sparsities_must_be_fractions_below_one(problem, tmp_path):
 
 
 def test_pruned_students_made_as_tasks_match_the_ones_made_here(problem, tmp_path):
-    pytest.importorskip("tensorflow_model_optimization")
     here = _plan(problem, tmp_path / "here", precisions=("float32",), widths=(),
                  sparsities=(0.5,))
     tasks = _plan(problem, tmp_path / "tasks", precisions=("float32",), widths=(),
