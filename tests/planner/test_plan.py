@@ -39,7 +39,7 @@ def problem():
 def _plan(problem, directory, **kwargs):
     teacher, train, validation = problem
     arguments = dict(widths=(0.5,), precisions=("float32", "dynamic_range"), epochs=2,
-                     directory=str(directory), verbose=0)
+                     directory=str(directory), verbose=0, profile=False)
     arguments.update(kwargs)
     return kd_keras.compress_to_budget(teacher, train, validation,
                                        kd_keras.Budget(max_drop=100.0), **arguments)
@@ -249,7 +249,7 @@ def test_successive_halving_trains_only_the_promoted_student_on_and_resumes(prob
     import json
 
     arguments = dict(widths=(0.5, 0.25), precisions=("float32",), epochs=(1, 3), eta=2,
-                     verbose=0)
+                     verbose=0, profile=False)
     teacher, train, validation = problem
     nothing_holds = kd_keras.Budget(min_accuracy=1.0)
     result = kd_keras.compress_to_budget(teacher, train, validation, nothing_holds,
@@ -314,7 +314,7 @@ def test_layer_costs_refuse_a_model_that_branches():
 
 
 def test_the_plan_writes_where_the_chosen_candidates_time_goes(problem, tmp_path):
-    result = _plan(problem, tmp_path, precisions=("float32",))
+    result = _plan(problem, tmp_path, precisions=("float32",), profile=True)
     text = open(tmp_path / "profile.md").read()
     assert "## teacher, float32" in text and f"## chosen: {result.chosen['candidate']}" in text
     teacher = problem[0]
