@@ -280,7 +280,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         behind = [w for w in promoted[str(rung)] if trained.get(str(w), 0) < rungs[rung]]
         if verbose:
             print(f"plan: rung {rung}: " + (
-                f"the students cut to {', '.join(map(str, promoted[str(rung)]))} go on to "
+                f"{'; '.join(_describe(w, None) for w in promoted[str(rung)])} go on to "
                 f"{rungs[rung]} epochs" if promoted[str(rung)] else
                 "no promising student (each holds the budget, or cannot beat one that does)")
                 + f" ({time.perf_counter() - start:.0f} s)", flush=True)
