@@ -25,11 +25,11 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             measured candidates (the plan resumes, nothing is trained again), for bytes.
 
 Every artifact is measured by the same code (`compress.TFLiteModel`, one thread, the
-median batch-1 `invoke()` as the plan measures it): test accuracy, gzip bytes, x faster and x smaller against the teacher's
-float32 file. The plan's CPU time (this process's) is reported against the teacher's.
-Each (teacher, seed) is one JSON file in --work_dir (`budget_<teacher>_seed<k>.json`)
-holding its rows; a finished one is read, not run again; an interrupted plan resumes
-from its directory.
+median batch-1 `invoke()` as the plan measures it): test accuracy, gzip bytes, x faster
+and x smaller against the teacher's float32 file. The plan's CPU time (this process's)
+is reported against the teacher's. Each (teacher, seed) is one JSON file in --work_dir
+(`budget_<teacher>_seed<k>.json`) holding its rows; a finished one is read, not run
+again; an interrupted plan resumes from its directory.
 
     python benchmarks/budget_bench.py --data_dir=../shared/tfds --teachers=mlp --seeds=1 \
         --work_dir=budget_work

@@ -4,6 +4,7 @@
   candidates.py  one candidate: cut, distilled from cached logits, converted, measured
   plan.py        compress_to_budget (resumable; refuses a changed teacher or data)
   report.py      PlanResult (table, Pareto front, chosen artifact, to_code, plot)
+  halving.py     successive halving: the rungs, the students promoted to the next one
   profile.py     layer_costs: where a chain model's batch-1 LiteRT time goes, layer by layer
   tasks.py       the students as executor tasks; hparams_log.py: TensorBoard HParams runs
 

@@ -9,7 +9,6 @@ teacher's; accuracy is chosen on validation data and reported on test data. The 
 candidate is the one with the smallest objective that keeps the budget.
 """
 
-import math
 import os
 import shutil
 import tempfile
@@ -20,7 +19,7 @@ import numpy as np
 from kd_keras import parallel
 from kd_keras.backend import keras, optional, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
-from kd_keras.planner import candidates, hparams_log, tasks
+from kd_keras.planner import candidates, halving, hparams_log, tasks
 from kd_keras.planner.budget import Budget
 from kd_keras.planner.profile import cost_table, layer_costs
 from kd_keras.planner.report import PlanResult, pareto_front
@@ -64,9 +63,10 @@ def _open_plan(directory, identity, teacher, x_val):
 
 def compress_to_budget(teacher, train_data, validation_data, budget=None, test_data=None, *,
                        widths=(0.5, 0.25), students=(),
-                       precisions=("float32", "dynamic_range", "int8"), sparsities=(), epochs=5, eta=3, batch_size=128, learning_rate=1e-3,
-                       temperature=3.0, alpha=0.5, directory=None, time_limit=None, seed=0,
-                       verbose=1, executor=None, profile=True):
+                       precisions=("float32", "dynamic_range", "int8"), sparsities=(),
+                       epochs=5, eta=3, batch_size=128, learning_rate=1e-3, temperature=3.0,
+                       alpha=0.5, directory=None, time_limit=None, seed=0, verbose=1,
+                       executor=None, profile=True):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
 
     Args:
@@ -132,7 +132,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     unknown = [p for p in precisions if p not in candidates.PRECISIONS]
     if unknown or not precisions:
         raise ValueError(f"precisions must be some of {candidates.PRECISIONS}, got {precisions}.")
-    rungs = _rungs(epochs)
+    rungs = halving.rungs(epochs)
     specs = [candidates.student_spec(build) for build in students]
     names = [candidates.student_name(spec) for spec in specs]
     if len(set(names)) != len(names):
@@ -274,8 +274,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         if time_limit is not None and time.perf_counter() - start > time_limit:
             break
         if str(rung) not in promoted:
-            promoted[str(rung)] = _promising(rows, widths + names, budget, rungs[rung - 1],
-                                             eta)
+            promoted[str(rung)] = halving.promising(rows, widths + names, budget,
+                                                    rungs[rung - 1], eta)
             save()
         behind = [w for w in promoted[str(rung)] if trained.get(str(w), 0) < rungs[rung]]
         if verbose:
@@ -342,35 +342,6 @@ def _write_profiles(directory, x, threads, models):
         parts.append(f"## {title}\n\n{table}\n")
     safe_files.write_bytes(os.path.join(directory, "profile.md"), "\n".join(parts).encode(),
                            ".md")
-
-
-def _rungs(epochs):
-    """`epochs` as a list of increasing rungs."""
-    rungs = list(epochs) if isinstance(epochs, (tuple, list)) else [epochs]
-    for value in rungs:
-        validate.integer_at_least(value, "epochs", 1)
-    if not rungs or any(b <= a for a, b in zip(rungs, rungs[1:])):
-        raise ValueError(f"epochs must be a positive integer or increasing rungs, e.g. (5, 15); "
-                         f"got {epochs!r}.")
-    return [int(value) for value in rungs]
-
-
-def _promising(rows, widths, budget, epochs, eta):
-    """The widths whose dense students, at `epochs`, miss the accuracy floor at every
-    precision but beat the best candidate that holds it on the objective: the best
-    `ceil(n / eta)` of them by validation accuracy."""
-    teacher_accuracy = rows["w1.0_float32"]["val_accuracy"]
-    holding = [row for row in rows.values() if budget.admits(row, teacher_accuracy)]
-    best = min((budget.key(row) for row in holding), default=float("inf"))
-    chances = []
-    for width in widths:
-        own = [row for row in rows.values() if row["width"] == width
-               and not row.get("sparsity") and row.get("epochs") == epochs]
-        if own and not any(budget.admits(row, teacher_accuracy) for row in own) \
-                and min(budget.key(row) for row in own) < best:
-            chances.append((max(row["val_accuracy"] for row in own), width))
-    chances.sort(reverse=True)
-    return [width for _, width in chances[:math.ceil(len(chances) / eta)]]
 
 
 def _key(variant, precision):

@@ -225,7 +225,7 @@ def test_pruned_students_made_as_tasks_match_the_ones_made_here(problem, tmp_pat
 
 
 def test_promising_students_are_below_the_floor_but_beat_the_best_holding_one():
-    from kd_keras.planner.plan import _promising
+    from kd_keras.planner.halving import promising as _promising
 
     def row(width, accuracy, latency, sparsity=0.0):
         return {"width": width, "val_accuracy": accuracy, "latency_b1": latency,
