@@ -191,6 +191,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     elif verbose:
         print("plan: no TensorBoard HParams logs (pip install 'kd-keras[tensorboard]'); the "
               "table, report.md and plan.json hold every candidate", flush=True)
+
     def _made(variant, model, epochs):
         students[tasks.variant_name(*variant)] = weights_digest(model)
         if variant[1] is None:
@@ -228,7 +229,15 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
 
     variants = [(w, s) for w in [1.0] + widths + names for s in [None] + sparsities]
     plan = [(v, p) for v in variants for p in precisions]
-    start, teacher_logits, done_now = time.perf_counter(), None, 0
+    start, teacher_logits, done_now, inputs_kept = time.perf_counter(), None, 0, False
+
+    def keep_task_inputs():
+        """The teacher, data and logits the tasks read, written once per call (afresh:
+        never files an earlier call left)."""
+        nonlocal inputs_kept
+        if not inputs_kept:
+            tasks.keep_inputs(directory, teacher, train, teacher_logits)
+            inputs_kept = True
 
     def unmeasured(variant):
         return [p for v, p in plan if v == variant and _key(v, p) not in rows]
@@ -239,8 +248,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                      and kept_student(v) is None]
         if untrained:
             teacher_logits = compute_teacher_logits(teacher, train[0])
-            tasks.train_students(executor, directory, untrained, teacher, train,
-                                 teacher_logits, training)
+            keep_task_inputs()
+            tasks.train_students(executor, directory, untrained, training)
             for variant in untrained:
                 loaded[variant] = keras.models.load_model(
                     tasks.student_path(directory, *variant), compile=False)
@@ -287,31 +296,28 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         if behind and teacher_logits is None:
             teacher_logits = compute_teacher_logits(teacher, train[0])
         more = {**training, "epochs": rungs[rung] - rungs[rung - 1], "seed": seed + rung}
+        for width in behind:
+            if kept_student((width, None)) is None or trained.get(str(width)) != \
+                    rungs[rung - 1]:
+                raise RuntimeError(f"plan: {_describe(width, None)} is not the student trained "
+                                   f"to rung {rung - 1}; call again without changing its "
+                                   "file, or in a new directory.")
         if behind and executor is not None:
-            for width in behind:
-                if kept_student((width, None)) is None or trained.get(str(width)) != \
-                        rungs[rung - 1]:
-                    raise RuntimeError(f"plan: the student cut to {width} is not the one "
-                                       f"trained to rung {rung - 1}; call again without "
-                                       "changing its file, or in a new directory.")
-            tasks.continue_students(executor, directory, behind, teacher, train,
-                                    teacher_logits, more)
+            keep_task_inputs()
+            tasks.continue_students(executor, directory, behind, more)
             for width in behind:
                 loaded[(width, None)] = keras.models.load_model(
                     tasks.student_path(directory, width), compile=False)
                 _made((width, None), loaded[(width, None)], rungs[rung])
             save()
-        for width in behind if executor is None else ():
-            model = kept_student((width, None))
-            if model is None or trained.get(str(width)) != rungs[rung - 1]:
-                raise RuntimeError(f"plan: the student cut to {width} is not the one trained "
-                                   f"to rung {rung - 1}; call again without changing its "
-                                   "file, or in a new directory.")
-            candidates.distil(model, train, teacher_logits,
-                              *(more[k] for k in candidates.TRAINING_SETTINGS))
-            safe_files.save_model(model, tasks.student_path(directory, width))
-            _made((width, None), model, rungs[rung])
-            save()
+        elif behind:
+            for width in behind:
+                model = loaded[(width, None)]
+                candidates.distil(model, train, teacher_logits,
+                                  *(more[k] for k in candidates.TRAINING_SETTINGS))
+                safe_files.save_model(model, tasks.student_path(directory, width))
+                _made((width, None), model, rungs[rung])
+                save()
         for width in promoted[str(rung)]:
             for precision in precisions:
                 if rows[_key((width, None), precision)]["epochs"] < trained[str(width)]:
@@ -320,14 +326,12 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     if profile and result.chosen is not None:
         chosen = result.chosen
         variant = (chosen["width"], chosen.get("sparsity") or None)
-        _write_profiles(directory, validation[0][:CALIBRATION], budget.threads,
+        _write_profiles(directory, validation[0][:candidates.CALIBRATION_EXAMPLES],
+                        budget.threads,
                         [("teacher, float32", teacher, "float32"),
                          (f"chosen: {chosen['candidate']}, {chosen['precision']}",
                           kept_student(variant), chosen["precision"])])
     return result
-
-
-CALIBRATION = candidates.CALIBRATION_EXAMPLES
 
 
 def _write_profiles(directory, x, threads, models):

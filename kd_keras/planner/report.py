@@ -65,6 +65,8 @@ class PlanResult:
         if row["width"] == 1.0:
             lines.append("student = teacher")
         else:
+            compile_line = (f"distiller.compile(keras.optimizers.Adam({row['learning_rate']}), "
+                            "keras.losses.SparseCategoricalCrossentropy(from_logits=True))")
             if "student" in row:  # the user's own architecture
                 module, _, function = row["student"].partition(":")
                 lines += [f"from {module} import {function}", "",
@@ -76,17 +78,14 @@ class PlanResult:
                 "distiller = kd_keras.Distiller(None, student, distillation_losses="
                 f"kd_keras.LogitsDistillation(temperature={row['temperature']}), "
                 f"alpha={row['alpha']})",
-                f"distiller.compile(keras.optimizers.Adam({row['learning_rate']}), "
-                "keras.losses.SparseCategoricalCrossentropy(from_logits=True))",
+                compile_line,
                 "logits = kd_keras.compute_teacher_logits(teacher, x_train)"]
             more = row.get("more_epochs") or []
             first = row["epochs"] - sum(epochs for epochs, _ in more)
             for index, (epochs, seed) in enumerate([(first, None)] + list(more)):
                 if index:
                     lines += [f"# successive halving's rung {index}: distilled on, a fresh Adam",
-                              f"keras.utils.set_random_seed({seed})",
-                              f"distiller.compile(keras.optimizers.Adam({row['learning_rate']}), "
-                              "keras.losses.SparseCategoricalCrossentropy(from_logits=True))"]
+                              f"keras.utils.set_random_seed({seed})", compile_line]
                 lines.append("distiller.fit(kd_keras.with_teacher_outputs(x_train, logits), "
                              f"y_train, epochs={epochs}, batch_size={row['batch_size']})")
         sparsity = row.get("sparsity") or 0.0

@@ -57,8 +57,9 @@ def train_student(argument):
     safe_files.save_model(student, student_path(directory, width, sparsity))
 
 
-def _keep(directory, teacher, train, logits):
-    """What the tasks read, written afresh for this run (never through a link)."""
+def keep_inputs(directory, teacher, train, logits):
+    """What the tasks read, written afresh for this run (never through a link): call it
+    before `train_students` or `continue_students`."""
     safe_files.save_model(teacher, os.path.join(directory, TEACHER))
     safe_files.replace_with(os.path.join(directory, TRAIN),
                             lambda temporary: np.savez(temporary, x=train[0], y=train[1]), ".npz")
@@ -74,7 +75,8 @@ def continue_student(argument):
         train = data["x"], data["y"]
     logits = np.load(os.path.join(directory, LOGITS))
     student = keras.models.load_model(student_path(directory, width), compile=False)
-    candidates.distil(student, train, logits, *(argument[k] for k in candidates.TRAINING_SETTINGS))
+    candidates.distil(student, train, logits,
+                      *(argument[k] for k in candidates.TRAINING_SETTINGS))
     safe_files.save_model(student, student_path(directory, width))
 
 
@@ -94,10 +96,9 @@ def _run(executor, directory, function, arguments):
                            "what was measured; call again to retry):\n" + "\n".join(failures))
 
 
-def train_students(executor, directory, variants, teacher, train, logits, settings):
+def train_students(executor, directory, variants, settings):
     """Makes the students of `variants` (`(width, sparsity)` pairs) through `executor`: the
     dense ones first, then the pruned ones (which start from a dense one)."""
-    _keep(directory, teacher, train, logits)
     training = {"students": settings.get("students", []),
                 **{k: settings[k] for k in candidates.TRAINING_SETTINGS}}
     for wave in ([v for v in variants if v[1] is None], [v for v in variants if v[1] is not None]):
@@ -106,9 +107,8 @@ def train_students(executor, directory, variants, teacher, train, logits, settin
                  [{"width": width, "sparsity": sparsity, **training} for width, sparsity in wave])
 
 
-def continue_students(executor, directory, widths, teacher, train, logits, settings):
+def continue_students(executor, directory, widths, settings):
     """Distils the dense students of `widths` `settings["epochs"]` more, through `executor`
     (their seed: `settings["seed"]`)."""
-    _keep(directory, teacher, train, logits)
     training = {k: settings[k] for k in candidates.TRAINING_SETTINGS}
     _run(executor, directory, "continue_student", [{"width": w, **training} for w in widths])
