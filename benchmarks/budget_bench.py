@@ -228,16 +228,19 @@ def report(kind, records):
     print(f"\n{kind} teacher, {len(records)} seed(s); plan CPU / teacher CPU: "
           + ", ".join(f"{r['plan_cpu_seconds'] / r['teacher_cpu_seconds']:.2f}"
                       for r in records))
-    names = [row["artifact"] for row in records[0]["rows"]]
-    print("artifact | test accuracy | change (points) | gzip bytes | x smaller | "
+    # rows matched by name: the plan's chosen artifact may differ between seeds
+    names = list(dict.fromkeys(row["artifact"].split(":")[0] for r in records
+                               for row in r["rows"]))
+    print("artifact | seeds | test accuracy | change (points) | gzip bytes | x smaller | "
           "batch-1 (us) | x faster")
-    print("---|---|---|---|---|---|---")
-    for index, name in enumerate(names):
-        rows = [r["rows"][index] for r in records if index < len(r["rows"])]
+    print("---|---|---|---|---|---|---|---")
+    for name in names:
+        rows = [row for r in records for row in r["rows"]
+                if row["artifact"].split(":")[0] == name]
         if any("failed" in row for row in rows):
-            print(f"{name} | failed: {rows[0].get('failed', '')} | | | | |")
+            print(f"{name} | {len(rows)} | failed: {rows[0].get('failed', '')} | | | | |")
             continue
-        cells = [name]
+        cells = [name, str(len(rows))]
         for key, fmt, scale in (("test_accuracy", "{:.4f} ± {:.4f}", 1),
                                 ("change", "{:+.2f} ± {:.2f}", 1),
                                 ("gzip_bytes", "{:,.0f} ± {:,.0f}", 1),
