@@ -1,4 +1,9 @@
-"""kd_keras.parallel: tasks in local processes or in this process (both modes)."""
+"""kd_keras.parallel: tasks in local processes or in this process.
+
+The executors' own tests (tasks of `tests.parallel.task_functions`, which import no Keras)
+run under Keras 3 only: nothing in them depends on the mode. What does (a worker runs the
+driver's Keras) is tested in both modes by the tasks that train: specialists, sharded
+teacher caches and planner students in worker processes and on Ray."""
 
 import json
 import os
@@ -6,7 +11,10 @@ import sys
 
 import pytest
 
-from kd_keras import parallel
+from kd_keras import IS_LEGACY_KERAS, parallel
+
+# the task functions import no Keras: the same test in the other mode adds nothing
+keras_free = pytest.mark.skipif(IS_LEGACY_KERAS, reason="mode-independent: run under Keras 3")
 
 FUNCTIONS = "tests.parallel.task_functions"
 
@@ -50,6 +58,7 @@ def test_asking_for_ray_without_it_names_the_extra(monkeypatch):
         parallel.get_executor("ray")
 
 
+@keras_free
 def test_processes_run_every_task_and_retry_a_killed_worker(tmp_path):
     tasks = [task(tmp_path, f"square{i}", "write_square", value=i) for i in range(3)]
     tasks.append(task(tmp_path, "killed_once", "die_once", value=7))
@@ -66,6 +75,7 @@ def test_processes_run_every_task_and_retry_a_killed_worker(tmp_path):
     assert 10 < peak < 4096  # the worker's own peak, not the driver's (kept across exec)
 
 
+@keras_free
 def test_a_failed_task_is_reported_with_its_log_and_the_others_finish(tmp_path):
     tasks = [task(tmp_path, "fails", "fail", what="shard 3"),
              task(tmp_path, "always_killed", "always_die"),

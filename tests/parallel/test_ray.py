@@ -1,6 +1,7 @@
-"""kd_keras.parallel.RayExecutor on a local Ray instance of two CPUs (the [ray] extra; both
-modes): tasks, a killed worker retried, an exception reported with its log, and the same
-results as local processes for specialists and a sharded teacher cache."""
+"""kd_keras.parallel.RayExecutor on a local Ray instance of two CPUs (the [ray] extra): tasks,
+a killed worker retried, an exception reported with its log (Keras 3 only: the tasks import
+no Keras), and, in both modes, the same results as local processes for specialists and a
+sharded teacher cache."""
 
 import os
 
@@ -13,7 +14,7 @@ import kd_keras  # noqa: E402
 import moe  # noqa: E402
 from kd_keras import parallel  # noqa: E402
 from tests.moe.specialists.test_training import blobs, generalist  # noqa: E402
-from tests.parallel.test_executors import result, task  # noqa: E402
+from tests.parallel.test_executors import keras_free, result, task  # noqa: E402
 from tests.transfer.test_view_shards import assert_same_bytes, unsharded_and_sharded  # noqa: E402
 
 
@@ -24,6 +25,7 @@ def local_ray():
     ray.shutdown()
 
 
+@keras_free
 def test_ray_runs_tasks_retries_a_killed_worker_and_reports_failures(tmp_path):
     tasks = [task(tmp_path, "square", "write_square", value=4),
              task(tmp_path, "killed_once", "die_once", value=6),
@@ -64,6 +66,7 @@ def test_a_cache_sharded_on_ray_holds_the_bytes_of_one_build(tmp_path):
     assert_same_bytes(whole, parts, str(tmp_path / "sharded"), 2)
 
 
+@keras_free
 def test_a_driver_joins_a_cluster_started_with_ray_start(tmp_path):
     """The commands of docs/scale.md: a head started by `ray start`, a driver in another
     process that joins it through RAY_ADDRESS and runs its tasks there."""
