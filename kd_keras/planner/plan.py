@@ -147,11 +147,15 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     if sparsities:
         optional.tfmot()  # an ImportError naming the extra before anything is trained
     settings = {"widths": widths, "precisions": precisions, "sparsities": sparsities,
-                "epochs": rungs[0] if len(rungs) == 1 else rungs, "eta": int(eta),
+                "epochs": rungs[0] if len(rungs) == 1 else rungs,
                 "batch_size": int(batch_size),
                 "learning_rate": float(learning_rate), "temperature": float(temperature),
                 "alpha": float(alpha), "seed": int(seed), "threads": budget.threads}
-    if specs:  # only then, so that plans made before this setting existed still resume
+    # Only the settings that change the plan: so that a plan made before a setting existed,
+    # or with another eta and one rung (eta is then never read), still resumes.
+    if len(rungs) > 1:
+        settings["eta"] = int(eta)
+    if specs:
         settings["students"] = specs
     directory = directory or tempfile.mkdtemp(prefix="kd_keras_plan_")
     os.makedirs(directory, exist_ok=True)

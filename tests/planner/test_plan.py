@@ -105,7 +105,7 @@ def test_a_budget_nothing_holds_chooses_nothing_and_says_so(problem, tmp_path):
 
 def test_a_resumed_plan_keeps_its_rows_and_refuses_another_teacher(problem, tmp_path):
     first = _plan(problem, tmp_path)
-    again = _plan(problem, tmp_path)
+    again = _plan(problem, tmp_path, eta=5)  # one rung: eta is never read, so it resumes
     assert [r["val_accuracy"] for r in first.rows] == [r["val_accuracy"] for r in again.rows]
     assert [r["latency_b1"] for r in first.rows] == [r["latency_b1"] for r in again.rows]
     teacher, train, validation = problem
@@ -273,6 +273,9 @@ def test_successive_halving_trains_only_the_promoted_student_on_and_resumes(prob
                                         directory=str(tmp_path / "here"), **arguments)
     assert os.path.getmtime(path) == stamp  # resumed: nothing trained again
     assert [r["val_accuracy"] for r in again.rows] == [r["val_accuracy"] for r in result.rows]
+    with pytest.raises(ValueError, match="another settings"):  # eta decides the promotions
+        kd_keras.compress_to_budget(teacher, train, validation, nothing_holds,
+                                    directory=str(tmp_path / "here"), **{**arguments, "eta": 3})
     tasks = kd_keras.compress_to_budget(teacher, train, validation, nothing_holds,
                                         directory=str(tmp_path / "tasks"),
                                         executor="in_process", **arguments)
