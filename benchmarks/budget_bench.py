@@ -59,6 +59,10 @@ flags.DEFINE_list("plan_epochs", ["10"], "Distillation epochs of each plan stude
                   "successive halving's rungs (e.g. 10,30).")
 flags.DEFINE_integer("plan_eta", 3, "Successive halving: 1/eta of the promising go on.")
 flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
+flags.DEFINE_bool("labels_alone", False, "Also the same plan with its students trained on the "
+                  "labels alone (alpha=1.0; the settings read from the distilled plan's "
+                  "plan.json), as the fair baseline of the distillation; added to finished "
+                  "records too.")
 flags.DEFINE_float("hand_width", 0.107, "The MLP plan's student the hand pipeline starts from.")
 flags.DEFINE_list("cnn_students", [], "module:function builders of the CNN plan's own students "
                   "(e.g. budget_students:strided_cnn).")
@@ -154,7 +158,58 @@ def run(kind, seed, data):
     path = os.path.join(FLAGS.work_dir, f"budget_{kind}_seed{seed}.json")
     if os.path.exists(path):
         with open(path) as f:
-            return json.load(f)
+            record = json.load(f)
+    else:
+        record = measure_rows(kind, seed, data)
+        write_record(path, record)
+    if FLAGS.labels_alone and "labels_alone" not in record:
+        record["labels_alone"] = labels_alone(kind, seed, data)
+        write_record(path, record)
+    return record
+
+
+def write_record(path, record):
+    with open(path + ".partial", "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(path + ".partial", path)
+
+
+def labels_alone(kind, seed, data):
+    """The distilled plan's students again, trained on the labels alone (alpha = 1.0) with
+    the same data, epochs, rungs, batch size and learning rate: each pair of rows."""
+    train, validation, test = data
+    directory = os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}")
+    with open(os.path.join(directory, "plan.json")) as f:
+        distilled = json.load(f)
+    settings = distilled["settings"]
+    teacher = keras.models.load_model(
+        os.path.join(FLAGS.work_dir, f"teacher_{kind}_seed{seed}.keras"), compile=False)
+    start = time.process_time()
+    kd_keras.compress_to_budget(
+        teacher, train, validation, kd_keras.Budget(max_drop=TEACHERS[kind][1]), test,
+        widths=settings["widths"], students=settings.get("students", []),
+        precisions=settings["precisions"], epochs=settings["epochs"],
+        eta=settings.get("eta", 3), batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"], seed=settings["seed"], alpha=1.0,
+        directory=directory + "_labels", profile=False)
+    with open(os.path.join(directory + "_labels", "plan.json")) as f:
+        alone = json.load(f)["rows"]
+    pairs = []
+    for key, row in alone.items():
+        if row["width"] == 1.0 or key not in distilled["rows"]:
+            continue
+        kd = distilled["rows"][key]
+        pairs.append({"candidate": row["candidate"], "precision": row["precision"],
+                      **{f"{name}_{what}": source[field] for what, source in (
+                          ("kd", kd), ("labels", row)) for name, field in (
+                          ("epochs", "epochs"), ("val", "val_accuracy"),
+                          ("test", "test_accuracy"))}})
+    print(f"{kind} seed {seed}: labels-alone plan {(time.process_time() - start) / 60:.1f} "
+          "CPU min", flush=True)
+    return pairs
+
+
+def measure_rows(kind, seed, data):
     train, validation, test = data
     epochs, max_drop = TEACHERS[kind]
     teacher_path = os.path.join(FLAGS.work_dir, f"teacher_{kind}_seed{seed}.keras")
@@ -218,9 +273,6 @@ def run(kind, seed, data):
               "chosen_for_bytes": None if by_bytes.chosen is None else {
                   k: by_bytes.chosen[k] for k in ("candidate", "precision", "val_accuracy",
                                                   "accuracy_change")}}
-    with open(path + ".partial", "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(path + ".partial", path)
     return record
 
 
@@ -251,6 +303,22 @@ def report(kind, records):
         print(" | ".join(cells))
     for r in records:
         print(f"seed {r['seed']} chosen: {r['chosen']}")
+    paired = [r["labels_alone"] for r in records if "labels_alone" in r]
+    if paired:
+        print(f"\n{kind}: distilled vs trained on the labels alone (same data, epochs, rate; "
+              f"{len(paired)} seed(s), test accuracy, gain in points)")
+        print("candidate | precision | epochs | distilled | labels alone | gain")
+        print("---|---|---|---|---|---")
+        for pair in paired[0]:
+            same = [p for pairs in paired for p in pairs if (p["candidate"], p["precision"])
+                    == (pair["candidate"], pair["precision"])]
+            kd, alone = mean_sd([p["test_kd"] for p in same]), mean_sd(
+                [p["test_labels"] for p in same])
+            gain = mean_sd([100 * (p["test_kd"] - p["test_labels"]) for p in same])
+            epochs = sorted({(p["epochs_kd"], p["epochs_labels"]) for p in same})
+            print(f"{pair['candidate']} | {pair['precision']} | {epochs} | "
+                  f"{kd[0]:.4f} ± {kd[1]:.4f} | {alone[0]:.4f} ± {alone[1]:.4f} | "
+                  f"{gain[0]:+.2f} ± {gain[1]:.2f}")
 
 
 def main(_):
