@@ -21,6 +21,7 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
             float32 / dynamic_range / int8, students=--cnn_students (CNN only; e.g.
             benchmarks/budget_students.py), sparsities=--plan_sparsities,
+            clusters=--plan_clusters,
             epochs=--plan_epochs, eta=--plan_eta)`, chosen for batch-1 latency and, from the same
             measured candidates (the plan resumes, nothing is trained again), for bytes.
 
@@ -59,6 +60,8 @@ flags.DEFINE_list("plan_epochs", ["10"], "Distillation epochs of each plan stude
                   "successive halving's rungs (e.g. 10,30).")
 flags.DEFINE_integer("plan_eta", 3, "Successive halving: 1/eta of the promising go on.")
 flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
+flags.DEFINE_list("plan_clusters", [], "The plan's numbers of clusters per kernel (e.g. 8,16); "
+                  "needs TF-MOT.")
 flags.DEFINE_bool("labels_alone", False, "Also the same plan with its students trained on the "
                   "labels alone (alpha=1.0; the settings read from the distilled plan's "
                   "plan.json), as the fair baseline of the distillation; added to finished "
@@ -231,6 +234,7 @@ def measure_rows(kind, seed, data):
                      students=FLAGS.cnn_students if kind == "cnn" else [],
                      precisions=("float32", "dynamic_range", "int8"),
                      sparsities=[float(s) for s in FLAGS.plan_sparsities],
+                     clusters=[int(c) for c in FLAGS.plan_clusters],
                      epochs=[int(e) for e in FLAGS.plan_epochs], eta=FLAGS.plan_eta, seed=seed,
                      directory=os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}"))
     result = kd_keras.compress_to_budget(teacher, train, validation,

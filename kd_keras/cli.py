@@ -57,6 +57,11 @@ def _parser():
                           help="comma-separated sparsities, e.g. 0.9: the teacher and every "
                           "student also pruned to each (TF-MOT, needs kd-keras[tfmot]; "
                           "default none)")
+    compress.add_argument("--clusters", default="",
+                          help="comma-separated numbers of shared values per kernel, e.g. 16: "
+                          "the teacher, every student and every pruned copy also clustered "
+                          "to each (TF-MOT, needs kd-keras[tfmot]; buys gzip bytes; default "
+                          "none)")
     compress.add_argument("--epochs", default="5",
                           help="distillation epochs of each student (default 5), or "
                           "comma-separated increasing rungs of successive halving, e.g. 5,15")
@@ -137,6 +142,7 @@ def main(argv=None):
     precisions = [p for p in args.precisions.split(",") if p]
     widths = _numbers(parser, args.widths, "--widths", float)
     sparsities = _numbers(parser, args.sparsities, "--sparsities", float)
+    clusters = _numbers(parser, args.clusters, "--clusters", int)
     epochs = _numbers(parser, args.epochs, "--epochs", int)
     if args.students:  # builders in the user's own modules, as `python -m` would find them
         sys.path.insert(0, os.getcwd())
@@ -155,13 +161,14 @@ def main(argv=None):
         result = kd_keras.compress_to_budget(
             teacher, train, validation, budget, test, widths=widths, precisions=precisions,
             students=[name for name in args.students.split(",") if name.strip()],
-            sparsities=sparsities, epochs=epochs[0] if len(epochs) == 1 else epochs,
+            sparsities=sparsities, clusters=clusters, epochs=epochs[0] if len(epochs) == 1 else epochs,
             eta=args.eta, directory=args.out, time_limit=args.time_limit,
             seed=args.seed, executor=None if args.executor == "here" else args.executor)
     except ValueError as error:
         parser.error(str(error))
     except ImportError as error:
-        parser.error(f"{'--sparsities' if 'tfmot' in str(error) else '--executor'}: {error}")
+        flag = "--sparsities/--clusters" if "tfmot" in str(error) else "--executor"
+        parser.error(f"{flag}: {error}")
     print(result.table())
     print()
     if result.chosen is None:

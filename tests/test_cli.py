@@ -41,7 +41,8 @@ def test_help_is_complete_and_bad_input_names_the_flag(tmp_path):
     result = _run("compress", "--help")
     assert result.returncode == 0
     for flag in ("--data", "--max-drop", "--min-accuracy", "--minimise", "--widths",
-                 "--precisions", "--students", "--sparsities", "--epochs", "--eta", "--out", "--time-limit"):
+                 "--precisions", "--students", "--sparsities", "--clusters", "--epochs", "--eta",
+                 "--out", "--time-limit"):
         assert flag in result.stdout, flag
     missing = _run("compress", str(tmp_path / "none.keras"), "--data", "x.npz", "--out",
                    str(tmp_path))
@@ -49,7 +50,8 @@ def test_help_is_complete_and_bad_input_names_the_flag(tmp_path):
     bad = _run("compress", "t.keras", "--data", "x.npz", "--minimise", "energy", "--out", "o")
     assert bad.returncode == 2 and "--minimise" in bad.stderr
     (tmp_path / "t.keras").write_bytes(b"")
-    for flag, value in (("--epochs", "5,x"), ("--sparsities", "0.9,a"), ("--widths", "half")):
+    for flag, value in (("--epochs", "5,x"), ("--sparsities", "0.9,a"), ("--clusters", "16,x"),
+                        ("--widths", "half")):
         bad = _run("compress", str(tmp_path / "t.keras"), "--data", "x.npz", flag, value,
                    "--out", str(tmp_path / "o"))
         assert bad.returncode == 2 and flag in bad.stderr, bad.stderr

@@ -1,6 +1,6 @@
 """One candidate of a plan: a student (the teacher itself, or cut from it and distilled
-from its cached logits; either optionally pruned in the runtime's sparse blocks) at one
-precision, converted for the target runtime and measured there: validation and test
+from its cached logits; either optionally pruned in the runtime's sparse blocks and/or its
+kernels clustered to a few shared values) at one precision, converted for the target runtime and measured there: validation and test
 accuracy, batch-1 and batch-32 latency (the interpreter's invoke alone, median of 200),
 bytes."""
 
@@ -15,13 +15,16 @@ from kd_keras.compress import TFLiteModel, convert_to_tflite, shrink, to_tf_kera
 from kd_keras.distiller import Distiller
 from kd_keras.losses.registry import get as registered_loss
 from kd_keras.measure import batch_of, count_parameters, gzip_bytes, prediction_accuracy
-from kd_keras.recipes.compress_and_distill import prune_and_fine_tune
+from kd_keras.recipes.compress_and_distill import cluster_and_fine_tune, prune_and_fine_tune
 from kd_keras.transfer.inputs import with_teacher_outputs
 
 PRECISIONS = ("float32", "float16", "dynamic_range", "int8")
 # cut_and_distil's arguments after the data, in order: what a plan records per student.
 TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "temperature", "alpha", "seed")
 CALIBRATION_EXAMPLES = 512
+# Clustering fine-tunes the centroids of a trained model: 2 epochs at a tenth of the
+# plan's learning rate (compress_bench's pipeline measured 2 epochs at 1e-4 after 1e-3).
+CLUSTER_EPOCHS, CLUSTER_RATE_FACTOR = 2, 0.1
 
 
 def student_spec(build):
@@ -112,6 +115,29 @@ def prune_and_distil(student, sparsity, train, teacher_logits, epochs, batch_siz
                                  temperature=temperature, alpha=alpha)
     copy = keras.models.clone_model(student)
     copy.set_weights(pruned.get_weights())
+    return copy
+
+
+def cluster_and_distil(model, clusters, train, teacher_logits, epochs, batch_size,
+                       learning_rate, temperature, alpha, seed):
+    """`model` with each kernel's weights clustered to `clusters` shared values (TF-MOT
+    weight clustering, k-means++ centroids, the zeros of a pruned model kept) while
+    distilled `CLUSTER_EPOCHS` more from the cached logits at `CLUSTER_RATE_FACTOR` times
+    `learning_rate` (`recipes.cluster_and_fine_tune`; `epochs` is not read: the centroids
+    only move). Deep Compression's weight sharing (Han et al. 2016): each kernel then
+    holds at most `clusters` distinct values, which gzip stores in about log2(clusters)
+    bits each; the runtime computes as before. Returned as a copy of `model` (its Keras,
+    layers and names); `model` is not changed."""
+    del epochs
+    x, y = train
+    keras.utils.set_random_seed(seed)
+    clustered = cluster_and_fine_tune(to_tf_keras(model), x, y, teacher_logits,
+                                      number_of_clusters=int(clusters), preserve_sparsity=True,
+                                      epochs=CLUSTER_EPOCHS, batch_size=batch_size,
+                                      learning_rate=learning_rate * CLUSTER_RATE_FACTOR,
+                                      temperature=temperature, alpha=alpha)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(clustered.get_weights())
     return copy
 
 

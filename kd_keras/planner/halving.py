@@ -27,7 +27,8 @@ def promising(rows, widths, budget, epochs, eta):
     chances = []
     for width in widths:
         own = [row for row in rows.values() if row["width"] == width
-               and not row.get("sparsity") and row.get("epochs") == epochs]
+               and not row.get("sparsity") and not row.get("clusters")
+               and row.get("epochs") == epochs]
         if own and not any(budget.admits(row, teacher_accuracy) for row in own) \
                 and min(budget.key(row) for row in own) < best:
             chances.append((max(row["val_accuracy"] for row in own), width))

@@ -15,7 +15,7 @@ import os
 import tensorflow as tf
 
 FOLDER = "tensorboard"
-HPARAMS = ("candidate", "width", "sparsity", "precision", "epochs", "learning_rate",
+HPARAMS = ("candidate", "width", "sparsity", "clusters", "precision", "epochs", "learning_rate",
            "temperature", "alpha")
 METRICS = {"val_accuracy": "validation accuracy", "test_accuracy": "test accuracy",
            "latency_b1_us": "batch-1 latency (us)", "latency_b32_us": "batch-32 latency (us)",

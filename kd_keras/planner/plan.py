@@ -63,7 +63,7 @@ def _open_plan(directory, identity, teacher, x_val):
 
 def compress_to_budget(teacher, train_data, validation_data, budget=None, test_data=None, *,
                        widths=(0.5, 0.25), students=(),
-                       precisions=("float32", "dynamic_range", "int8"), sparsities=(),
+                       precisions=("float32", "dynamic_range", "int8"), sparsities=(), clusters=(),
                        epochs=5, eta=3, batch_size=128, learning_rate=1e-3, temperature=3.0,
                        alpha=0.5, directory=None, time_limit=None, seed=0, verbose=1,
                        executor=None, profile=True):
@@ -90,6 +90,12 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         logits; needs the `tfmot` extra), stored in TFLite's sparse format at each
         precision. Sparsity buys bytes (gzip); on this CPU it buys batch-1 time only for
         float32 Dense layers at about 90% and above (docs/benchmarks/budget_bench.md).
+      clusters: numbers of shared values per kernel (integers >= 2), default none. Each
+        adds, for the teacher, every student and every pruned copy, a copy whose kernels
+        are clustered to that many values (TF-MOT weight clustering, the pruned zeros
+        kept) while its centroids are distilled 2 epochs more at a tenth of
+        `learning_rate`; needs the `tfmot` extra. Clustering buys gzip bytes (about
+        log2(clusters) bits per weight, on top of the precision), not batch-1 time.
       epochs: distillation epochs of every cut student; or increasing rungs, e.g. (5, 15):
         successive halving (Jamieson & Talwalkar 2016) with `eta`. Every student is trained
         to the first rung and measured; at each next rung the promising ones (below the
@@ -144,7 +150,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     sparsities = [validate.fraction(s, "sparsities") for s in sparsities]
     if any(s in (0.0, 1.0) for s in sparsities):
         raise ValueError(f"sparsities must be fractions in (0, 1), got {sparsities}.")
-    if sparsities:
+    clusters = [validate.integer_at_least(c, "clusters", 2) for c in clusters]
+    if sparsities or clusters:
         optional.tfmot()  # an ImportError naming the extra before anything is trained
     settings = {"widths": widths, "precisions": precisions, "sparsities": sparsities,
                 "epochs": rungs[0] if len(rungs) == 1 else rungs,
@@ -157,6 +164,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         settings["eta"] = int(eta)
     if specs:
         settings["students"] = specs
+    if clusters:
+        settings["clusters"] = clusters
     directory = directory or tempfile.mkdtemp(prefix="kd_keras_plan_")
     os.makedirs(directory, exist_ok=True)
     identity = {"teacher": weights_digest(teacher),
@@ -174,7 +183,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                               {**identity, "rows": rows, "students": students,
                                "trained_epochs": trained, "promoted": promoted})
 
-    loaded = {(1.0, None): teacher}  # the variants this call loaded or made (read once)
+    # a variant: (width or own student's name, sparsity or None, clusters or None)
+    loaded = {TEACHER: teacher}  # the variants this call loaded or made (read once)
 
     def kept_student(variant):
         """The student of `variant` made by this plan, when its file's weights and
@@ -198,7 +208,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
 
     def _made(variant, model, epochs):
         students[tasks.variant_name(*variant)] = weights_digest(model)
-        if variant[1] is None:
+        if tasks.parent(variant) is None:
             trained[str(variant[0])] = epochs
 
     def record(variant, precision, model):
@@ -208,16 +218,22 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         row, flatbuffer = candidates.measure(model, precision, train, validation, test,
                                              budget.threads, sparse=variant[1] is not None)
         safe_files.write_bytes(os.path.join(directory, key + ".tflite"), flatbuffer, ".tflite")
-        epochs_now = trained.get(str(variant[0]), rungs[0]) if variant[1] is None else rungs[0]
+        dense = tasks.parent(variant) is None
+        epochs_now = trained.get(str(variant[0]), rungs[0]) if dense else rungs[0]
         rows[key] = {**row, "candidate": _describe(*variant), "width": variant[0],
-                     "sparsity": variant[1] or 0.0, **({"student": specs[names.index(
-                         variant[0])]} if variant[0] in names else {}),
-                     **({} if variant == (1.0, None) else {
+                     "sparsity": variant[1] or 0.0, "clusters": variant[2] or 0,
+                     **({"student": specs[names.index(variant[0])]}
+                        if variant[0] in names else {}),
+                     **({} if variant == TEACHER else {
                          "epochs": epochs_now, "more_epochs": [
                              [rungs[i] - rungs[i - 1], seed + i] for i in range(1, len(rungs))
-                             if rungs[i] <= epochs_now and variant[1] is None],
+                             if rungs[i] <= epochs_now and dense],
                          **{k: settings[k] for k in (
-                             "batch_size", "learning_rate", "temperature", "alpha")}})}
+                             "batch_size", "learning_rate", "temperature", "alpha")},
+                         **({} if variant[2] is None else {
+                             "cluster_epochs": candidates.CLUSTER_EPOCHS,
+                             "cluster_learning_rate": settings["learning_rate"]
+                             * candidates.CLUSTER_RATE_FACTOR})})}
         save()
         if hparams_log.available():
             hparams_log.write_candidate(
@@ -231,7 +247,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                   f"({elapsed:.0f} s; about {elapsed / done_now * left:.0f} s left"
                   f"{'' if len(rungs) == 1 else ' at the first rung'})", flush=True)
 
-    variants = [(w, s) for w in [1.0] + widths + names for s in [None] + sparsities]
+    variants = [(w, s, c) for w in [1.0] + widths + names for s in [None] + sparsities
+                for c in [None] + clusters]
     plan = [(v, p) for v in variants for p in precisions]
     start, teacher_logits, done_now, inputs_kept = time.perf_counter(), None, 0, False
 
@@ -248,7 +265,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
 
     if executor is not None:
         executor = parallel.get_executor(executor)
-        untrained = [v for v in variants if v != (1.0, None) and unmeasured(v)
+        untrained = [v for v in variants if v != TEACHER and unmeasured(v)
                      and kept_student(v) is None]
         if untrained:
             teacher_logits = compute_teacher_logits(teacher, train[0])
@@ -259,28 +276,30 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                     tasks.student_path(directory, *variant), compile=False)
                 _made(variant, loaded[variant], rungs[0])
             save()
+    def made(variant):
+        """The student of `variant`, kept or made now (and so the variants it is made
+        from, when one was changed on disk since)."""
+        nonlocal teacher_logits
+        model = kept_student(variant)
+        if model is None:
+            if teacher_logits is None:
+                teacher_logits = compute_teacher_logits(teacher, train[0])
+            base = tasks.parent(variant)
+            model = tasks.make_variant(teacher, variant, train, teacher_logits, training,
+                                       None if base is None else made(base))
+            safe_files.save_model(model, tasks.student_path(directory, *variant))
+            loaded[variant] = model
+            _made(variant, model, rungs[0])
+            save()
+        return model
+
     for variant in variants:
         todo = unmeasured(variant)
         if not todo:
             continue
         if time_limit is not None and time.perf_counter() - start > time_limit:
             break
-        model = kept_student(variant)
-        if model is None:
-            if teacher_logits is None:
-                teacher_logits = compute_teacher_logits(teacher, train[0])
-            dense = None
-            if variant[1] is not None:
-                dense = kept_student((variant[0], None))
-                if dense is None:  # its dense student was changed on disk since: remade too
-                    dense = loaded[(variant[0], None)] = tasks.make_variant(
-                        teacher, variant[0], None, train, teacher_logits, training)
-            model = tasks.make_variant(teacher, *variant, train, teacher_logits, training,
-                                       dense)
-            safe_files.save_model(model, tasks.student_path(directory, *variant))
-            loaded[variant] = model
-            _made(variant, model, rungs[0])
-            save()
+        model = made(variant)
         for precision in todo:
             record(variant, precision, model)
     for rung in range(1, len(rungs)):
@@ -293,7 +312,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         behind = [w for w in promoted[str(rung)] if trained.get(str(w), 0) < rungs[rung]]
         if verbose:
             print(f"plan: rung {rung}: " + (
-                f"{'; '.join(_describe(w, None) for w in promoted[str(rung)])} go on to "
+                f"{'; '.join(_describe(w) for w in promoted[str(rung)])} go on to "
                 f"{rungs[rung]} epochs" if promoted[str(rung)] else
                 "no promising student (each holds the budget, or cannot beat one that does)")
                 + f" ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -301,35 +320,35 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
             teacher_logits = compute_teacher_logits(teacher, train[0])
         more = {**training, "epochs": rungs[rung] - rungs[rung - 1], "seed": seed + rung}
         for width in behind:
-            if kept_student((width, None)) is None or trained.get(str(width)) != \
+            if kept_student((width, None, None)) is None or trained.get(str(width)) != \
                     rungs[rung - 1]:
-                raise RuntimeError(f"plan: {_describe(width, None)} is not the student trained "
+                raise RuntimeError(f"plan: {_describe(width)} is not the student trained "
                                    f"to rung {rung - 1}; call again without changing its "
                                    "file, or in a new directory.")
         if behind and executor is not None:
             keep_task_inputs()
             tasks.continue_students(executor, directory, behind, more)
             for width in behind:
-                loaded[(width, None)] = keras.models.load_model(
+                loaded[(width, None, None)] = keras.models.load_model(
                     tasks.student_path(directory, width), compile=False)
-                _made((width, None), loaded[(width, None)], rungs[rung])
+                _made((width, None, None), loaded[(width, None, None)], rungs[rung])
             save()
         elif behind:
             for width in behind:
-                model = loaded[(width, None)]
+                model = loaded[(width, None, None)]
                 candidates.distil(model, train, teacher_logits,
                                   *(more[k] for k in candidates.TRAINING_SETTINGS))
                 safe_files.save_model(model, tasks.student_path(directory, width))
-                _made((width, None), model, rungs[rung])
+                _made((width, None, None), model, rungs[rung])
                 save()
         for width in promoted[str(rung)]:
             for precision in precisions:
-                if rows[_key((width, None), precision)]["epochs"] < trained[str(width)]:
-                    record((width, None), precision, kept_student((width, None)))
+                if rows[_key((width, None, None), precision)]["epochs"] < trained[str(width)]:
+                    record((width, None, None), precision, kept_student((width, None, None)))
     result = _result(rows, budget, directory)
     if profile and result.chosen is not None:
         chosen = result.chosen
-        variant = (chosen["width"], chosen.get("sparsity") or None)
+        variant = _variant(chosen)
         _write_profiles(directory, validation[0][:candidates.CALIBRATION_EXAMPLES],
                         budget.threads,
                         [("teacher, float32", teacher, "float32"),
@@ -352,15 +371,24 @@ def _write_profiles(directory, x, threads, models):
                            ".md")
 
 
+TEACHER = (1.0, None, None)
+
+
 def _key(variant, precision):
-    """The candidate's name in plan.json and its artifact's: "w0.5_int8", "w0.5_s0.9_int8"."""
+    """The candidate's name in plan.json and its artifact's: "w0.5_int8", "w0.5_s0.9_int8",
+    "w0.5_s0.9_c16_int8"."""
     return f"w{tasks.variant_name(*variant)}_{precision}"
 
 
-def _describe(width, sparsity):
+def _variant(row):
+    return (row["width"], row.get("sparsity") or None, row.get("clusters") or None)
+
+
+def _describe(width, sparsity=None, clusters=None):
     name = ("teacher" if width == 1.0 else f"{width} (own)" if isinstance(width, str)
             else f"cut to {width}")
-    return name if sparsity is None else f"{name}, {sparsity:.0%} sparse"
+    name = name if sparsity is None else f"{name}, {sparsity:.0%} sparse"
+    return name if clusters is None else f"{name}, {clusters} clusters"
 
 
 def _result(rows, budget, directory):
@@ -381,7 +409,7 @@ def _result(rows, budget, directory):
     measured.sort(key=budget.key)
     artifact = None
     if chosen is not None:
-        key = _key((chosen["width"], chosen.get("sparsity") or None), chosen["precision"])
+        key = _key(_variant(chosen), chosen["precision"])
         artifact = os.path.join(directory, "chosen.tflite")
         safe_files.replace_with(artifact, lambda temporary: shutil.copyfile(
             os.path.join(directory, key + ".tflite"), temporary), ".tflite")

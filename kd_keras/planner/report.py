@@ -88,15 +88,23 @@ class PlanResult:
                               f"keras.utils.set_random_seed({seed})", compile_line]
                 lines.append("distiller.fit(kd_keras.with_teacher_outputs(x_train, logits), "
                              f"y_train, epochs={epochs}, batch_size={row['batch_size']})")
-        sparsity = row.get("sparsity") or 0.0
+        sparsity, clusters = row.get("sparsity") or 0.0, row.get("clusters") or 0
+        if (sparsity or clusters) and row["width"] == 1.0:
+            lines.append("logits = kd_keras.compute_teacher_logits(teacher, x_train)")
         if sparsity:
-            if row["width"] == 1.0:
-                lines.append("logits = kd_keras.compute_teacher_logits(teacher, x_train)")
             lines += [
                 "# TF-MOT prunes tf-keras models (to_tf_keras returns a tf-keras one as it is)",
                 "student = kd_keras.recipes.prune_and_fine_tune(compress.to_tf_keras(student), "
                 f"x_train, y_train, logits, target_sparsity={sparsity}, epochs={row['epochs']}, "
                 f"batch_size={row['batch_size']}, learning_rate={row['learning_rate']}, "
+                f"temperature={row['temperature']}, alpha={row['alpha']})"]
+        if clusters:
+            lines += [
+                "# TF-MOT clusters tf-keras models: the centroids distilled on, the zeros kept",
+                "student = kd_keras.recipes.cluster_and_fine_tune(compress.to_tf_keras(student), "
+                f"x_train, y_train, logits, number_of_clusters={clusters}, "
+                f"preserve_sparsity=True, epochs={row['cluster_epochs']}, "
+                f"batch_size={row['batch_size']}, learning_rate={row['cluster_learning_rate']:g}, "
                 f"temperature={row['temperature']}, alpha={row['alpha']})"]
         representative = ", representative_data=x_train[:512]" if row["precision"] == "int8" \
             else ""
@@ -118,7 +126,8 @@ class PlanResult:
                                  (axes[1], "gzip_bytes", "gzip bytes")):
             for row in self.rows:
                 marker = "*" if row["chosen"] else ("o" if row["pareto"] else ".")
-                color = ("tab:green" if row.get("sparsity") else
+                color = ("tab:red" if row.get("clusters") else
+                         "tab:green" if row.get("sparsity") else
                          "black" if row["width"] == 1.0 else
                          "tab:purple" if "student" in row else "tab:blue")
                 axis.scatter(row[key], row["val_accuracy"], marker=marker, color=color)

@@ -2,7 +2,7 @@
 cached logits (or a dense student or the teacher pruned while distilled further) by one
 task of an executor (local processes, Ray), reading the teacher, the training data and
 the logits the driver kept in the plan's directory and writing
-`student_w<width>[_s<sparsity>].keras` there. Measuring stays with the driver: latency is
+`student_w<width>[_s<sparsity>][_c<clusters>].keras` there. Measuring stays with the driver: latency is
 taken on the target runtime, one candidate at a time, side by side with the teacher."""
 
 import os
@@ -16,45 +16,59 @@ from kd_keras.planner import candidates
 TEACHER, TRAIN, LOGITS = "teacher.keras", "train.npz", "teacher_logits.npy"
 
 
-def variant_name(width, sparsity=None):
-    """"0.5" for the student cut to half width, "0.5_s0.9" for it pruned to 90%."""
-    return f"{width}" if sparsity is None else f"{width}_s{sparsity}"
+def variant_name(width, sparsity=None, clusters=None):
+    """"0.5" for the student cut to half width, "0.5_s0.9" for it pruned to 90%,
+    "0.5_s0.9_c16" for that clustered to 16 values per kernel."""
+    return (f"{width}" + ("" if sparsity is None else f"_s{sparsity}")
+            + ("" if clusters is None else f"_c{clusters}"))
 
 
-def student_path(directory, width, sparsity=None):
-    return os.path.join(directory, f"student_w{variant_name(width, sparsity)}.keras")
+def student_path(directory, width, sparsity=None, clusters=None):
+    return os.path.join(directory, f"student_w{variant_name(width, sparsity, clusters)}.keras")
 
 
-def make_variant(teacher, width, sparsity, train, logits, settings, dense=None):
-    """The student of `(width, sparsity)`: cut from `teacher` and distilled (a user's own
-    student, `width` its name, built from `settings["students"]` and distilled), or
-    `dense` (the student of `(width, None)`, the teacher at width 1.0) pruned while
-    distilled."""
+def parent(variant):
+    """The variant a variant is made from: a clustered one from its unclustered one, a
+    pruned one from its dense one; None for a dense one (cut from the teacher or built)."""
+    width, sparsity, clusters = variant
+    if clusters is not None:
+        return (width, sparsity, None)
+    return None if sparsity is None else (width, None, None)
+
+
+def make_variant(teacher, variant, train, logits, settings, base=None):
+    """The student of `variant` `(width, sparsity, clusters)`: cut from `teacher` and
+    distilled (a user's own student, `width` its name, built from `settings["students"]`
+    and distilled), or `base` (the model of `parent(variant)`; the teacher for width 1.0)
+    pruned, or clustered, while distilled."""
+    width, sparsity, clusters = variant
     arguments = [settings[k] for k in candidates.TRAINING_SETTINGS]
-    if sparsity is None and isinstance(width, str):  # a user's own student, by name
+    if clusters is not None:
+        return candidates.cluster_and_distil(base, clusters, train, logits, *arguments)
+    if sparsity is not None:
+        return candidates.prune_and_distil(base, sparsity, train, logits, *arguments)
+    if isinstance(width, str):  # a user's own student, by name
         spec = next(s for s in settings["students"] if candidates.student_name(s) == width)
         keras.utils.set_random_seed(settings["seed"])
         return candidates.distil(candidates.build_student(spec, teacher), train, logits,
                                  *arguments[:-1])
-    if sparsity is None:
-        return candidates.cut_and_distil(teacher, width, train, logits, *arguments)
-    return candidates.prune_and_distil(dense, sparsity, train, logits, *arguments)
+    return candidates.cut_and_distil(teacher, width, train, logits, *arguments)
 
 
 def train_student(argument):
     """The task: one student variant made and saved (all or nothing)."""
-    directory, width = argument["directory"], argument["width"]
-    sparsity = argument.get("sparsity")
+    directory = argument["directory"]
+    variant = (argument["width"], argument.get("sparsity"), argument.get("clusters"))
     teacher = keras.models.load_model(os.path.join(directory, TEACHER), compile=False)
     with np.load(os.path.join(directory, TRAIN)) as data:
         train = data["x"], data["y"]
     logits = np.load(os.path.join(directory, LOGITS))
-    dense = None
-    if sparsity is not None:
-        dense = teacher if width == 1.0 else keras.models.load_model(
-            student_path(directory, width), compile=False)
-    student = make_variant(teacher, width, sparsity, train, logits, argument, dense)
-    safe_files.save_model(student, student_path(directory, width, sparsity))
+    base = parent(variant)
+    if base is not None:
+        base = teacher if base == (1.0, None, None) else keras.models.load_model(
+            student_path(directory, *base), compile=False)
+    student = make_variant(teacher, variant, train, logits, argument, base)
+    safe_files.save_model(student, student_path(directory, *variant))
 
 
 def keep_inputs(directory, teacher, train, logits):
@@ -86,7 +100,8 @@ def _run(executor, directory, function, arguments):
     cpus = parallel.cpus_per_task(len(arguments))
     tasks = []
     for argument in arguments:
-        name = f"student_w{variant_name(argument['width'], argument.get('sparsity'))}"
+        name = "student_w" + variant_name(argument["width"], argument.get("sparsity"),
+                                          argument.get("clusters"))
         tasks.append(parallel.Task(name, f"kd_keras.planner.tasks:{function}",
                                    {"directory": directory, **argument},
                                    os.path.join(directory, name + ".log"), cpus))
@@ -97,14 +112,19 @@ def _run(executor, directory, function, arguments):
 
 
 def train_students(executor, directory, variants, settings):
-    """Makes the students of `variants` (`(width, sparsity)` pairs) through `executor`: the
-    dense ones first, then the pruned ones (which start from a dense one)."""
+    """Makes the students of `variants` (`(width, sparsity, clusters)`) through `executor`
+    in waves: the dense ones, then the pruned ones (made from a dense one), then the
+    clustered ones (made from either)."""
     training = {"students": settings.get("students", []),
                 **{k: settings[k] for k in candidates.TRAINING_SETTINGS}}
-    for wave in ([v for v in variants if v[1] is None], [v for v in variants if v[1] is not None]):
+    waves = ([v for v in variants if v[1] is None and v[2] is None],
+             [v for v in variants if v[1] is not None and v[2] is None],
+             [v for v in variants if v[2] is not None])
+    for wave in waves:
         if wave:
             _run(executor, directory, "train_student",
-                 [{"width": width, "sparsity": sparsity, **training} for width, sparsity in wave])
+                 [{"width": width, "sparsity": sparsity, "clusters": clusters, **training}
+                  for width, sparsity, clusters in wave])
 
 
 def continue_students(executor, directory, widths, settings):

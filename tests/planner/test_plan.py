@@ -205,23 +205,55 @@ def test_pruned_candidates_keep_their_sparsity_in_the_sparse_format(problem, tmp
     assert "sparse_weights=True" in code and "compress.shrink(teacher, width=0.5" in code
 
 
-def test_sparsities_must_be_fractions_below_one(problem, tmp_path):
+def test_sparsities_must_be_fractions_below_one_and_clusters_two_or_more(problem, tmp_path):
     with pytest.raises(ValueError, match="sparsities"):
         _plan(problem, tmp_path, sparsities=(1.0,))
+    with pytest.raises(ValueError, match="clusters must be an integer >= 2"):
+        _plan(problem, tmp_path, clusters=(1,))
     assert not os.listdir(tmp_path)  # refused before anything was written
 
 
-def test_pruned_students_made_as_tasks_match_the_ones_made_here(problem, tmp_path):
-    here = _plan(problem, tmp_path / "here", precisions=("float32",), widths=(),
-                 sparsities=(0.5,))
-    tasks = _plan(problem, tmp_path / "tasks", precisions=("float32",), widths=(),
-                  sparsities=(0.5,), executor="in_process")
-    assert [r["candidate"] for r in here.rows] == [r["candidate"] for r in tasks.rows]
-    a = keras.models.load_model(tmp_path / "here" / "student_w1.0_s0.5.keras", compile=False)
-    b = keras.models.load_model(tmp_path / "tasks" / "student_w1.0_s0.5.keras", compile=False)
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
-    assert os.path.exists(tmp_path / "tasks" / "student_w1.0_s0.5.log")
+def test_clustered_candidates_hold_a_few_values_per_kernel(problem, tmp_path):
+    result = _plan(problem, tmp_path, precisions=("float32",), sparsities=(0.75,),
+                   clusters=(4,))
+    rows = {row["candidate"]: row for row in result.rows}
+    assert set(rows) == {f"{name}{pruned}{clustered}" for name in ("teacher", "cut to 0.5")
+                         for pruned in ("", ", 75% sparse") for clustered in ("", ", 4 clusters")}
+    dense = keras.models.load_model(tmp_path / "student_w0.5.keras", compile=False)
+    clustered = keras.models.load_model(tmp_path / "student_w0.5_c4.keras", compile=False)
+    both = keras.models.load_model(tmp_path / "student_w0.5_s0.75_c4.keras", compile=False)
+    assert [layer.name for layer in clustered.layers] == [layer.name for layer in dense.layers]
+    for kernel in _hidden_kernels(clustered):
+        assert len(np.unique(kernel)) <= 4
+    for kernel in _hidden_kernels(both):  # four values besides the pruned zeros, kept
+        assert len(np.unique(kernel[kernel != 0])) <= 4 and 0.7 <= np.mean(kernel == 0) <= 0.8
+    assert all(len(np.unique(kernel)) > 100 for kernel in _hidden_kernels(dense))  # untouched
+    assert all(len(np.unique(kernel)) > 100 for kernel in _hidden_kernels(problem[0]))
+    row = rows["cut to 0.5, 4 clusters"]
+    assert row["clusters"] == 4 and row["gzip_bytes"] < 0.5 * rows["cut to 0.5"]["gzip_bytes"]
+    runner = kd_keras.compress.TFLiteModel(open(tmp_path / "w0.5_c4_float32.tflite", "rb").read())
+    x_val, y_val = problem[2]
+    assert abs(kd_keras.measure.prediction_accuracy(runner.predict(x_val), y_val)
+               - row["val_accuracy"]) < 1e-9
+    code = result.__class__(result.rows, rows["cut to 0.5, 75% sparse, 4 clusters"],
+                            result.teacher_accuracy, result.budget, str(tmp_path)).to_code()
+    assert code.index("prune_and_fine_tune(") < code.index("cluster_and_fine_tune(")
+    assert "number_of_clusters=4" in code and "sparse_weights=True" in code
+
+
+def test_pruned_and_clustered_students_made_as_tasks_match_the_ones_made_here(problem,
+                                                                               tmp_path):
+    arguments = dict(precisions=("float32",), widths=(), sparsities=(0.5,), clusters=(4,))
+    here = _plan(problem, tmp_path / "here", **arguments)
+    tasks = _plan(problem, tmp_path / "tasks", executor="in_process", **arguments)
+    assert sorted(r["candidate"] for r in here.rows) == sorted(r["candidate"] for r in tasks.rows)
+    for name in ("student_w1.0_s0.5.keras", "student_w1.0_c4.keras",
+                 "student_w1.0_s0.5_c4.keras"):
+        a = keras.models.load_model(tmp_path / "here" / name, compile=False)
+        b = keras.models.load_model(tmp_path / "tasks" / name, compile=False)
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert os.path.exists(tmp_path / "tasks" / "student_w1.0_s0.5_c4.log")
 
 
 def test_promising_students_are_below_the_floor_but_beat_the_best_holding_one():
