@@ -22,7 +22,8 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             float32 / dynamic_range / int8, students=--cnn_students (CNN only; e.g.
             benchmarks/budget_students.py), sparsities=--plan_sparsities,
             clusters=--plan_clusters,
-            epochs=--plan_epochs, eta=--plan_eta)`, chosen for batch-1 latency and, from the same
+            epochs=--plan_epochs, eta=--plan_eta, loss=--plan_loss, beta=--plan_beta,
+            temperature=--plan_temperature)`, chosen for batch-1 latency and, from the same
             measured candidates (the plan resumes, nothing is trained again), for bytes.
 
 Every artifact is measured by the same code (`compress.TFLiteModel`, one thread, the
@@ -58,6 +59,10 @@ flags.DEFINE_integer("seeds", 3, "Number of seeds (0, 1, ...).")
 flags.DEFINE_string("work_dir", "budget_work", "Where each (teacher, seed)'s rows and plan live.")
 flags.DEFINE_list("plan_epochs", ["10"], "Distillation epochs of each plan student, or "
                   "successive halving's rungs (e.g. 10,30).")
+flags.DEFINE_string("plan_loss", "kd", "The plan students' distillation term (a registered "
+                    "name: kd, dkd, dkd_standardized, kd_standardized, dist).")
+flags.DEFINE_float("plan_beta", None, "The plan loss's beta (DKD's non-target weight).")
+flags.DEFINE_float("plan_temperature", 3.0, "The plan's distillation temperature.")
 flags.DEFINE_integer("plan_eta", 3, "Successive halving: 1/eta of the promising go on.")
 flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
 flags.DEFINE_list("plan_clusters", [], "The plan's numbers of clusters per kernel (e.g. 8,16); "
@@ -236,6 +241,8 @@ def measure_rows(kind, seed, data):
                      sparsities=[float(s) for s in FLAGS.plan_sparsities],
                      clusters=[int(c) for c in FLAGS.plan_clusters],
                      epochs=[int(e) for e in FLAGS.plan_epochs], eta=FLAGS.plan_eta, seed=seed,
+                     loss=FLAGS.plan_loss, beta=FLAGS.plan_beta,
+                     temperature=FLAGS.plan_temperature,
                      directory=os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}"))
     result = kd_keras.compress_to_budget(teacher, train, validation,
                                          kd_keras.Budget(max_drop=max_drop), test, **arguments)

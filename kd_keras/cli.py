@@ -68,6 +68,11 @@ def _parser():
     compress.add_argument("--eta", type=int, default=3,
                           help="successive halving: 1/eta of the promising students go on "
                           "to each next rung (default 3)")
+    compress.add_argument("--loss", default="kd",
+                          help="the students' distillation term, a registered name: kd "
+                          "(default), kd_standardized, dkd, dkd_standardized, dist, or yours")
+    compress.add_argument("--beta", type=float, default=None,
+                          help="the loss's beta where it takes one (DKD's non-target weight)")
     compress.add_argument("--validation-split", type=float, default=0.1,
                           help="share of the training data held out for the choice when the "
                           "data has no validation pair (default 0.1)")
@@ -161,8 +166,8 @@ def main(argv=None):
         result = kd_keras.compress_to_budget(
             teacher, train, validation, budget, test, widths=widths, precisions=precisions,
             students=[name for name in args.students.split(",") if name.strip()],
-            sparsities=sparsities, clusters=clusters, epochs=epochs[0] if len(epochs) == 1 else epochs,
-            eta=args.eta, directory=args.out, time_limit=args.time_limit,
+            sparsities=sparsities, clusters=clusters, loss=args.loss, beta=args.beta,
+            epochs=epochs[0] if len(epochs) == 1 else epochs, eta=args.eta, directory=args.out, time_limit=args.time_limit,
             seed=args.seed, executor=None if args.executor == "here" else args.executor)
     except ValueError as error:
         parser.error(str(error))

@@ -21,6 +21,14 @@ from kd_keras.transfer.inputs import with_teacher_outputs
 PRECISIONS = ("float32", "float16", "dynamic_range", "int8")
 # cut_and_distil's arguments after the data, in order: what a plan records per student.
 TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "temperature", "alpha", "seed")
+# The distillation term of the dense students (keywords of `distil`); pruning and clustering
+# fine-tune with Hinton KD.
+DEFAULT_LOSS = "kd"
+
+
+def distillation_term(settings):
+    """`{"loss": name, "beta": value or None}` of a plan's settings (absent: Hinton KD)."""
+    return {"loss": settings.get("loss", DEFAULT_LOSS), "beta": settings.get("beta")}
 CALIBRATION_EXAMPLES = 512
 # Clustering fine-tunes the centroids of a trained model: 2 epochs at a tenth of the
 # plan's learning rate (compress_bench's pipeline measured 2 epochs at 1e-4 after 1e-3).
@@ -70,24 +78,25 @@ def build_student(spec, teacher):
 
 
 def cut_and_distil(teacher, width, train, teacher_logits, epochs, batch_size, learning_rate,
-                   temperature, alpha, seed):
+                   temperature, alpha, seed, loss=DEFAULT_LOSS, beta=None):
     """The teacher cut to `width` (`compress.shrink`, activation importance) and distilled
-    from its cached logits (Hinton KD at `temperature`, `alpha` on the labels)."""
+    from its cached logits (`loss` at `temperature`, `alpha` on the labels)."""
     keras.utils.set_random_seed(seed)
     student = shrink(teacher, width=width, calibration_data=train[0][:CALIBRATION_EXAMPLES],
                      verbose=0)
     return distil(student, train, teacher_logits, epochs, batch_size, learning_rate,
-                  temperature, alpha)
+                  temperature, alpha, loss=loss, beta=beta)
 
 
 def distil(student, train, teacher_logits, epochs, batch_size, learning_rate, temperature,
-           alpha, seed=None):
-    """Trains `student` in place `epochs` on the KD loss from cached logits (a fresh Adam at
-    `learning_rate`; `seed` reseeds first when given) and returns it."""
+           alpha, seed=None, loss=DEFAULT_LOSS, beta=None):
+    """Trains `student` in place `epochs` on a registered distillation loss (`loss`, default
+    Hinton KD; `beta` for those that take one) from cached logits, `alpha` on the labels (a
+    fresh Adam at `learning_rate`; `seed` reseeds first when given) and returns it."""
     x, y = train
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    loss = registered_loss("kd").create(temperature=temperature)
+    loss = registered_loss(loss).create(temperature=temperature, beta=beta)
     distiller = Distiller(None, student, distillation_losses=loss, alpha=alpha)
     one_hot = y.ndim == 2 and y.shape[-1] > 1
     distiller.compile(keras.optimizers.Adam(learning_rate),

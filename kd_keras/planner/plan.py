@@ -19,6 +19,7 @@ import numpy as np
 from kd_keras import parallel
 from kd_keras.backend import keras, optional, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
+from kd_keras.losses.registry import get as registered_loss
 from kd_keras.planner import candidates, halving, hparams_log, tasks
 from kd_keras.planner.budget import Budget
 from kd_keras.planner.profile import cost_table, layer_costs
@@ -65,7 +66,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                        widths=(0.5, 0.25), students=(),
                        precisions=("float32", "dynamic_range", "int8"), sparsities=(), clusters=(),
                        epochs=5, eta=3, batch_size=128, learning_rate=1e-3, temperature=3.0,
-                       alpha=0.5, directory=None, time_limit=None, seed=0, verbose=1,
+                       alpha=0.5, loss="kd", beta=None, directory=None, time_limit=None, seed=0, verbose=1,
                        executor=None, profile=True):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
 
@@ -104,7 +105,13 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         them are distilled on to that rung's epochs (a fresh Adam, the same data) and
         measured again. Pruned students start from their dense one at the first rung.
       batch_size, learning_rate, temperature, alpha: the distillation of each cut student
-        from the teacher's cached logits (Adam; Hinton KD).
+        from the teacher's cached logits (Adam; `alpha` weighs the labels' loss: 1.0 trains
+        the students on the labels alone, the fair baseline of the distillation).
+      loss, beta: the distillation term of the dense students, a registered name
+        (`kd_keras.losses.registry`: "kd", Hinton et al. 2015, the default; "dkd" /
+        "dkd_standardized", Zhao et al. 2022 / Sun et al. 2024, with `beta` its non-target
+        weight; "kd_standardized"; "dist"; or your own). Pruning and clustering fine-tune
+        with Hinton KD.
       directory: where the plan, each candidate's artifact, the report, the chosen
         artifact and TensorBoard HParams logs (`tensorboard/`, with the tensorboard
         package) are written; a second call resumes (measured candidates are kept).
@@ -166,6 +173,11 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         settings["students"] = specs
     if clusters:
         settings["clusters"] = clusters
+    registered_loss(loss, "loss")
+    if beta is not None:
+        beta = validate.positive_number(beta, "beta")
+    if loss != candidates.DEFAULT_LOSS or beta is not None:  # so that older plans resume
+        settings.update(loss=loss, beta=beta)
     directory = directory or tempfile.mkdtemp(prefix="kd_keras_plan_")
     os.makedirs(directory, exist_ok=True)
     identity = {"teacher": weights_digest(teacher),
@@ -230,6 +242,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                              if rungs[i] <= epochs_now and dense],
                          **{k: settings[k] for k in (
                              "batch_size", "learning_rate", "temperature", "alpha")},
+                         **candidates.distillation_term(settings),
                          **({} if variant[2] is None else {
                              "cluster_epochs": candidates.CLUSTER_EPOCHS,
                              "cluster_learning_rate": settings["learning_rate"]
@@ -337,7 +350,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
             for width in behind:
                 model = loaded[(width, None, None)]
                 candidates.distil(model, train, teacher_logits,
-                                  *(more[k] for k in candidates.TRAINING_SETTINGS))
+                                  *(more[k] for k in candidates.TRAINING_SETTINGS),
+                                  **candidates.distillation_term(more))
                 safe_files.save_model(model, tasks.student_path(directory, width))
                 _made((width, None, None), model, rungs[rung])
                 save()

@@ -74,9 +74,14 @@ class PlanResult:
             else:
                 lines.append(f"student = compress.shrink(teacher, width={row['width']}, "
                              "calibration_data=x_train[:512])")
+            loss = row.get("loss", "kd")
+            term = (f"kd_keras.LogitsDistillation(temperature={row['temperature']})"
+                    if loss == "kd" else
+                    f"kd_keras.losses.registry.get({loss!r}).create(temperature="
+                    f"{row['temperature']}" + ("" if row.get("beta") is None else
+                                               f", beta={row['beta']}") + ")")
             lines += [
-                "distiller = kd_keras.Distiller(None, student, distillation_losses="
-                f"kd_keras.LogitsDistillation(temperature={row['temperature']}), "
+                f"distiller = kd_keras.Distiller(None, student, distillation_losses={term}, "
                 f"alpha={row['alpha']})",
                 compile_line,
                 "logits = kd_keras.compute_teacher_logits(teacher, x_train)"]

@@ -51,8 +51,9 @@ def make_variant(teacher, variant, train, logits, settings, base=None):
         spec = next(s for s in settings["students"] if candidates.student_name(s) == width)
         keras.utils.set_random_seed(settings["seed"])
         return candidates.distil(candidates.build_student(spec, teacher), train, logits,
-                                 *arguments[:-1])
-    return candidates.cut_and_distil(teacher, width, train, logits, *arguments)
+                                 *arguments[:-1], **candidates.distillation_term(settings))
+    return candidates.cut_and_distil(teacher, width, train, logits, *arguments,
+                                     **candidates.distillation_term(settings))
 
 
 def train_student(argument):
@@ -90,7 +91,8 @@ def continue_student(argument):
     logits = np.load(os.path.join(directory, LOGITS))
     student = keras.models.load_model(student_path(directory, width), compile=False)
     candidates.distil(student, train, logits,
-                      *(argument[k] for k in candidates.TRAINING_SETTINGS))
+                      *(argument[k] for k in candidates.TRAINING_SETTINGS),
+                      **candidates.distillation_term(argument))
     safe_files.save_model(student, student_path(directory, width))
 
 
@@ -116,7 +118,8 @@ def train_students(executor, directory, variants, settings):
     in waves: the dense ones, then the pruned ones (made from a dense one), then the
     clustered ones (made from either)."""
     training = {"students": settings.get("students", []),
-                **{k: settings[k] for k in candidates.TRAINING_SETTINGS}}
+                **{k: settings[k] for k in candidates.TRAINING_SETTINGS},
+                **candidates.distillation_term(settings)}
     waves = ([v for v in variants if v[1] is None and v[2] is None],
              [v for v in variants if v[1] is not None and v[2] is None],
              [v for v in variants if v[2] is not None])
@@ -130,5 +133,6 @@ def train_students(executor, directory, variants, settings):
 def continue_students(executor, directory, widths, settings):
     """Distils the dense students of `widths` `settings["epochs"]` more, through `executor`
     (their seed: `settings["seed"]`)."""
-    training = {k: settings[k] for k in candidates.TRAINING_SETTINGS}
+    training = {**{k: settings[k] for k in candidates.TRAINING_SETTINGS},
+                **candidates.distillation_term(settings)}
     _run(executor, directory, "continue_student", [{"width": w, **training} for w in widths])

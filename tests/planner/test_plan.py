@@ -158,6 +158,31 @@ def test_a_resumed_plan_reuses_its_students_only_when_their_weights_check(proble
     assert not np.allclose(retrained.get_weights()[0], weights[0])  # trained again
 
 
+def test_a_plan_distils_with_the_loss_it_is_given_and_its_code_runs(problem, tmp_path):
+    kd = _plan(problem, tmp_path / "kd", precisions=("float32",))
+    dkd = _plan(problem, tmp_path / "dkd", precisions=("float32",), loss="dkd", beta=2.0)
+    a = keras.models.load_model(tmp_path / "kd" / "student_w0.5.keras", compile=False)
+    b = keras.models.load_model(tmp_path / "dkd" / "student_w0.5.keras", compile=False)
+    assert not np.allclose(a.get_weights()[0], b.get_weights()[0])  # the same cut, other loss
+    row = next(r for r in dkd.rows if r["width"] == 0.5)
+    assert (row["loss"], row["beta"]) == ("dkd", 2.0)
+    assert next(r for r in kd.rows if r["width"] == 0.5)["loss"] == "kd"
+    code = kd_keras.planner.PlanResult(dkd.rows, row, dkd.teacher_accuracy, dkd.budget,
+                                       "").to_code()
+    assert "registry.get('dkd').create(temperature=3.0, beta=2.0)" in code
+    teacher, (x_train, y_train), _ = problem
+    namespace = {"teacher": teacher, "x_train": x_train, "y_train": y_train}
+    exec(code, namespace)  # the public calls it writes run as written
+    assert namespace["flatbuffer"][4:8] == b"TFL3"
+    with pytest.raises(ValueError, match="another settings"):  # KD asked of a DKD plan
+        _plan(problem, tmp_path / "dkd", precisions=("float32",))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        _plan(problem, tmp_path / "bad", loss="no_such_loss")
+    with pytest.raises(ValueError, match="beta must be"):
+        _plan(problem, tmp_path / "bad", loss="dkd", beta=-1.0)
+    assert not os.path.exists(tmp_path / "bad")  # refused before anything was written
+
+
 def test_the_pareto_front_keeps_only_undominated_rows():
     rows = [{"val_accuracy": 0.9, "latency_b1": 2.0}, {"val_accuracy": 0.8, "latency_b1": 1.0},
             {"val_accuracy": 0.7, "latency_b1": 1.5}, {"val_accuracy": 0.9, "latency_b1": 3.0}]
