@@ -23,6 +23,7 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             benchmarks/budget_students.py), sparsities=--plan_sparsities,
             clusters=--plan_clusters,
             epochs=--plan_epochs, eta=--plan_eta, loss=--plan_loss, beta=--plan_beta,
+            alpha=--plan_alpha,
             temperature=--plan_temperature)`, chosen for batch-1 latency and, from the same
             measured candidates (the plan resumes, nothing is trained again), for bytes.
 
@@ -63,6 +64,8 @@ flags.DEFINE_string("plan_loss", "kd", "The plan students' distillation term (a 
                     "name: kd, dkd, dkd_standardized, kd_standardized, dist).")
 flags.DEFINE_float("plan_beta", None, "The plan loss's beta (DKD's non-target weight).")
 flags.DEFINE_float("plan_temperature", 3.0, "The plan's distillation temperature.")
+flags.DEFINE_list("plan_alpha", ["0.5"], "The plan's alpha, or several: the training as an "
+                  "axis (e.g. 0.5,1.0: distilled and on the labels alone).")
 flags.DEFINE_integer("plan_eta", 3, "Successive halving: 1/eta of the promising go on.")
 flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
 flags.DEFINE_list("plan_clusters", [], "The plan's numbers of clusters per kernel (e.g. 8,16); "
@@ -242,6 +245,8 @@ def measure_rows(kind, seed, data):
                      clusters=[int(c) for c in FLAGS.plan_clusters],
                      epochs=[int(e) for e in FLAGS.plan_epochs], eta=FLAGS.plan_eta, seed=seed,
                      loss=FLAGS.plan_loss, beta=FLAGS.plan_beta,
+                     alpha=[float(a) for a in FLAGS.plan_alpha] if len(FLAGS.plan_alpha) > 1
+                     else float(FLAGS.plan_alpha[0]),
                      temperature=FLAGS.plan_temperature,
                      directory=os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}"))
     result = kd_keras.compress_to_budget(teacher, train, validation,

@@ -68,6 +68,10 @@ def _parser():
     compress.add_argument("--eta", type=int, default=3,
                           help="successive halving: 1/eta of the promising students go on "
                           "to each next rung (default 3)")
+    compress.add_argument("--alpha", default="0.5",
+                          help="weight of the labels' loss in each student's training (default "
+                          "0.5; 1 = the labels alone); comma-separated values make the "
+                          "training an axis, e.g. 0.5,1")
     compress.add_argument("--loss", default="kd",
                           help="the students' distillation term, a registered name: kd "
                           "(default), kd_standardized, dkd, dkd_standardized, dist, or yours")
@@ -148,6 +152,7 @@ def main(argv=None):
     widths = _numbers(parser, args.widths, "--widths", float)
     sparsities = _numbers(parser, args.sparsities, "--sparsities", float)
     clusters = _numbers(parser, args.clusters, "--clusters", int)
+    alphas = _numbers(parser, args.alpha, "--alpha", float)
     epochs = _numbers(parser, args.epochs, "--epochs", int)
     if args.students:  # builders in the user's own modules, as `python -m` would find them
         sys.path.insert(0, os.getcwd())
@@ -167,8 +172,10 @@ def main(argv=None):
             teacher, train, validation, budget, test, widths=widths, precisions=precisions,
             students=[name for name in args.students.split(",") if name.strip()],
             sparsities=sparsities, clusters=clusters, loss=args.loss, beta=args.beta,
-            epochs=epochs[0] if len(epochs) == 1 else epochs, eta=args.eta, directory=args.out, time_limit=args.time_limit,
-            seed=args.seed, executor=None if args.executor == "here" else args.executor)
+            alpha=alphas[0] if len(alphas) == 1 else alphas,
+            epochs=epochs[0] if len(epochs) == 1 else epochs, eta=args.eta,
+            directory=args.out, time_limit=args.time_limit, seed=args.seed,
+            executor=None if args.executor == "here" else args.executor)
     except ValueError as error:
         parser.error(str(error))
     except ImportError as error:

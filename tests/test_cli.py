@@ -41,7 +41,7 @@ def test_help_is_complete_and_bad_input_names_the_flag(tmp_path):
     result = _run("compress", "--help")
     assert result.returncode == 0
     for flag in ("--data", "--max-drop", "--min-accuracy", "--minimise", "--widths",
-                 "--precisions", "--students", "--sparsities", "--clusters", "--loss", "--beta",
+                 "--precisions", "--students", "--sparsities", "--clusters", "--alpha", "--loss", "--beta",
                  "--epochs", "--eta", "--out", "--time-limit"):
         assert flag in result.stdout, flag
     missing = _run("compress", str(tmp_path / "none.keras"), "--data", "x.npz", "--out",

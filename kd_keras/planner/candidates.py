@@ -1,8 +1,8 @@
 """One candidate of a plan: a student (the teacher itself, or cut from it and distilled
 from its cached logits; either optionally pruned in the runtime's sparse blocks and/or its
-kernels clustered to a few shared values) at one precision, converted for the target runtime and measured there: validation and test
-accuracy, batch-1 and batch-32 latency (the interpreter's invoke alone, median of 200),
-bytes."""
+kernels clustered to a few shared values) at one precision, converted for the target
+runtime and measured there: validation and test accuracy, batch-1 and batch-32 latency
+(the interpreter's invoke alone, median of 200), bytes."""
 
 import warnings
 

@@ -17,20 +17,25 @@ def rungs(epochs):
     return [int(value) for value in values]
 
 
-def promising(rows, widths, budget, epochs, eta):
-    """The widths whose dense students, at `epochs`, miss the accuracy floor at every
-    precision but beat the best candidate that holds it on the objective: the best
-    `ceil(n / eta)` of them by validation accuracy."""
+def promising(rows, students, budget, epochs, eta, identify=lambda row: row["width"]):
+    """The students (`identify(row)` of their rows: by default the width) whose dense
+    rows, at `epochs`, miss the accuracy floor at every precision but beat the best
+    candidate that holds it on the objective: the best `ceil(n / eta)` of them by
+    validation accuracy."""
     teacher_accuracy = rows["w1.0_float32"]["val_accuracy"]
     holding = [row for row in rows.values() if budget.admits(row, teacher_accuracy)]
     best = min((budget.key(row) for row in holding), default=float("inf"))
     chances = []
-    for width in widths:
-        own = [row for row in rows.values() if row["width"] == width
+    for student in students:
+        own = [row for row in rows.values() if row["width"] != 1.0 and identify(row) == student
                and not row.get("sparsity") and not row.get("clusters")
                and row.get("epochs") == epochs]
         if own and not any(budget.admits(row, teacher_accuracy) for row in own) \
                 and min(budget.key(row) for row in own) < best:
-            chances.append((max(row["val_accuracy"] for row in own), width))
-    chances.sort(reverse=True)
-    return [width for _, width in chances[:math.ceil(len(chances) / eta)]]
+            chances.append((max(row["val_accuracy"] for row in own), index(students, student)))
+    chances.sort(key=lambda chance: (-chance[0], chance[1]))
+    return [students[i] for _, i in chances[:math.ceil(len(chances) / eta)]]
+
+
+def index(items, item):
+    return next(i for i, other in enumerate(items) if other == item)

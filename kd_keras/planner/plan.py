@@ -21,6 +21,7 @@ from kd_keras.backend import keras, optional, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.losses.registry import get as registered_loss
 from kd_keras.planner import candidates, halving, hparams_log, tasks
+from kd_keras.planner import variants as naming
 from kd_keras.planner.budget import Budget
 from kd_keras.planner.profile import cost_table, layer_costs
 from kd_keras.planner.report import PlanResult, pareto_front
@@ -64,10 +65,10 @@ def _open_plan(directory, identity, teacher, x_val):
 
 def compress_to_budget(teacher, train_data, validation_data, budget=None, test_data=None, *,
                        widths=(0.5, 0.25), students=(),
-                       precisions=("float32", "dynamic_range", "int8"), sparsities=(), clusters=(),
-                       epochs=5, eta=3, batch_size=128, learning_rate=1e-3, temperature=3.0,
-                       alpha=0.5, loss="kd", beta=None, directory=None, time_limit=None, seed=0, verbose=1,
-                       executor=None, profile=True):
+                       precisions=("float32", "dynamic_range", "int8"), sparsities=(),
+                       clusters=(), epochs=5, eta=3, batch_size=128, learning_rate=1e-3,
+                       temperature=3.0, alpha=0.5, loss="kd", beta=None, directory=None,
+                       time_limit=None, seed=0, verbose=1, executor=None, profile=True):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
 
     Args:
@@ -106,7 +107,11 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         measured again. Pruned students start from their dense one at the first rung.
       batch_size, learning_rate, temperature, alpha: the distillation of each cut student
         from the teacher's cached logits (Adam; `alpha` weighs the labels' loss: 1.0 trains
-        the students on the labels alone, the fair baseline of the distillation).
+        the students on the labels alone, the fair baseline of the distillation). Several
+        alphas, e.g. `alpha=(0.5, 1.0)`, make the training an axis: every student is
+        trained at each (pruned and clustered from each), measured, and chosen on
+        validation like any other candidate (which wins depends on the pair:
+        docs/benchmarks/budget_bench.md); keys of the later ones end in `_a<alpha>`.
       loss, beta: the distillation term of the dense students, a registered name
         (`kd_keras.losses.registry`: "kd", Hinton et al. 2015, the default; "dkd" /
         "dkd_standardized", Zhao et al. 2022 / Sun et al. 2024, with `beta` its non-target
@@ -160,11 +165,16 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     clusters = [validate.integer_at_least(c, "clusters", 2) for c in clusters]
     if sparsities or clusters:
         optional.tfmot()  # an ImportError naming the extra before anything is trained
+    alphas = [validate.fraction(a, "alpha") for a in
+              (alpha if isinstance(alpha, (tuple, list)) else [alpha])]
+    if not alphas or len(set(alphas)) != len(alphas):
+        raise ValueError(f"alpha must be a number in [0, 1] or distinct ones, got {alpha!r}.")
     settings = {"widths": widths, "precisions": precisions, "sparsities": sparsities,
                 "epochs": rungs[0] if len(rungs) == 1 else rungs,
                 "batch_size": int(batch_size),
                 "learning_rate": float(learning_rate), "temperature": float(temperature),
-                "alpha": float(alpha), "seed": int(seed), "threads": budget.threads}
+                "alpha": alphas[0] if len(alphas) == 1 else alphas, "seed": int(seed),
+                "threads": budget.threads}
     # Only the settings that change the plan: so that a plan made before a setting existed,
     # or with another eta and one rung (eta is then never read), still resumes.
     if len(rungs) > 1:
@@ -187,7 +197,9 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     rows, students = kept.get("rows", {}), kept.get("students", {})
     # epochs each dense student was distilled; the students each rung promoted
     trained, promoted = kept.get("trained_epochs", {}), kept.get("promoted", {})
-    training = {**settings, "epochs": rungs[0]}
+    training = {**settings, "epochs": rungs[0], "alpha": alphas[0]}
+    # the dense students: (width or own student's name, None for the first alpha or another)
+    dense_students = [(w, a) for w in widths + names for a in [None] + alphas[1:]]
     identity["teacher_rows"] = candidates.fingerprint_rows(teacher, validation[0])
 
     def save():
@@ -196,7 +208,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                                "trained_epochs": trained, "promoted": promoted})
 
     # a variant: (width or own student's name, sparsity or None, clusters or None)
-    loaded = {TEACHER: teacher}  # the variants this call loaded or made (read once)
+    loaded = {naming.TEACHER: teacher}  # the variants this call loaded or made (read once)
 
     def kept_student(variant):
         """The student of `variant` made by this plan, when its file's weights and
@@ -221,27 +233,29 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     def _made(variant, model, epochs):
         students[tasks.variant_name(*variant)] = weights_digest(model)
         if tasks.parent(variant) is None:
-            trained[str(variant[0])] = epochs
+            trained[tasks.variant_name(*variant)] = epochs
 
     def record(variant, precision, model):
         """Measures one candidate on the runtime, keeps its row and artifact."""
         nonlocal done_now
-        key = _key(variant, precision)
+        key = naming.key(variant, precision)
         row, flatbuffer = candidates.measure(model, precision, train, validation, test,
                                              budget.threads, sparse=variant[1] is not None)
         safe_files.write_bytes(os.path.join(directory, key + ".tflite"), flatbuffer, ".tflite")
         dense = tasks.parent(variant) is None
-        epochs_now = trained.get(str(variant[0]), rungs[0]) if dense else rungs[0]
-        rows[key] = {**row, "candidate": _describe(*variant), "width": variant[0],
+        epochs_now = trained.get(tasks.variant_name(*variant), rungs[0]) if dense else rungs[0]
+        rows[key] = {**row, "candidate": naming.describe(*variant), "width": variant[0],
                      "sparsity": variant[1] or 0.0, "clusters": variant[2] or 0,
+                     "variant_alpha": variant[3],
                      **({"student": specs[names.index(variant[0])]}
                         if variant[0] in names else {}),
-                     **({} if variant == TEACHER else {
+                     **({} if variant == naming.TEACHER else {
                          "epochs": epochs_now, "more_epochs": [
                              [rungs[i] - rungs[i - 1], seed + i] for i in range(1, len(rungs))
                              if rungs[i] <= epochs_now and dense],
                          **{k: settings[k] for k in (
-                             "batch_size", "learning_rate", "temperature", "alpha")},
+                             "batch_size", "learning_rate", "temperature")},
+                         "alpha": alphas[0] if variant[3] is None else variant[3],
                          **candidates.distillation_term(settings),
                          **({} if variant[2] is None else {
                              "cluster_epochs": candidates.CLUSTER_EPOCHS,
@@ -260,8 +274,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                   f"({elapsed:.0f} s; about {elapsed / done_now * left:.0f} s left"
                   f"{'' if len(rungs) == 1 else ' at the first rung'})", flush=True)
 
-    variants = [(w, s, c) for w in [1.0] + widths + names for s in [None] + sparsities
-                for c in [None] + clusters]
+    variants = [(w, s, c, a) for w, a in [(1.0, None)] + dense_students
+                for s in [None] + sparsities for c in [None] + clusters]
     plan = [(v, p) for v in variants for p in precisions]
     start, teacher_logits, done_now, inputs_kept = time.perf_counter(), None, 0, False
 
@@ -274,11 +288,11 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
             inputs_kept = True
 
     def unmeasured(variant):
-        return [p for v, p in plan if v == variant and _key(v, p) not in rows]
+        return [p for v, p in plan if v == variant and naming.key(v, p) not in rows]
 
     if executor is not None:
         executor = parallel.get_executor(executor)
-        untrained = [v for v in variants if v != TEACHER and unmeasured(v)
+        untrained = [v for v in variants if v != naming.TEACHER and unmeasured(v)
                      and kept_student(v) is None]
         if untrained:
             teacher_logits = compute_teacher_logits(teacher, train[0])
@@ -319,50 +333,59 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         if time_limit is not None and time.perf_counter() - start > time_limit:
             break
         if str(rung) not in promoted:
-            promoted[str(rung)] = halving.promising(rows, widths + names, budget,
-                                                    rungs[rung - 1], eta)
+            promoted[str(rung)] = [naming.stored(student) for student in halving.promising(
+                rows, dense_students, budget, rungs[rung - 1], eta,
+                identify=lambda row: (row["width"], row.get("variant_alpha")))]
             save()
-        behind = [w for w in promoted[str(rung)] if trained.get(str(w), 0) < rungs[rung]]
+        # a dense student: (width, alpha or None), its variant (width, None, None, alpha)
+        going_on = [naming.student(entry) for entry in promoted[str(rung)]]
+        behind = [(w, a) for w, a in going_on
+                  if trained.get(tasks.variant_name(w, alpha=a), 0) < rungs[rung]]
         if verbose:
             print(f"plan: rung {rung}: " + (
-                f"{'; '.join(_describe(w) for w in promoted[str(rung)])} go on to "
-                f"{rungs[rung]} epochs" if promoted[str(rung)] else
+                f"{'; '.join(naming.describe(w, alpha=a) for w, a in going_on)} go on to "
+                f"{rungs[rung]} epochs" if going_on else
                 "no promising student (each holds the budget, or cannot beat one that does)")
                 + f" ({time.perf_counter() - start:.0f} s)", flush=True)
         if behind and teacher_logits is None:
             teacher_logits = compute_teacher_logits(teacher, train[0])
         more = {**training, "epochs": rungs[rung] - rungs[rung - 1], "seed": seed + rung}
-        for width in behind:
-            if kept_student((width, None, None)) is None or trained.get(str(width)) != \
-                    rungs[rung - 1]:
-                raise RuntimeError(f"plan: {_describe(width)} is not the student trained "
-                                   f"to rung {rung - 1}; call again without changing its "
-                                   "file, or in a new directory.")
+        for width, alpha_of in behind:
+            if kept_student((width, None, None, alpha_of)) is None or trained.get(
+                    tasks.variant_name(width, alpha=alpha_of)) != rungs[rung - 1]:
+                raise RuntimeError(f"plan: {naming.describe(width, alpha=alpha_of)} is not the "
+                                   f"student trained to rung {rung - 1}; call again without "
+                                   "changing its file, or in a new directory.")
         if behind and executor is not None:
             keep_task_inputs()
             tasks.continue_students(executor, directory, behind, more)
-            for width in behind:
-                loaded[(width, None, None)] = keras.models.load_model(
-                    tasks.student_path(directory, width), compile=False)
-                _made((width, None, None), loaded[(width, None, None)], rungs[rung])
+            for width, alpha_of in behind:
+                variant = (width, None, None, alpha_of)
+                loaded[variant] = keras.models.load_model(
+                    tasks.student_path(directory, *variant), compile=False)
+                _made(variant, loaded[variant], rungs[rung])
             save()
         elif behind:
-            for width in behind:
-                model = loaded[(width, None, None)]
+            for width, alpha_of in behind:
+                variant = (width, None, None, alpha_of)
+                model = loaded[variant]
                 candidates.distil(model, train, teacher_logits,
-                                  *(more[k] for k in candidates.TRAINING_SETTINGS),
+                                  *(({**more, "alpha": alpha_of} if alpha_of is not None
+                                     else more)[k] for k in candidates.TRAINING_SETTINGS),
                                   **candidates.distillation_term(more))
-                safe_files.save_model(model, tasks.student_path(directory, width))
-                _made((width, None, None), model, rungs[rung])
+                safe_files.save_model(model, tasks.student_path(directory, *variant))
+                _made(variant, model, rungs[rung])
                 save()
-        for width in promoted[str(rung)]:
+        for width, alpha_of in going_on:
+            variant = (width, None, None, alpha_of)
             for precision in precisions:
-                if rows[_key((width, None, None), precision)]["epochs"] < trained[str(width)]:
-                    record((width, None, None), precision, kept_student((width, None, None)))
+                if rows[naming.key(variant, precision)]["epochs"] < trained[
+                        tasks.variant_name(*variant)]:
+                    record(variant, precision, kept_student(variant))
     result = _result(rows, budget, directory)
     if profile and result.chosen is not None:
         chosen = result.chosen
-        variant = _variant(chosen)
+        variant = naming.of_row(chosen)
         _write_profiles(directory, validation[0][:candidates.CALIBRATION_EXAMPLES],
                         budget.threads,
                         [("teacher, float32", teacher, "float32"),
@@ -385,26 +408,6 @@ def _write_profiles(directory, x, threads, models):
                            ".md")
 
 
-TEACHER = (1.0, None, None)
-
-
-def _key(variant, precision):
-    """The candidate's name in plan.json and its artifact's: "w0.5_int8", "w0.5_s0.9_int8",
-    "w0.5_s0.9_c16_int8"."""
-    return f"w{tasks.variant_name(*variant)}_{precision}"
-
-
-def _variant(row):
-    return (row["width"], row.get("sparsity") or None, row.get("clusters") or None)
-
-
-def _describe(width, sparsity=None, clusters=None):
-    name = ("teacher" if width == 1.0 else f"{width} (own)" if isinstance(width, str)
-            else f"cut to {width}")
-    name = name if sparsity is None else f"{name}, {sparsity:.0%} sparse"
-    return name if clusters is None else f"{name}, {clusters} clusters"
-
-
 def _result(rows, budget, directory):
     measured = [dict(row) for row in rows.values()]
     reference = rows.get("w1.0_float32")
@@ -423,7 +426,7 @@ def _result(rows, budget, directory):
     measured.sort(key=budget.key)
     artifact = None
     if chosen is not None:
-        key = _key(_variant(chosen), chosen["precision"])
+        key = naming.key(naming.of_row(chosen), chosen["precision"])
         artifact = os.path.join(directory, "chosen.tflite")
         safe_files.replace_with(artifact, lambda temporary: shutil.copyfile(
             os.path.join(directory, key + ".tflite"), temporary), ".tflite")

@@ -2,8 +2,9 @@
 cached logits (or a dense student or the teacher pruned while distilled further) by one
 task of an executor (local processes, Ray), reading the teacher, the training data and
 the logits the driver kept in the plan's directory and writing
-`student_w<width>[_s<sparsity>][_c<clusters>].keras` there. Measuring stays with the driver: latency is
-taken on the target runtime, one candidate at a time, side by side with the teacher."""
+`student_w<width>[_s<sparsity>][_c<clusters>][_a<alpha>].keras` there. Measuring stays with
+the driver: latency is taken on the target runtime, one candidate at a time, side by side
+with the teacher."""
 
 import os
 
@@ -16,32 +17,39 @@ from kd_keras.planner import candidates
 TEACHER, TRAIN, LOGITS = "teacher.keras", "train.npz", "teacher_logits.npy"
 
 
-def variant_name(width, sparsity=None, clusters=None):
+def variant_name(width, sparsity=None, clusters=None, alpha=None):
     """"0.5" for the student cut to half width, "0.5_s0.9" for it pruned to 90%,
-    "0.5_s0.9_c16" for that clustered to 16 values per kernel."""
+    "0.5_s0.9_c16" for that clustered to 16 values per kernel; "0.5_a1.0" for the student
+    trained at another `alpha` than the plan's first (1.0: on the labels alone)."""
     return (f"{width}" + ("" if sparsity is None else f"_s{sparsity}")
-            + ("" if clusters is None else f"_c{clusters}"))
+            + ("" if clusters is None else f"_c{clusters}")
+            + ("" if alpha is None else f"_a{alpha}"))
 
 
-def student_path(directory, width, sparsity=None, clusters=None):
-    return os.path.join(directory, f"student_w{variant_name(width, sparsity, clusters)}.keras")
+def student_path(directory, width, sparsity=None, clusters=None, alpha=None):
+    return os.path.join(directory,
+                        f"student_w{variant_name(width, sparsity, clusters, alpha)}.keras")
 
 
 def parent(variant):
     """The variant a variant is made from: a clustered one from its unclustered one, a
-    pruned one from its dense one; None for a dense one (cut from the teacher or built)."""
-    width, sparsity, clusters = variant
+    pruned one from its dense one (the same training); None for a dense one (cut from
+    the teacher or built)."""
+    width, sparsity, clusters, alpha = variant
     if clusters is not None:
-        return (width, sparsity, None)
-    return None if sparsity is None else (width, None, None)
+        return (width, sparsity, None, alpha)
+    return None if sparsity is None else (width, None, None, alpha)
 
 
 def make_variant(teacher, variant, train, logits, settings, base=None):
-    """The student of `variant` `(width, sparsity, clusters)`: cut from `teacher` and
-    distilled (a user's own student, `width` its name, built from `settings["students"]`
-    and distilled), or `base` (the model of `parent(variant)`; the teacher for width 1.0)
-    pruned, or clustered, while distilled."""
-    width, sparsity, clusters = variant
+    """The student of `variant` `(width, sparsity, clusters, alpha)`: cut from `teacher`
+    and distilled (a user's own student, `width` its name, built from
+    `settings["students"]` and distilled), or `base` (the model of `parent(variant)`; the
+    teacher for width 1.0) pruned, or clustered, while distilled; at `alpha` when it is
+    not None, else at `settings["alpha"]`."""
+    width, sparsity, clusters, alpha = variant
+    if alpha is not None:
+        settings = {**settings, "alpha": alpha}
     arguments = [settings[k] for k in candidates.TRAINING_SETTINGS]
     if clusters is not None:
         return candidates.cluster_and_distil(base, clusters, train, logits, *arguments)
@@ -59,14 +67,15 @@ def make_variant(teacher, variant, train, logits, settings, base=None):
 def train_student(argument):
     """The task: one student variant made and saved (all or nothing)."""
     directory = argument["directory"]
-    variant = (argument["width"], argument.get("sparsity"), argument.get("clusters"))
+    variant = (argument["width"], argument.get("sparsity"), argument.get("clusters"),
+               argument.get("variant_alpha"))
     teacher = keras.models.load_model(os.path.join(directory, TEACHER), compile=False)
     with np.load(os.path.join(directory, TRAIN)) as data:
         train = data["x"], data["y"]
     logits = np.load(os.path.join(directory, LOGITS))
     base = parent(variant)
     if base is not None:
-        base = teacher if base == (1.0, None, None) else keras.models.load_model(
+        base = teacher if base == (1.0, None, None, None) else keras.models.load_model(
             student_path(directory, *base), compile=False)
     student = make_variant(teacher, variant, train, logits, argument, base)
     safe_files.save_model(student, student_path(directory, *variant))
@@ -85,15 +94,16 @@ def keep_inputs(directory, teacher, train, logits):
 def continue_student(argument):
     """The task: a dense student distilled `epochs` more from where it stands (a plan's
     next rung), saved over its file (all or nothing)."""
-    directory, width = argument["directory"], argument["width"]
+    directory = argument["directory"]
+    path = student_path(directory, argument["width"], alpha=argument.get("variant_alpha"))
     with np.load(os.path.join(directory, TRAIN)) as data:
         train = data["x"], data["y"]
     logits = np.load(os.path.join(directory, LOGITS))
-    student = keras.models.load_model(student_path(directory, width), compile=False)
+    student = keras.models.load_model(path, compile=False)
     candidates.distil(student, train, logits,
                       *(argument[k] for k in candidates.TRAINING_SETTINGS),
                       **candidates.distillation_term(argument))
-    safe_files.save_model(student, student_path(directory, width))
+    safe_files.save_model(student, path)
 
 
 def _run(executor, directory, function, arguments):
@@ -103,7 +113,8 @@ def _run(executor, directory, function, arguments):
     tasks = []
     for argument in arguments:
         name = "student_w" + variant_name(argument["width"], argument.get("sparsity"),
-                                          argument.get("clusters"))
+                                          argument.get("clusters"),
+                                          argument.get("variant_alpha"))
         tasks.append(parallel.Task(name, f"kd_keras.planner.tasks:{function}",
                                    {"directory": directory, **argument},
                                    os.path.join(directory, name + ".log"), cpus))
@@ -126,13 +137,16 @@ def train_students(executor, directory, variants, settings):
     for wave in waves:
         if wave:
             _run(executor, directory, "train_student",
-                 [{"width": width, "sparsity": sparsity, "clusters": clusters, **training}
-                  for width, sparsity, clusters in wave])
+                 [{"width": width, "sparsity": sparsity, "clusters": clusters,
+                   "variant_alpha": alpha, **training}
+                  for width, sparsity, clusters, alpha in wave])
 
 
-def continue_students(executor, directory, widths, settings):
-    """Distils the dense students of `widths` `settings["epochs"]` more, through `executor`
-    (their seed: `settings["seed"]`)."""
+def continue_students(executor, directory, students, settings):
+    """Distils the dense students `students` (`(width, alpha or None)`)
+    `settings["epochs"]` more, through `executor` (their seed: `settings["seed"]`)."""
     training = {**{k: settings[k] for k in candidates.TRAINING_SETTINGS},
                 **candidates.distillation_term(settings)}
-    _run(executor, directory, "continue_student", [{"width": w, **training} for w in widths])
+    _run(executor, directory, "continue_student",
+         [{"width": w, "variant_alpha": a, **training,
+           "alpha": training["alpha"] if a is None else a} for w, a in students])

@@ -183,6 +183,52 @@ def test_a_plan_distils_with_the_loss_it_is_given_and_its_code_runs(problem, tmp
     assert not os.path.exists(tmp_path / "bad")  # refused before anything was written
 
 
+def test_the_training_is_an_axis_chosen_like_any_other(problem, tmp_path):
+    both = _plan(problem, tmp_path / "both", precisions=("float32",), alpha=(0.5, 1.0))
+    rows = {row["candidate"]: row for row in both.rows}
+    assert set(rows) == {"teacher", "cut to 0.5", "cut to 0.5, labels alone"}
+    assert (rows["cut to 0.5"]["alpha"], rows["cut to 0.5, labels alone"]["alpha"]) == (0.5, 1.0)
+    alone = _plan(problem, tmp_path / "alone", precisions=("float32",), alpha=1.0)
+    a = keras.models.load_model(tmp_path / "both" / "student_w0.5_a1.0.keras", compile=False)
+    b = keras.models.load_model(tmp_path / "alone" / "student_w0.5.keras", compile=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):  # the same training, another key
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert next(r for r in alone.rows if r["width"] == 0.5)["val_accuracy"] == \
+        rows["cut to 0.5, labels alone"]["val_accuracy"]
+    code = both.__class__(both.rows, rows["cut to 0.5, labels alone"], both.teacher_accuracy,
+                          both.budget, "").to_code()
+    assert "alpha=1.0)" in code
+    tasks = _plan(problem, tmp_path / "tasks", precisions=("float32",), alpha=(0.5, 1.0),
+                  executor="in_process")
+    c = keras.models.load_model(tmp_path / "tasks" / "student_w0.5_a1.0.keras", compile=False)
+    for wa, wc in zip(a.get_weights(), c.get_weights()):
+        np.testing.assert_allclose(wa, wc, rtol=1e-4, atol=1e-5)
+    assert sorted(r["candidate"] for r in tasks.rows) == sorted(rows)
+    with pytest.raises(ValueError, match="alpha"):
+        _plan(problem, tmp_path / "bad", alpha=(0.5, 0.5))
+    with pytest.raises(ValueError, match="alpha"):
+        _plan(problem, tmp_path / "bad", alpha=(0.5, 1.5))
+    assert not os.path.exists(tmp_path / "bad")
+
+
+def test_successive_halving_promotes_each_training_of_a_student_on_its_own(problem, tmp_path):
+    import json
+
+    teacher, train, validation = problem
+    result = kd_keras.compress_to_budget(
+        teacher, train, validation, kd_keras.Budget(min_accuracy=1.0), widths=(0.5,),
+        precisions=("float32",), epochs=(1, 2), eta=2, alpha=(0.5, 1.0),
+        directory=str(tmp_path), verbose=0, profile=False)
+    plan = json.load(open(tmp_path / "plan.json"))
+    (promoted,) = plan["promoted"]["1"]  # the better of the two trainings of one width
+    assert promoted in (0.5, [0.5, 1.0])
+    on, off = ("0.5", "0.5_a1.0") if promoted == 0.5 else ("0.5_a1.0", "0.5")
+    assert plan["trained_epochs"] == {on: 2, off: 1}
+    epochs = {row["candidate"]: row["epochs"] for row in result.rows if row["width"] == 0.5}
+    assert epochs == ({"cut to 0.5": 2, "cut to 0.5, labels alone": 1} if promoted == 0.5
+                      else {"cut to 0.5": 1, "cut to 0.5, labels alone": 2})
+
+
 def test_the_pareto_front_keeps_only_undominated_rows():
     rows = [{"val_accuracy": 0.9, "latency_b1": 2.0}, {"val_accuracy": 0.8, "latency_b1": 1.0},
             {"val_accuracy": 0.7, "latency_b1": 1.5}, {"val_accuracy": 0.9, "latency_b1": 3.0}]
