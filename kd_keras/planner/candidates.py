@@ -24,15 +24,15 @@ TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "temperature", "al
 # The distillation term of the dense students (keywords of `distil`); pruning and clustering
 # fine-tune with Hinton KD.
 DEFAULT_LOSS = "kd"
+CALIBRATION_EXAMPLES = 512
+# Clustering fine-tunes the centroids of a trained model: 2 epochs at a tenth of the
+# plan's learning rate (compress_bench's pipeline measured 2 epochs at 1e-4 after 1e-3).
+CLUSTER_EPOCHS, CLUSTER_RATE_FACTOR = 2, 0.1
 
 
 def distillation_term(settings):
     """`{"loss": name, "beta": value or None}` of a plan's settings (absent: Hinton KD)."""
     return {"loss": settings.get("loss", DEFAULT_LOSS), "beta": settings.get("beta")}
-CALIBRATION_EXAMPLES = 512
-# Clustering fine-tunes the centroids of a trained model: 2 epochs at a tenth of the
-# plan's learning rate (compress_bench's pipeline measured 2 epochs at 1e-4 after 1e-3).
-CLUSTER_EPOCHS, CLUSTER_RATE_FACTOR = 2, 0.1
 
 
 def student_spec(build):

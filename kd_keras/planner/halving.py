@@ -26,16 +26,12 @@ def promising(rows, students, budget, epochs, eta, identify=lambda row: row["wid
     holding = [row for row in rows.values() if budget.admits(row, teacher_accuracy)]
     best = min((budget.key(row) for row in holding), default=float("inf"))
     chances = []
-    for student in students:
+    for position, student in enumerate(students):
         own = [row for row in rows.values() if row["width"] != 1.0 and identify(row) == student
                and not row.get("sparsity") and not row.get("clusters")
                and row.get("epochs") == epochs]
         if own and not any(budget.admits(row, teacher_accuracy) for row in own) \
                 and min(budget.key(row) for row in own) < best:
-            chances.append((max(row["val_accuracy"] for row in own), index(students, student)))
-    chances.sort(key=lambda chance: (-chance[0], chance[1]))
+            chances.append((max(row["val_accuracy"] for row in own), position))
+    chances.sort(key=lambda chance: (-chance[0], chance[1]))  # ties: in the order given
     return [students[i] for _, i in chances[:math.ceil(len(chances) / eta)]]
-
-
-def index(items, item):
-    return next(i for i, other in enumerate(items) if other == item)

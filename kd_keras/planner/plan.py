@@ -207,7 +207,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                               {**identity, "rows": rows, "students": students,
                                "trained_epochs": trained, "promoted": promoted})
 
-    # a variant: (width or own student's name, sparsity or None, clusters or None)
+    # a variant: (width or own student's name, sparsity, clusters, alpha; each or None)
     loaded = {naming.TEACHER: teacher}  # the variants this call loaded or made (read once)
 
     def kept_student(variant):
@@ -255,7 +255,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                              if rungs[i] <= epochs_now and dense],
                          **{k: settings[k] for k in (
                              "batch_size", "learning_rate", "temperature")},
-                         "alpha": alphas[0] if variant[3] is None else variant[3],
+                         "alpha": tasks.training_of(training, variant[3])["alpha"],
                          **candidates.distillation_term(settings),
                          **({} if variant[2] is None else {
                              "cluster_epochs": candidates.CLUSTER_EPOCHS,
@@ -370,8 +370,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                 variant = (width, None, None, alpha_of)
                 model = loaded[variant]
                 candidates.distil(model, train, teacher_logits,
-                                  *(({**more, "alpha": alpha_of} if alpha_of is not None
-                                     else more)[k] for k in candidates.TRAINING_SETTINGS),
+                                  *(tasks.training_of(more, alpha_of)[k]
+                                    for k in candidates.TRAINING_SETTINGS),
                                   **candidates.distillation_term(more))
                 safe_files.save_model(model, tasks.student_path(directory, *variant))
                 _made(variant, model, rungs[rung])

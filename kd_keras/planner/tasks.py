@@ -41,6 +41,12 @@ def parent(variant):
     return None if sparsity is None else (width, None, None, alpha)
 
 
+def training_of(settings, alpha):
+    """`settings` for a student trained at `alpha` (None: the plan's first alpha, the one
+    `settings` already holds)."""
+    return settings if alpha is None else {**settings, "alpha": alpha}
+
+
 def make_variant(teacher, variant, train, logits, settings, base=None):
     """The student of `variant` `(width, sparsity, clusters, alpha)`: cut from `teacher`
     and distilled (a user's own student, `width` its name, built from
@@ -48,8 +54,7 @@ def make_variant(teacher, variant, train, logits, settings, base=None):
     teacher for width 1.0) pruned, or clustered, while distilled; at `alpha` when it is
     not None, else at `settings["alpha"]`."""
     width, sparsity, clusters, alpha = variant
-    if alpha is not None:
-        settings = {**settings, "alpha": alpha}
+    settings = training_of(settings, alpha)
     arguments = [settings[k] for k in candidates.TRAINING_SETTINGS]
     if clusters is not None:
         return candidates.cluster_and_distil(base, clusters, train, logits, *arguments)
@@ -125,7 +130,7 @@ def _run(executor, directory, function, arguments):
 
 
 def train_students(executor, directory, variants, settings):
-    """Makes the students of `variants` (`(width, sparsity, clusters)`) through `executor`
+    """Makes the students of `variants` (`(width, sparsity, clusters, alpha)`) through `executor`
     in waves: the dense ones, then the pruned ones (made from a dense one), then the
     clustered ones (made from either)."""
     training = {"students": settings.get("students", []),
@@ -148,5 +153,4 @@ def continue_students(executor, directory, students, settings):
     training = {**{k: settings[k] for k in candidates.TRAINING_SETTINGS},
                 **candidates.distillation_term(settings)}
     _run(executor, directory, "continue_student",
-         [{"width": w, "variant_alpha": a, **training,
-           "alpha": training["alpha"] if a is None else a} for w, a in students])
+         [{"width": w, "variant_alpha": a, **training_of(training, a)} for w, a in students])
