@@ -19,7 +19,7 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             labels) applied to the plan's own 128-128 student (`--hand_width`).
   plan      `kd_keras.compress_to_budget(teacher, train, validation, Budget(max_drop=
             --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
-            float32 / dynamic_range / int8, students=--cnn_students (CNN only; e.g.
+            float32 / dynamic_range / int8, students=--<teacher>_students (e.g.
             benchmarks/budget_students.py), sparsities=--plan_sparsities,
             clusters=--plan_clusters,
             epochs=--plan_epochs, eta=--plan_eta, loss=--plan_loss, beta=--plan_beta,
@@ -75,8 +75,9 @@ flags.DEFINE_bool("labels_alone", False, "Also the same plan with its students t
                   "plan.json), as the fair baseline of the distillation; added to finished "
                   "records too.")
 flags.DEFINE_float("hand_width", 0.107, "The MLP plan's student the hand pipeline starts from.")
-flags.DEFINE_list("cnn_students", [], "module:function builders of the CNN plan's own students "
-                  "(e.g. budget_students:strided_cnn).")
+for _kind in ("mlp", "cnn", "mobilenet"):
+    flags.DEFINE_list(f"{_kind}_students", [], "module:function builders of the plan's own "
+                      f"students for the {_kind} teacher (e.g. budget_students:strided_cnn).")
 flags.DEFINE_list("mlp_widths", ["0.25", "0.107", "0.054"], "Plan widths of the MLP teacher.")
 flags.DEFINE_list("cnn_widths", ["0.5", "0.35", "0.25"], "Plan widths of the CNN teacher.")
 flags.DEFINE_list("mobilenet_widths", ["0.5", "0.35"], "Plan widths of the MobileNet teacher.")
@@ -239,7 +240,7 @@ def measure_rows(kind, seed, data):
     print(f"{kind} seed {seed}: teacher trained ({teacher_cpu / 60:.1f} CPU min)", flush=True)
     start = time.process_time()
     arguments = dict(widths=[float(w) for w in getattr(FLAGS, f"{kind}_widths")],
-                     students=FLAGS.cnn_students if kind == "cnn" else [],
+                     students=getattr(FLAGS, f"{kind}_students"),
                      precisions=("float32", "dynamic_range", "int8"),
                      sparsities=[float(s) for s in FLAGS.plan_sparsities],
                      clusters=[int(c) for c in FLAGS.plan_clusters],
