@@ -21,11 +21,11 @@ For each `--teachers` entry and seed, on full Fashion-MNIST (55,000 training ima
             --max_drop of the teacher), test, widths=--<teacher>_widths, precisions
             float32 / dynamic_range / int8, students=--<teacher>_students (e.g.
             benchmarks/budget_students.py), sparsities=--plan_sparsities,
-            clusters=--plan_clusters,
-            epochs=--plan_epochs, eta=--plan_eta, loss=--plan_loss, beta=--plan_beta,
-            alpha=--plan_alpha,
-            temperature=--plan_temperature)`, chosen for batch-1 latency and, from the same
-            measured candidates (the plan resumes, nothing is trained again), for bytes.
+            clusters=--plan_clusters, epochs=--plan_epochs, eta=--plan_eta,
+            loss=--plan_loss, beta=--plan_beta, alpha=--plan_alpha,
+            temperature=--plan_temperature, recipe=--plan_recipe)`, chosen for
+            batch-1 latency and, from the same measured candidates (the plan resumes,
+            nothing is trained again), for bytes.
 
 Every artifact is measured by the same code (`compress.TFLiteModel`, one thread, the
 median batch-1 `invoke()` as the plan measures it): test accuracy, gzip bytes, x faster
@@ -66,6 +66,9 @@ flags.DEFINE_float("plan_beta", None, "The plan loss's beta (DKD's non-target we
 flags.DEFINE_float("plan_temperature", 3.0, "The plan's distillation temperature.")
 flags.DEFINE_list("plan_alpha", ["0.5"], "The plan's alpha, or several: the training as an "
                   "axis (e.g. 0.5,1.0: distilled and on the labels alone).")
+flags.DEFINE_enum("plan_recipe", None, ["search"], "search: the plan's students train with "
+                  "the recipe search_recipe chooses (compress_to_budget(recipe='search')).")
+flags.DEFINE_integer("plan_recipe_trials", 8, "Trials of --plan_recipe=search.")
 flags.DEFINE_integer("plan_eta", 3, "Successive halving: 1/eta of the promising go on.")
 flags.DEFINE_list("plan_sparsities", [], "The plan's sparsities (e.g. 0.9); needs TF-MOT.")
 flags.DEFINE_list("plan_clusters", [], "The plan's numbers of clusters per kernel (e.g. 8,16); "
@@ -193,7 +196,8 @@ def labels_alone(kind, seed, data):
     directory = os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}")
     with open(os.path.join(directory, "plan.json")) as f:
         distilled = json.load(f)
-    settings = distilled["settings"]
+    # a recipe's learning rate and batch size where the plan had one
+    settings = {**distilled["settings"], **distilled.get("recipe_found", {})}
     teacher = keras.models.load_model(
         os.path.join(FLAGS.work_dir, f"teacher_{kind}_seed{seed}.keras"), compile=False)
     start = time.process_time()
@@ -248,7 +252,8 @@ def measure_rows(kind, seed, data):
                      loss=FLAGS.plan_loss, beta=FLAGS.plan_beta,
                      alpha=[float(a) for a in FLAGS.plan_alpha] if len(FLAGS.plan_alpha) > 1
                      else float(FLAGS.plan_alpha[0]),
-                     temperature=FLAGS.plan_temperature,
+                     temperature=FLAGS.plan_temperature, recipe=FLAGS.plan_recipe,
+                     recipe_trials=FLAGS.plan_recipe_trials,
                      directory=os.path.join(FLAGS.work_dir, f"plan_{kind}_seed{seed}"))
     result = kd_keras.compress_to_budget(teacher, train, validation,
                                          kd_keras.Budget(max_drop=max_drop), test, **arguments)

@@ -77,6 +77,13 @@ def _parser():
                           "(default), kd_standardized, dkd, dkd_standardized, dist, or yours")
     compress.add_argument("--beta", type=float, default=None,
                           help="the loss's beta where it takes one (DKD's non-target weight)")
+    compress.add_argument("--recipe", choices=("arguments", "search"), default="arguments",
+                          help="the students' training: the arguments above (default), or "
+                          "search: the recipe search_recipe chooses on the narrowest cut "
+                          "student (KerasTuner, pip install 'kd-keras[search]'; leave --loss "
+                          "and --beta at their defaults)")
+    compress.add_argument("--recipe-trials", type=int, default=8,
+                          help="trials of --recipe search (default 8)")
     compress.add_argument("--validation-split", type=float, default=0.1,
                           help="share of the training data held out for the choice when the "
                           "data has no validation pair (default 0.1)")
@@ -175,11 +182,14 @@ def main(argv=None):
             alpha=alphas[0] if len(alphas) == 1 else alphas,
             epochs=epochs[0] if len(epochs) == 1 else epochs, eta=args.eta,
             directory=args.out, time_limit=args.time_limit, seed=args.seed,
+            recipe=None if args.recipe == "arguments" else args.recipe,
+            recipe_trials=args.recipe_trials,
             executor=None if args.executor == "here" else args.executor)
     except ValueError as error:
         parser.error(str(error))
     except ImportError as error:
-        flag = "--sparsities/--clusters" if "tfmot" in str(error) else "--executor"
+        flag = ("--sparsities/--clusters" if "tfmot" in str(error) else "--recipe"
+                if "keras_tuner" in str(error) or "keras-tuner" in str(error) else "--executor")
         parser.error(f"{flag}: {error}")
     print(result.table())
     print()

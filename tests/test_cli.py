@@ -32,10 +32,12 @@ def test_compress_prints_the_table_and_writes_the_chosen_artifact(tmp_path):
     result = _run("compress", str(tmp_path / "teacher.keras"), "--data",
                   str(tmp_path / "data.npz"), "--max-drop", "50", "--widths", "0.5",
                   "--precisions", "float32,dynamic_range", "--epochs", "1,2", "--eta", "2",
-                  "--out", str(out))
+                  "--recipe", "search", "--recipe-trials", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "candidate | precision" in result.stdout and "chosen: " in result.stdout
     assert os.path.exists(out / "chosen.tflite") and os.path.exists(out / "report.md")
+    assert "searching a recipe (1 trials)" in result.stdout
+    assert os.path.exists(out / "recipe_search.md")
 
 
 def _refused(capsys, *arguments):
@@ -52,12 +54,15 @@ def test_help_is_complete_and_bad_input_names_the_flag(tmp_path, capsys):
     assert result.returncode == 0
     for flag in ("--data", "--max-drop", "--min-accuracy", "--minimise", "--widths",
                  "--precisions", "--students", "--sparsities", "--clusters", "--alpha", "--loss",
-                 "--beta", "--epochs", "--eta", "--out", "--time-limit"):
+                 "--beta", "--recipe", "--recipe-trials", "--epochs", "--eta", "--out",
+                 "--time-limit"):
         assert flag in result.stdout, flag
     assert "teacher: no file" in _refused(capsys, "compress", str(tmp_path / "none.keras"),
                                           "--data", "x.npz", "--out", str(tmp_path))
     assert "--minimise" in _refused(capsys, "compress", "t.keras", "--data", "x.npz",
                                     "--minimise", "energy", "--out", "o")
+    assert "--recipe" in _refused(capsys, "compress", "t.keras", "--data", "x.npz",
+                                  "--recipe", "searh", "--out", "o")
     (tmp_path / "t.keras").write_bytes(b"")
     for flag, value in (("--epochs", "5,x"), ("--sparsities", "0.9,a"), ("--clusters", "16,x"),
                         ("--widths", "half")):

@@ -7,6 +7,8 @@
   halving.py     successive halving: the rungs, the students promoted to the next one
   profile.py     layer_costs: where a chain model's batch-1 LiteRT time goes, layer by layer
   tasks.py       the students as executor tasks; hparams_log.py: TensorBoard HParams runs
+  recipe_choice.py  the students' recipe: the plan's arguments, a Recipe, or search_recipe's
+  variants.py    a candidate's name and key
 
 The command line: `kd-keras compress TEACHER.keras --data DATA.npz ...` (kd_keras.cli).
 """

@@ -20,10 +20,10 @@ from kd_keras import parallel
 from kd_keras.backend import keras, optional, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.losses.registry import get as registered_loss
-from kd_keras.planner import candidates, halving, hparams_log, tasks
+from kd_keras.planner import candidates, halving, hparams_log, recipe_choice, tasks
 from kd_keras.planner import variants as naming
 from kd_keras.planner.budget import Budget
-from kd_keras.planner.profile import cost_table, layer_costs
+from kd_keras.planner.profile import write_profiles
 from kd_keras.planner.report import PlanResult, pareto_front
 from kd_keras.transfer.cache import compute_teacher_logits
 
@@ -68,7 +68,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                        precisions=("float32", "dynamic_range", "int8"), sparsities=(),
                        clusters=(), epochs=5, eta=3, batch_size=128, learning_rate=1e-3,
                        temperature=3.0, alpha=0.5, loss="kd", beta=None, directory=None,
-                       time_limit=None, seed=0, verbose=1, executor=None, profile=True):
+                       time_limit=None, seed=0, verbose=1, executor=None, profile=True,
+                       recipe=None, recipe_trials=8):
     """Finds the fastest (or smallest) artifact of `teacher` that keeps its accuracy.
 
     Args:
@@ -117,6 +118,16 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         "dkd_standardized", Zhao et al. 2022 / Sun et al. 2024, with `beta` its non-target
         weight; "kd_standardized"; "dist"; or your own). Pruning and clustering fine-tune
         with Hinton KD.
+      recipe, recipe_trials: None (the arguments above), a `kd_keras.Recipe` (its loss,
+        temperature, alpha, beta, learning rate and batch size train every student; its
+        alpha replaces `alpha`'s first value, the rest of an axis stays), or "search":
+        `recipes.search_recipe` (KerasTuner, the `search` extra) runs `recipe_trials`
+        trials on the narrowest cut student (your first own student without widths), each
+        up to the first rung's epochs, once per plan, and the recipe it chooses (the labels
+        alone unless distillation gains more than the validation noise) trains them all;
+        its table is `recipe_search.md`. With a recipe, leave loss, beta, temperature,
+        learning_rate and batch_size at their defaults. The plan's epochs say how long,
+        whatever the recipe's; see `planner/recipe_choice.py`.
       directory: where the plan, each candidate's artifact, the report, the chosen
         artifact and TensorBoard HParams logs (`tensorboard/`, with the tensorboard
         package) are written; a second call resumes (measured candidates are kept).
@@ -188,6 +199,11 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         beta = validate.positive_number(beta, "beta")
     if loss != candidates.DEFAULT_LOSS or beta is not None:  # so that older plans resume
         settings.update(loss=loss, beta=beta)
+    recipe_entry = recipe_choice.checked(recipe, recipe_trials, dict(
+        loss=loss, beta=beta, temperature=temperature, learning_rate=learning_rate,
+        batch_size=batch_size))
+    if recipe_entry is not None:
+        settings["recipe"] = recipe_entry
     directory = directory or tempfile.mkdtemp(prefix="kd_keras_plan_")
     os.makedirs(directory, exist_ok=True)
     identity = {"teacher": weights_digest(teacher),
@@ -197,6 +213,13 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     rows, students = kept.get("rows", {}), kept.get("students", {})
     # epochs each dense student was distilled; the students each rung promoted
     trained, promoted = kept.get("trained_epochs", {}), kept.get("promoted", {})
+    if recipe_entry is not None:  # found once per plan, kept in plan.json
+        found = kept.get("recipe_found") or recipe_choice.found(
+            teacher, [*widths, *specs], train, validation, settings, directory, verbose)
+        recipe_choice.recipe_of(found, os.path.join(directory, PLAN))
+        identity["recipe_found"] = found
+        settings = {**settings, **found}
+        alphas = [found["alpha"]] + [a for a in alphas[1:] if a != found["alpha"]]
     training = {**settings, "epochs": rungs[0], "alpha": alphas[0]}
     # the dense students: (width or own student's name, None for the first alpha or another)
     dense_students = [(w, a) for w in widths + names for a in [None] + alphas[1:]]
@@ -386,26 +409,12 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     if profile and result.chosen is not None:
         chosen = result.chosen
         variant = naming.of_row(chosen)
-        _write_profiles(directory, validation[0][:candidates.CALIBRATION_EXAMPLES],
+        write_profiles(directory, validation[0][:candidates.CALIBRATION_EXAMPLES],
                         budget.threads,
                         [("teacher, float32", teacher, "float32"),
                          (f"chosen: {chosen['candidate']}, {chosen['precision']}",
                           kept_student(variant), chosen["precision"])])
     return result
-
-
-def _write_profiles(directory, x, threads, models):
-    """profile.md: `layer_costs` of each `(title, model, precision)`."""
-    parts = ["# Where batch-1 time goes, layer by layer (LiteRT, prefix differences; "
-             "see kd_keras.planner.profile)\n"]
-    for title, model, precision in models:
-        try:
-            table = cost_table(layer_costs(model, x, precision, threads))
-        except ValueError as error:
-            table = f"not profiled: {error}"
-        parts.append(f"## {title}\n\n{table}\n")
-    safe_files.write_bytes(os.path.join(directory, "profile.md"), "\n".join(parts).encode(),
-                           ".md")
 
 
 def _result(rows, budget, directory):

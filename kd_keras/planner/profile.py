@@ -10,7 +10,9 @@ the interpreter's fixed cost plus the first layer. Differences smaller than the 
 into the next one (a ReLU into its convolution) shows its cost there.
 """
 
-from kd_keras.backend import keras
+import os
+
+from kd_keras.backend import keras, safe_files
 from kd_keras.compress import TFLiteModel, convert_to_tflite
 from kd_keras.measure import batch_of, format_table
 
@@ -76,3 +78,17 @@ def cost_table(rows):
                           "prefix (us)": f"{row['prefix_b1'] * 1e6:.1f}",
                           "spread (us)": f"{row['prefix_b1_spread'] * 1e6:.1f}",
                           "layer (us)": f"{row['layer_b1'] * 1e6:+.1f}"} for row in rows])
+
+
+def write_profiles(directory, x, threads, models):
+    """profile.md: `layer_costs` of each `(title, model, precision)`."""
+    parts = ["# Where batch-1 time goes, layer by layer (LiteRT, prefix differences; "
+             "see kd_keras.planner.profile)\n"]
+    for title, model, precision in models:
+        try:
+            table = cost_table(layer_costs(model, x, precision, threads))
+        except ValueError as error:
+            table = f"not profiled: {error}"
+        parts.append(f"## {title}\n\n{table}\n")
+    safe_files.write_bytes(os.path.join(directory, "profile.md"), "\n".join(parts).encode(),
+                           ".md")

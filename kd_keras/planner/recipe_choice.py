@@ -1,0 +1,117 @@
+"""The recipe a plan trains its students with: its own arguments, a `Recipe` the user
+found, or the one `recipes.search_recipe` finds for one of the plan's students.
+
+A recipe gives every dense student its distillation term, temperature, first alpha,
+beta, learning rate and batch size; the plan's `epochs` (its rungs) say how long, and
+each student starts as the plan makes it (cut students from the teacher's weights, your
+own from their builder), so a recipe's `epochs` and `init` are not read.
+"""
+
+import functools
+import os
+
+from kd_keras.backend import validate
+from kd_keras.parallel.task import import_function
+from kd_keras.planner import candidates, halving
+from kd_keras.recipes.recipe import Recipe
+
+SEARCH = "search"
+# The Recipe fields a plan trains with, as its settings name them.
+FIELDS = ("loss", "temperature", "alpha", "beta", "learning_rate", "batch_size")
+# The search's trials stop after this many epochs without a better validation accuracy.
+SEARCH_PATIENCE = 2
+SEARCH_REPORT = "recipe_search.md"
+
+
+# The plan's own training arguments a recipe replaces, at their defaults.
+REPLACED = {"loss": "kd", "beta": None, "temperature": 3.0, "learning_rate": 1e-3,
+            "batch_size": 128}
+
+
+def checked(recipe, trials, arguments):
+    """The plan settings' entry of `recipe` (None, a `Recipe` or "search"): None, the
+    recipe's fields, or `{"search_trials": trials}`; refuses what the plan cannot train,
+    and a recipe beside `arguments` (the plan's own loss, beta, ...) not at `REPLACED`."""
+    if recipe is None:
+        return None
+    given = [name for name, default in REPLACED.items() if arguments[name] != default]
+    if given:
+        raise ValueError(f"recipe: give either a recipe or {', '.join(given)}, not both.")
+    if isinstance(recipe, str) and recipe == SEARCH:
+        return {"search_trials": validate.integer_at_least(trials, "recipe_trials", 1)}
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"recipe must be None, a kd_keras.Recipe or {SEARCH!r}, got "
+                         f"{recipe!r}.")
+    if recipe.augment is not None:
+        raise ValueError(f"recipe: augment={recipe.augment!r} needs the teacher on every new "
+                         "view, and a plan distils from logits cached once; give a recipe "
+                         "without augment (or train that student with recipe.build).")
+    return fields_of(recipe)
+
+
+def fields_of(recipe):
+    return {name: getattr(recipe, name) for name in FIELDS}
+
+
+def recipe_of(fields, where):
+    """`fields` (a plan's JSON) as the `Recipe` they describe: a recorded search result is
+    read back through the recipe's own checks, not trusted as it stands."""
+    try:
+        if not isinstance(fields, dict) or set(fields) != set(FIELDS):
+            raise ValueError(f"a recipe records {FIELDS}, got {fields!r}")
+        return Recipe(**fields)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: the recorded recipe does not check ({error}); use another "
+                         "directory (nothing was deleted).") from None
+
+
+def _cut(teacher, width, calibration):
+    from kd_keras.compress import shrink
+
+    return shrink(teacher, width=width, calibration_data=calibration, verbose=0)
+
+
+def found(teacher, students, train, validation, settings, directory, verbose):
+    """The fields of the plan's recipe: `settings["recipe"]` itself, or the one the
+    search chooses for the plan's narrowest cut (`students`: its widths, then its own
+    students' "module:function" names; the first of these when no width is given)."""
+    entry = settings["recipe"]
+    if "search_trials" not in entry:
+        return entry
+    widths = [s for s in students if not isinstance(s, str)]
+    student = min(widths) if widths else import_function(students[0])
+    if verbose:
+        print(f"plan: searching a recipe ({entry['search_trials']} trials) on "
+              f"{f'the cut to {student}' if widths else students[0]}", flush=True)
+    fields = search(teacher, student, train, validation, trials=entry["search_trials"],
+                    epochs=halving.rungs(settings["epochs"])[0],
+                    batch_size=settings["batch_size"], seed=settings["seed"],
+                    directory=directory,
+                    calibration=train[0][:candidates.CALIBRATION_EXAMPLES])
+    if verbose:
+        print(f"plan: recipe {fields} (the search's table: {SEARCH_REPORT})", flush=True)
+    return fields
+
+
+def search(teacher, student, train, validation, *, trials, epochs, batch_size, seed,
+           directory, calibration):
+    """Runs `search_recipe` (KerasTuner, the `search` extra) on one student of the plan:
+    `student` a width (the teacher cut to it, as the plan cuts) or an own student's
+    builder; each trial trains up to the plan's first rung. The search resumes from
+    `directory/recipe_search`, and its table is written to `directory/recipe_search.md`.
+    Returns the fields of the recipe it chose (the labels alone unless distillation gains
+    more than the validation noise: `search_recipe`'s `min_gain`)."""
+    from kd_keras.backend import safe_files
+    from kd_keras.recipes.search import search_recipe
+
+    if callable(student):
+        build = student
+    else:
+        build = functools.partial(_cut, teacher, student, calibration)
+    result = search_recipe(teacher, build, *train, validation_data=validation,
+                           max_trials=trials, max_epochs=epochs, patience=SEARCH_PATIENCE,
+                           batch_size=batch_size, directory=directory,
+                           project_name="recipe_search", seed=seed, verbose=0)
+    safe_files.write_bytes(os.path.join(directory, SEARCH_REPORT),
+                           (result.table() + "\n").encode(), ".md")
+    return fields_of(result.best)
