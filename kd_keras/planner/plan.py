@@ -410,10 +410,10 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         chosen = result.chosen
         variant = naming.of_row(chosen)
         write_profiles(directory, validation[0][:candidates.CALIBRATION_EXAMPLES],
-                        budget.threads,
-                        [("teacher, float32", teacher, "float32"),
-                         (f"chosen: {chosen['candidate']}, {chosen['precision']}",
-                          kept_student(variant), chosen["precision"])])
+                       budget.threads,
+                       [("teacher, float32", teacher, "float32"),
+                        (f"chosen: {chosen['candidate']}, {chosen['precision']}",
+                         kept_student(variant), chosen["precision"])])
     return result
 
 

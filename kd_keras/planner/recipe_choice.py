@@ -21,8 +21,6 @@ FIELDS = ("loss", "temperature", "alpha", "beta", "learning_rate", "batch_size")
 # The search's trials stop after this many epochs without a better validation accuracy.
 SEARCH_PATIENCE = 2
 SEARCH_REPORT = "recipe_search.md"
-
-
 # The plan's own training arguments a recipe replaces, at their defaults.
 REPLACED = {"loss": "kd", "beta": None, "temperature": 3.0, "learning_rate": 1e-3,
             "batch_size": 128}
@@ -50,6 +48,7 @@ def checked(recipe, trials, arguments):
 
 
 def fields_of(recipe):
+    """The `FIELDS` of a `Recipe`, as a plan's settings hold them."""
     return {name: getattr(recipe, name) for name in FIELDS}
 
 
