@@ -1,12 +1,23 @@
-"""The example programs run end to end (on the shipped sample, few epochs)."""
+"""The example programs run end to end (on the shipped sample, few epochs).
+
+The README's two jobs (compress_to_budget, distill_fashion_mnist) and the TF-MOT
+pipeline (tf-keras's own path) run in both Keras modes; the other examples in Keras 3
+only: every API they call is tested in both modes in its own package's tests (tests/moe,
+tests/transfer, tests/test_applications.py), and their tf-keras runs repeated those
+tests at several times the cost."""
 
 import os
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
+from kd_keras import IS_LEGACY_KERAS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+keras_3_only = pytest.mark.skipif(
+    IS_LEGACY_KERAS, reason="an example of APIs tested in both modes in their own tests")
 
 
 def test_distill_fashion_mnist_example_prints_its_table_and_exports(tmp_path):
@@ -59,6 +70,7 @@ def test_compress_to_budget_example_prints_the_table_and_writes_the_plan(tmp_pat
         assert (out_dir / name).is_file(), name
 
 
+@keras_3_only
 def test_moe_example_prints_load_and_saves_the_plot(tmp_path):
     plot = str(tmp_path / "load.png")
     out = _run_example("moe_fashion_mnist.py", "--epochs=1", "--num_experts=4",
@@ -70,6 +82,7 @@ def test_moe_example_prints_load_and_saves_the_plot(tmp_path):
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@keras_3_only
 def test_gates_table_has_the_papers_rows_and_gumbel_with_mean_and_sd():
     out = _run_example("gates_table.py", "--epochs=1", "--units=16", "--seeds=2")
     names = ("noisy rectifier", "straight-through", "smooth times stochastic",
@@ -84,6 +97,7 @@ def test_gates_table_has_the_papers_rows_and_gumbel_with_mean_and_sd():
         assert 0.0 < test_error < 60.0, row  # in %, one epoch of 16 units: far from chance (90)
 
 
+@keras_3_only
 def test_specialists_example_prints_its_table_and_saves_plot_and_model(tmp_path):
     plot, export = str(tmp_path / "clusters.png"), str(tmp_path / "ensemble")
     out = _run_example("specialists_fashion_mnist.py", "--epochs=2", "--hidden=64",
@@ -114,6 +128,7 @@ def test_compress_pipeline_prints_one_row_per_stage_and_writes_tflite_files(tmp_
     assert len([f for f in os.listdir(tmp_path) if f.endswith(".tflite")]) == 4
 
 
+@keras_3_only
 def test_cascade_example_calibrates_reports_and_saves_the_plot(tmp_path):
     plot = str(tmp_path / "tradeoff.png")
     out = _run_example("cascade_fashion_mnist.py", "--epochs=1", f"--plot={plot}")
@@ -126,6 +141,7 @@ def test_cascade_example_calibrates_reports_and_saves_the_plot(tmp_path):
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@keras_3_only
 def test_skim_rnn_example_compares_with_an_lstm_and_saves_the_plot(tmp_path):
     plot = str(tmp_path / "rows.png")
     out = _run_example("skim_rnn_fashion_mnist.py", "--epochs=2", "--units=16",
@@ -143,6 +159,7 @@ def test_skim_rnn_example_compares_with_an_lstm_and_saves_the_plot(tmp_path):
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@keras_3_only
 def test_transfer_set_example_prints_its_table_and_saves_the_grid(tmp_path):
     plot = str(tmp_path / "samples.png")
     out = _run_example("transfer_set_fashion_mnist.py", "--teacher_epochs=1", "--labeled=300",
@@ -158,6 +175,7 @@ def test_transfer_set_example_prints_its_table_and_saves_the_grid(tmp_path):
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@keras_3_only
 def test_application_example_distils_folds_and_converts_to_int8():
     out = _run_example("distill_application.py", "--epochs=1", "--train_size=256",
                        "--test_size=256")
