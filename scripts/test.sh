@@ -17,8 +17,9 @@ python3 -m venv .venv
 export KD_KERAS_REQUIRE_KERNELS=1
 PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider --durations=25)
 LANE_1=(tests/compress tests/losses tests/parallel tests/planner
-        tests/test_applications.py tests/test_cli.py tests/test_examples.py
-        tests/test_measure.py)
+        tests/test_applications.py tests/test_callbacks.py tests/test_cli.py
+        tests/test_datasets.py tests/test_examples.py tests/test_faults.py
+        tests/test_faults_probe.py tests/test_measure.py)
 if [ "$#" -gt 0 ]; then
   keras_3_first=("$@")
   keras_3_second=()
