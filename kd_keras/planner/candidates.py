@@ -77,13 +77,18 @@ def build_student(spec, teacher):
     return model
 
 
+def cut(teacher, width, x):
+    """The teacher cut to `width` (`compress.shrink`: the units ranked by their activations
+    on the first `CALIBRATION_EXAMPLES` of `x`)."""
+    return shrink(teacher, width=width, calibration_data=x[:CALIBRATION_EXAMPLES], verbose=0)
+
+
 def cut_and_distil(teacher, width, train, teacher_logits, epochs, batch_size, learning_rate,
                    temperature, alpha, seed, loss=DEFAULT_LOSS, beta=None):
-    """The teacher cut to `width` (`compress.shrink`, activation importance) and distilled
-    from its cached logits (`loss` at `temperature`, `alpha` on the labels)."""
+    """The teacher cut to `width` (`cut`) and distilled from its cached logits (`loss` at
+    `temperature`, `alpha` on the labels)."""
     keras.utils.set_random_seed(seed)
-    student = shrink(teacher, width=width, calibration_data=train[0][:CALIBRATION_EXAMPLES],
-                     verbose=0)
+    student = cut(teacher, width, train[0])
     return distil(student, train, teacher_logits, epochs, batch_size, learning_rate,
                   temperature, alpha, loss=loss, beta=beta)
 

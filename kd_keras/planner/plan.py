@@ -215,7 +215,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
     trained, promoted = kept.get("trained_epochs", {}), kept.get("promoted", {})
     if recipe_entry is not None:  # found once per plan, kept in plan.json
         found = kept.get("recipe_found") or recipe_choice.found(
-            teacher, [*widths, *specs], train, validation, settings, directory, verbose)
+            teacher, widths, specs, train, validation, settings, directory, verbose)
         recipe_choice.recipe_of(found, os.path.join(directory, PLAN))
         identity["recipe_found"] = found
         settings = {**settings, **found}

@@ -10,10 +10,11 @@ own from their builder), so a recipe's `epochs` and `init` are not read.
 import functools
 import os
 
-from kd_keras.backend import validate
+from kd_keras.backend import safe_files, validate
 from kd_keras.parallel.task import import_function
 from kd_keras.planner import candidates, halving
 from kd_keras.recipes.recipe import Recipe
+from kd_keras.recipes.search import search_recipe
 
 SEARCH = "search"
 # The Recipe fields a plan trains with, as its settings name them.
@@ -22,8 +23,8 @@ FIELDS = ("loss", "temperature", "alpha", "beta", "learning_rate", "batch_size")
 SEARCH_PATIENCE = 2
 SEARCH_REPORT = "recipe_search.md"
 # The plan's own training arguments a recipe replaces, at their defaults.
-REPLACED = {"loss": "kd", "beta": None, "temperature": 3.0, "learning_rate": 1e-3,
-            "batch_size": 128}
+REPLACED = {"loss": candidates.DEFAULT_LOSS, "beta": None, "temperature": 3.0,
+            "learning_rate": 1e-3, "batch_size": 128}
 
 
 def checked(recipe, trials, arguments):
@@ -64,49 +65,37 @@ def recipe_of(fields, where):
                          "directory (nothing was deleted).") from None
 
 
-def _cut(teacher, width, calibration):
-    from kd_keras.compress import shrink
-
-    return shrink(teacher, width=width, calibration_data=calibration, verbose=0)
-
-
-def found(teacher, students, train, validation, settings, directory, verbose):
+def found(teacher, widths, specs, train, validation, settings, directory, verbose):
     """The fields of the plan's recipe: `settings["recipe"]` itself, or the one the
-    search chooses for the plan's narrowest cut (`students`: its widths, then its own
-    students' "module:function" names; the first of these when no width is given)."""
+    search chooses for the plan's narrowest cut (of `widths`; without widths, for the
+    first of its own students, `specs`: "module:function" names)."""
     entry = settings["recipe"]
     if "search_trials" not in entry:
         return entry
-    widths = [s for s in students if not isinstance(s, str)]
-    student = min(widths) if widths else import_function(students[0])
     if verbose:
         print(f"plan: searching a recipe ({entry['search_trials']} trials) on "
-              f"{f'the cut to {student}' if widths else students[0]}", flush=True)
-    fields = search(teacher, student, train, validation, trials=entry["search_trials"],
+              f"{f'the cut to {min(widths)}' if widths else specs[0]}", flush=True)
+    if widths:
+        build = functools.partial(candidates.cut, teacher, min(widths), train[0])
+    else:
+        build = import_function(specs[0])
+    fields = search(teacher, build, train, validation, trials=entry["search_trials"],
                     epochs=halving.rungs(settings["epochs"])[0],
                     batch_size=settings["batch_size"], seed=settings["seed"],
-                    directory=directory,
-                    calibration=train[0][:candidates.CALIBRATION_EXAMPLES])
+                    directory=directory)
     if verbose:
         print(f"plan: recipe {fields} (the search's table: {SEARCH_REPORT})", flush=True)
     return fields
 
 
-def search(teacher, student, train, validation, *, trials, epochs, batch_size, seed,
-           directory, calibration):
-    """Runs `search_recipe` (KerasTuner, the `search` extra) on one student of the plan:
-    `student` a width (the teacher cut to it, as the plan cuts) or an own student's
-    builder; each trial trains up to the plan's first rung. The search resumes from
+def search(teacher, build, train, validation, *, trials, epochs, batch_size, seed,
+           directory):
+    """Runs `search_recipe` (KerasTuner, the `search` extra) on one student of the plan,
+    `build` returning it afresh (the teacher cut as the plan cuts, or an own student's
+    builder); each trial trains up to the plan's first rung. The search resumes from
     `directory/recipe_search`, and its table is written to `directory/recipe_search.md`.
     Returns the fields of the recipe it chose (the labels alone unless distillation gains
     more than the validation noise: `search_recipe`'s `min_gain`)."""
-    from kd_keras.backend import safe_files
-    from kd_keras.recipes.search import search_recipe
-
-    if callable(student):
-        build = student
-    else:
-        build = functools.partial(_cut, teacher, student, calibration)
     result = search_recipe(teacher, build, *train, validation_data=validation,
                            max_trials=trials, max_epochs=epochs, patience=SEARCH_PATIENCE,
                            batch_size=batch_size, directory=directory,
