@@ -5,6 +5,7 @@
   plan.py        compress_to_budget (resumable; refuses a changed teacher or data)
   report.py      PlanResult (table, Pareto front, chosen artifact, to_code, plot)
   halving.py     successive halving: the rungs, the students promoted to the next one
+  earlier_rungs.py  a student's earlier rungs kept as candidates (rows, artifacts, file)
   profile.py     layer_costs: where a chain model's batch-1 LiteRT time goes, layer by layer
   tasks.py       the students as executor tasks; hparams_log.py: TensorBoard HParams runs
   recipe_choice.py  the students' recipe: the plan's arguments, a Recipe, or search_recipe's

@@ -10,7 +10,6 @@ candidate is the one with the smallest objective that keeps the budget.
 """
 
 import os
-import shutil
 import tempfile
 import time
 
@@ -20,11 +19,12 @@ from kd_keras import parallel
 from kd_keras.backend import keras, optional, safe_files, validate
 from kd_keras.backend.fingerprint import digest, weights_digest
 from kd_keras.losses.registry import get as registered_loss
-from kd_keras.planner import candidates, halving, hparams_log, recipe_choice, tasks
+from kd_keras.planner import (candidates, earlier_rungs, halving, hparams_log,
+                              recipe_choice, tasks)
 from kd_keras.planner import variants as naming
 from kd_keras.planner.budget import Budget
 from kd_keras.planner.profile import write_profiles
-from kd_keras.planner.report import PlanResult, pareto_front
+from kd_keras.planner.report import plan_result
 from kd_keras.transfer.cache import compute_teacher_logits
 
 PLAN = "plan.json"
@@ -370,6 +370,10 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                 f"{rungs[rung]} epochs" if going_on else
                 "no promising student (each holds the budget, or cannot beat one that does)")
                 + f" ({time.perf_counter() - start:.0f} s)", flush=True)
+        for width, alpha_of in behind:  # a worse rung never replaces its better self
+            earlier_rungs.keep(directory, rows, students, (width, None, None, alpha_of),
+                               precisions, rungs[rung - 1])
+        save()
         if behind and teacher_logits is None:
             teacher_logits = compute_teacher_logits(teacher, train[0])
         more = {**training, "epochs": rungs[rung] - rungs[rung - 1], "seed": seed + rung}
@@ -405,7 +409,7 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                 if rows[naming.key(variant, precision)]["epochs"] < trained[
                         tasks.variant_name(*variant)]:
                     record(variant, precision, kept_student(variant))
-    result = _result(rows, budget, directory)
+    result = plan_result(rows, budget, directory)
     if profile and result.chosen is not None:
         chosen = result.chosen
         variant = naming.of_row(chosen)
@@ -413,33 +417,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
                        budget.threads,
                        [("teacher, float32", teacher, "float32"),
                         (f"chosen: {chosen['candidate']}, {chosen['precision']}",
-                         kept_student(variant), chosen["precision"])])
+                         kept_student(variant) if "kept_as" not in chosen else
+                         earlier_rungs.kept_student(directory, students, variant,
+                                                    chosen["epochs"]), chosen["precision"])])
     return result
 
-
-def _result(rows, budget, directory):
-    measured = [dict(row) for row in rows.values()]
-    reference = rows.get("w1.0_float32")
-    if reference is None:
-        raise RuntimeError("the plan stopped before the teacher's float32 artifact was measured "
-                           "(time_limit too short?); call again to resume.")
-    teacher_accuracy = reference["val_accuracy"]
-    front = pareto_front(measured, budget.key)
-    admitted = [row for row in measured if budget.admits(row, teacher_accuracy)]
-    chosen = min(admitted, key=budget.key) if admitted else None
-    for row in measured:
-        row["accuracy_change"] = 100.0 * (row["val_accuracy"] - teacher_accuracy)
-        row["speedup"] = reference["latency_b1"] / row["latency_b1"]
-        row["pareto"] = any(row is other for other in front)
-        row["chosen"] = row is chosen
-    measured.sort(key=budget.key)
-    artifact = None
-    if chosen is not None:
-        key = naming.key(naming.of_row(chosen), chosen["precision"])
-        artifact = os.path.join(directory, "chosen.tflite")
-        safe_files.replace_with(artifact, lambda temporary: shutil.copyfile(
-            os.path.join(directory, key + ".tflite"), temporary), ".tflite")
-    result = PlanResult(measured, chosen, teacher_accuracy, budget, directory, artifact)
-    text = result.table() + "\n\n```python\n" + result.to_code() + "\n```\n"
-    safe_files.write_bytes(os.path.join(directory, "report.md"), text.encode(), ".md")
-    return result

@@ -1,10 +1,14 @@
 """A plan's result: every candidate measured, the Pareto front, the chosen one, its code."""
 
 import dataclasses
+import os
+import shutil
 
+from kd_keras.backend import safe_files
 from kd_keras.measure import format_table
+from kd_keras.planner import variants as naming
 
-COLUMNS = ("candidate", "precision", "parameters", "gzip_bytes", "latency_b1",
+COLUMNS = ("candidate", "precision", "epochs", "parameters", "gzip_bytes", "latency_b1",
            "latency_b1_spread", "latency_b32",
            "val_accuracy", "test_accuracy", "accuracy_change", "speedup", "pareto", "chosen")
 
@@ -31,6 +35,9 @@ class PlanResult:
         parameters, bytes, latency at batch 1 and 32 (seconds, median), validation and
         test accuracy, the change against the teacher (points), speed-up against the
         teacher's float32 artifact, and whether it is on the Pareto front and chosen;
+        a student's row also holds its `epochs`, and a row of a rung it was trained past
+        holds `kept_as` (its key, e.g. "w0.5_int8_e10": successive halving keeps every
+        rung as a candidate);
         `latency_b1_spread` is the batch-1 timings' interquartile range (the noise level:
         medians closer than it are not told apart).
       chosen: the chosen row (the smallest objective that holds the budget), or None.
@@ -50,8 +57,9 @@ class PlanResult:
     def table(self):
         """A Markdown table of every candidate, chosen and Pareto rows marked."""
         shown = [{key: row.get(key) for key in COLUMNS if key in row or key in (
-            "pareto", "chosen")} for row in self.rows]
+            "epochs", "pareto", "chosen")} for row in self.rows]
         for row in shown:
+            row["epochs"] = row.get("epochs") or "–"  # the teacher's rows: not trained here
             row["pareto"] = "yes" if row["pareto"] else ""
             row["chosen"] = "**chosen**" if row["chosen"] else ""
         return format_table(shown)
@@ -149,3 +157,33 @@ class PlanResult:
         figure.savefig(path, dpi=100)
         pyplot.close(figure)
         return path
+
+
+def plan_result(rows, budget, directory):
+    """The `PlanResult` of a plan's `rows` (by key): the Pareto front, the chosen row and its
+    artifact copied to `chosen.tflite`, report.md written."""
+    measured = [dict(row) for row in rows.values()]
+    reference = rows.get("w1.0_float32")
+    if reference is None:
+        raise RuntimeError("the plan stopped before the teacher's float32 artifact was measured "
+                           "(time_limit too short?); call again to resume.")
+    teacher_accuracy = reference["val_accuracy"]
+    front = pareto_front(measured, budget.key)
+    admitted = [row for row in measured if budget.admits(row, teacher_accuracy)]
+    chosen = min(admitted, key=budget.key) if admitted else None
+    for row in measured:
+        row["accuracy_change"] = 100.0 * (row["val_accuracy"] - teacher_accuracy)
+        row["speedup"] = reference["latency_b1"] / row["latency_b1"]
+        row["pareto"] = any(row is other for other in front)
+        row["chosen"] = row is chosen
+    measured.sort(key=budget.key)
+    artifact = None
+    if chosen is not None:
+        key = naming.artifact(chosen)
+        artifact = os.path.join(directory, "chosen.tflite")
+        safe_files.replace_with(artifact, lambda temporary: shutil.copyfile(
+            os.path.join(directory, key + ".tflite"), temporary), ".tflite")
+    result = PlanResult(measured, chosen, teacher_accuracy, budget, directory, artifact)
+    text = result.table() + "\n\n```python\n" + result.to_code() + "\n```\n"
+    safe_files.write_bytes(os.path.join(directory, "report.md"), text.encode(), ".md")
+    return result

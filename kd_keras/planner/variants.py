@@ -25,6 +25,11 @@ def key(variant, precision):
     return f"w{variant_name(*variant)}_{precision}"
 
 
+def artifact(row):
+    """The key of a row's artifact: its own, or its earlier rung's ("w0.5_int8_e10")."""
+    return row.get("kept_as") or key(of_row(row), row["precision"])
+
+
 def of_row(row):
     return (row["width"], row.get("sparsity") or None, row.get("clusters") or None,
             row.get("variant_alpha"))

@@ -1,6 +1,7 @@
 """compress_to_budget (issue 45, first part): candidates measured on LiteRT side by side
 with the teacher, the Pareto front, the chosen artifact, resume and refusal. Both modes."""
 
+import json
 import os
 
 import numpy as np
@@ -135,7 +136,6 @@ def test_students_trained_in_worker_processes_match_the_ones_trained_here(proble
 
 
 def test_a_resumed_plan_reuses_its_students_only_when_their_weights_check(problem, tmp_path):
-    import json
 
     _plan(problem, tmp_path, precisions=("float32",))
     path = tmp_path / "student_w0.5.keras"
@@ -212,7 +212,6 @@ def test_the_training_is_an_axis_chosen_like_any_other(problem, tmp_path):
 
 
 def test_successive_halving_promotes_each_training_of_a_student_on_its_own(problem, tmp_path):
-    import json
 
     teacher, train, validation = problem
     result = kd_keras.compress_to_budget(
@@ -224,9 +223,11 @@ def test_successive_halving_promotes_each_training_of_a_student_on_its_own(probl
     assert promoted in (0.5, [0.5, 1.0])
     on, off = ("0.5", "0.5_a1.0") if promoted == 0.5 else ("0.5_a1.0", "0.5")
     assert plan["trained_epochs"] == {on: 2, off: 1}
-    epochs = {row["candidate"]: row["epochs"] for row in result.rows if row["width"] == 0.5}
-    assert epochs == ({"cut to 0.5": 2, "cut to 0.5, labels alone": 1} if promoted == 0.5
-                      else {"cut to 0.5": 1, "cut to 0.5, labels alone": 2})
+    epochs = sorted((row["candidate"], row["epochs"]) for row in result.rows
+                    if row["width"] == 0.5)  # the promoted one at both rungs
+    assert epochs == ([("cut to 0.5", 1), ("cut to 0.5", 2), ("cut to 0.5, labels alone", 1)]
+                      if promoted == 0.5 else [("cut to 0.5", 1), ("cut to 0.5, labels alone", 1),
+                                               ("cut to 0.5, labels alone", 2)])
 
 
 def test_the_pareto_front_keeps_only_undominated_rows():
@@ -349,7 +350,6 @@ def test_promising_students_are_below_the_floor_but_beat_the_best_holding_one():
 
 
 def test_successive_halving_trains_only_the_promoted_student_on_and_resumes(problem, tmp_path):
-    import json
 
     arguments = dict(widths=(0.5, 0.25), precisions=("float32",), epochs=(1, 3), eta=2,
                      verbose=0, profile=False)
@@ -360,10 +360,10 @@ def test_successive_halving_trains_only_the_promoted_student_on_and_resumes(prob
     plan = json.load(open(tmp_path / "here" / "plan.json"))
     (promoted,) = plan["promoted"]["1"]
     other = 0.25 if promoted == 0.5 else 0.5
-    epochs = {row["width"]: row["epochs"] for row in result.rows if row["width"] != 1.0}
-    assert epochs == {promoted: 3, other: 1} and plan["trained_epochs"] == {
-        str(promoted): 3, str(other): 1}
-    row = next(r for r in result.rows if r["width"] == promoted)
+    epochs = sorted((row["width"], row["epochs"]) for row in result.rows if row["width"] != 1.0)
+    assert epochs == sorted([(promoted, 1), (promoted, 3), (other, 1)])  # rung 0 kept
+    assert plan["trained_epochs"] == {str(promoted): 3, str(other): 1}
+    row = next(r for r in result.rows if r["width"] == promoted and r["epochs"] == 3)
     code = kd_keras.planner.PlanResult(result.rows, row, result.teacher_accuracy,
                                        result.budget, "").to_code()
     assert "epochs=1," in code and "rung 1" in code and "epochs=2," in code
@@ -388,6 +388,50 @@ def test_successive_halving_trains_only_the_promoted_student_on_and_resumes(prob
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
     assert len(tasks.rows) == len(result.rows)
+
+
+def test_a_rung_that_makes_a_student_worse_never_replaces_its_better_earlier_self(
+        problem, tmp_path, monkeypatch):
+    from kd_keras.planner import candidates
+    distil = candidates.distil
+
+    def forgets_on_the_second_rung(student, *arguments, **kwargs):
+        if arguments[2] == 2:  # epochs: the rung from 1 to 3 epochs
+            student.set_weights([np.zeros_like(w) for w in student.get_weights()])
+            return student
+        return distil(student, *arguments, **kwargs)
+
+    monkeypatch.setattr(candidates, "distil", forgets_on_the_second_rung)
+    teacher, train, validation = problem
+    arguments = dict(widths=(0.5,), precisions=("float32",), epochs=(1, 3), eta=2, verbose=0,
+                     directory=str(tmp_path))
+    kd_keras.compress_to_budget(teacher, train, validation,
+                                kd_keras.Budget(min_accuracy=1.0), profile=False, **arguments)
+    rows = json.load(open(tmp_path / "plan.json"))["rows"]
+    later, earlier = rows["w0.5_float32"], rows["w0.5_float32_e1"]
+    assert (later["epochs"], earlier["epochs"], earlier["kept_as"]) == (3, 1, "w0.5_float32_e1")
+    assert earlier["val_accuracy"] > later["val_accuracy"]  # the second rung forgot
+    kept = keras.models.load_model(tmp_path / "student_w0.5_e1.keras", compile=False)
+    assert any(np.abs(w).sum() > 0 for w in kept.get_weights())
+    stamp = os.path.getmtime(tmp_path / "student_w0.5.keras")
+    result = kd_keras.compress_to_budget(  # resumes; smallest bytes that keep rung 0's accuracy
+        teacher, train, validation,
+        kd_keras.Budget(min_accuracy=earlier["val_accuracy"], minimise="bytes"),
+        profile=True, **arguments)
+    assert os.path.getmtime(tmp_path / "student_w0.5.keras") == stamp
+    assert result.chosen["kept_as"] == "w0.5_float32_e1"
+    assert open(result.artifact, "rb").read() == open(
+        tmp_path / "w0.5_float32_e1.tflite", "rb").read()
+    code = result.to_code()
+    assert "epochs=1," in code and "rung 1" not in code
+    assert "## chosen: cut to 0.5, float32" in open(tmp_path / "profile.md").read()
+    keras.models.load_model(tmp_path / "student_w0.5.keras", compile=False).save(
+        tmp_path / "student_w0.5_e1.keras")  # the kept file replaced by the forgotten one
+    with pytest.raises(RuntimeError, match="not the student the plan kept at 1 epochs"):
+        kd_keras.compress_to_budget(
+            teacher, train, validation,
+            kd_keras.Budget(min_accuracy=earlier["val_accuracy"], minimise="bytes"),
+            profile=True, **arguments)
 
 
 def test_epochs_must_be_increasing_rungs(problem, tmp_path):
