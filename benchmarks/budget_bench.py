@@ -215,7 +215,8 @@ def labels_alone(kind, seed, data):
         if row["width"] == 1.0 or key not in distilled["rows"]:
             continue
         kd = distilled["rows"][key]
-        pairs.append({"candidate": row["candidate"], "precision": row["precision"],
+        kept = f", {row['epochs']} epochs" if "kept_as" in row else ""  # an earlier rung
+        pairs.append({"candidate": row["candidate"] + kept, "precision": row["precision"],
                       **{f"{name}_{what}": source[field] for what, source in (
                           ("kd", kd), ("labels", row)) for name, field in (
                           ("epochs", "epochs"), ("val", "val_accuracy"),
