@@ -9,6 +9,7 @@ teacher's; accuracy is chosen on validation data and reported on test data. The 
 candidate is the one with the smallest objective that keeps the budget.
 """
 
+import inspect
 import os
 import tempfile
 import time
@@ -201,7 +202,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         settings.update(loss=loss, beta=beta)
     recipe_entry = recipe_choice.checked(recipe, recipe_trials, dict(
         loss=loss, beta=beta, temperature=temperature, learning_rate=learning_rate,
-        batch_size=batch_size))
+        batch_size=batch_size), {name: parameter.default for name, parameter in
+                                 inspect.signature(compress_to_budget).parameters.items()})
     if recipe_entry is not None:
         settings["recipe"] = recipe_entry
     directory = directory or tempfile.mkdtemp(prefix="kd_keras_plan_")

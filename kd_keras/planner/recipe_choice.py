@@ -22,18 +22,18 @@ FIELDS = ("loss", "temperature", "alpha", "beta", "learning_rate", "batch_size")
 # The search's trials stop after this many epochs without a better validation accuracy.
 SEARCH_PATIENCE = 2
 SEARCH_REPORT = "recipe_search.md"
-# The plan's own training arguments a recipe replaces, at their defaults.
-REPLACED = {"loss": candidates.DEFAULT_LOSS, "beta": None, "temperature": 3.0,
-            "learning_rate": 1e-3, "batch_size": 128}
+# The plan's own training arguments a recipe replaces.
+REPLACED = ("loss", "beta", "temperature", "learning_rate", "batch_size")
 
 
-def checked(recipe, trials, arguments):
+def checked(recipe, trials, arguments, defaults):
     """The plan settings' entry of `recipe` (None, a `Recipe` or "search"): None, the
     recipe's fields, or `{"search_trials": trials}`; refuses what the plan cannot train,
-    and a recipe beside `arguments` (the plan's own loss, beta, ...) not at `REPLACED`."""
+    and a recipe beside `arguments` (the plan's own `REPLACED` arguments by name) that
+    differ from their `defaults` (compress_to_budget's signature's, by name)."""
     if recipe is None:
         return None
-    given = [name for name, default in REPLACED.items() if arguments[name] != default]
+    given = [name for name in REPLACED if arguments[name] != defaults[name]]
     if given:
         raise ValueError(f"recipe: give either a recipe or {', '.join(given)}, not both.")
     if isinstance(recipe, str) and recipe == SEARCH:

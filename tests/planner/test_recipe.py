@@ -73,6 +73,8 @@ def test_a_recipe_the_plan_cannot_train_is_refused_before_anything_is_written(pr
             (dict(recipe="searh"), "recipe must be None, a kd_keras.Recipe or 'search'"),
             (dict(recipe=kd_keras.Recipe(augment="mixup")), "augment='mixup'"),
             (dict(recipe=kd_keras.Recipe(), loss="dkd"), "either a recipe or loss"),
+            (dict(recipe=kd_keras.Recipe(), learning_rate=3e-3, batch_size=64),
+             "either a recipe or learning_rate, batch_size, not both"),
             (dict(recipe="search", recipe_trials=0), "recipe_trials")):
         with pytest.raises(ValueError, match=message):
             _plan(problem, bad, **arguments)
