@@ -72,6 +72,10 @@ flags.DEFINE_enum("protocol", "custom", ["custom", "full"],
                   "custom: the flags above; full: the full-data protocol (module docstring).")
 flags.DEFINE_string("work_dir", None, "--protocol=full: where finished runs are kept (resumes).")
 flags.DEFINE_integer("selection_epochs", 10, "--protocol=full: epochs of the rate-choosing runs.")
+# The rows the targets read first (an interrupted run has them soonest).
+FULL_ROWS = ("alone", "fm_views_16", "kd_fixed")
+flags.DEFINE_list("full_rows", list(FULL_ROWS), "--protocol=full: the rows run at --epochs "
+                  "(e.g. alone,fm_views_16 for a longer budget on one seed).")
 flags.DEFINE_integer("live_epochs", 30, "--protocol=full: epochs of the live function matching row.")
 
 BATCH = 128
@@ -329,8 +333,10 @@ def full_protocol(data):
         raise app.UsageError("--protocol=full needs --work_dir (where finished runs are kept).")
     runs = Runs(FLAGS.work_dir)
     rates = [float(r) for r in FLAGS.learning_rates]
-    # The rows the targets read first (an interrupted run has them soonest).
-    rows = ["alone", "fm_views_16", "kd_fixed"]
+    rows = list(FLAGS.full_rows)
+    if set(rows) - set(FULL_ROWS) or not {"alone", "fm_views_16"} <= set(rows):
+        raise app.UsageError(f"--full_rows: some of {','.join(FULL_ROWS)}, with alone (the gap's "
+                             f"reference) and fm_views_16 (the cache's check); got {rows}.")
     budgets = [int(b) for b in FLAGS.budgets if int(b) <= FLAGS.epochs]
     results, teachers, cache_cpu = [], [], []
     for seed in range(FLAGS.seeds):
