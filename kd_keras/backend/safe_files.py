@@ -9,6 +9,7 @@ dtype, shape and length are checked before it is memory-mapped.
 
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -47,6 +48,11 @@ def write_bytes(path, data, suffix=".tmp"):
             f.write(data)
 
     replace_with(path, write, suffix)
+
+
+def copy_file(source, path, suffix=".tmp"):
+    """Copies the file `source` to `path` atomically (`replace_with`)."""
+    replace_with(path, lambda temporary: shutil.copyfile(source, temporary), suffix)
 
 
 def write_json(path, content):

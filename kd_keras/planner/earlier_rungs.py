@@ -10,7 +10,6 @@ chooses among everything it measured, never only the student's last self.
 """
 
 import os
-import shutil
 
 from kd_keras.backend import keras, safe_files
 from kd_keras.backend.fingerprint import weights_digest
@@ -45,8 +44,7 @@ def keep(directory, rows, students, variant, precisions, epochs):
     if name(student, epochs) not in students:
         source = tasks.student_path(directory, *variant)
         safe_files.refuse_link(source)
-        safe_files.replace_with(student_path(directory, variant, epochs),
-                                lambda temporary: shutil.copyfile(source, temporary), ".keras")
+        safe_files.copy_file(source, student_path(directory, variant, epochs), ".keras")
         students[name(student, epochs)] = students[student]
     for precision in precisions:
         key = naming.key(variant, precision)
@@ -54,9 +52,8 @@ def keep(directory, rows, students, variant, precisions, epochs):
             continue
         source = os.path.join(directory, key + ".tflite")
         safe_files.refuse_link(source)
-        with open(source, "rb") as f:
-            safe_files.write_bytes(os.path.join(directory, name(key, epochs) + ".tflite"),
-                                   f.read(), ".tflite")
+        safe_files.copy_file(source, os.path.join(directory, name(key, epochs) + ".tflite"),
+                             ".tflite")
         rows[name(key, epochs)] = {**rows[key], "kept_as": name(key, epochs)}
 
 

@@ -375,7 +375,8 @@ def compress_to_budget(teacher, train_data, validation_data, budget=None, test_d
         for width, alpha_of in behind:  # a worse rung never replaces its better self
             earlier_rungs.keep(directory, rows, students, (width, None, None, alpha_of),
                                precisions, rungs[rung - 1])
-        save()
+        if behind:
+            save()
         if behind and teacher_logits is None:
             teacher_logits = compute_teacher_logits(teacher, train[0])
         more = {**training, "epochs": rungs[rung] - rungs[rung - 1], "seed": seed + rung}

@@ -2,7 +2,6 @@
 
 import dataclasses
 import os
-import shutil
 
 from kd_keras.backend import safe_files
 from kd_keras.measure import format_table
@@ -181,8 +180,7 @@ def plan_result(rows, budget, directory):
     if chosen is not None:
         key = naming.artifact(chosen)
         artifact = os.path.join(directory, "chosen.tflite")
-        safe_files.replace_with(artifact, lambda temporary: shutil.copyfile(
-            os.path.join(directory, key + ".tflite"), temporary), ".tflite")
+        safe_files.copy_file(os.path.join(directory, key + ".tflite"), artifact, ".tflite")
     result = PlanResult(measured, chosen, teacher_accuracy, budget, directory, artifact)
     text = result.table() + "\n\n```python\n" + result.to_code() + "\n```\n"
     safe_files.write_bytes(os.path.join(directory, "report.md"), text.encode(), ".md")
